@@ -1,0 +1,104 @@
+"""Create, look up and revoke API keys. Keys look like ``oms_<prefix>_<secret>``."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from oms.auth.models import ApiKey
+from oms.shared.clock import utcnow
+from oms.shared.errors import NotFound, Unprocessable
+from oms.shared.roles import Role
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the API key's id, name, role and optional channel binding."""
+
+    key_id: uuid.UUID
+    name: str
+    role: Role
+    channel: str | None
+
+    @property
+    def actor(self) -> str:
+        return f"apikey:{self.name}"
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _split(token: str) -> tuple[str, str] | None:
+    parts = token.split("_")
+    if len(parts) != 3 or parts[0] != "oms" or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+async def create_api_key(
+    session: AsyncSession, *, name: str, role: Role, channel: str | None = None
+) -> tuple[ApiKey, str]:
+    """Store a new key (hashed) and return it with the plaintext token, shown once."""
+    if channel is not None and role not in (Role.STOREFRONT, Role.CONNECTOR):
+        raise Unprocessable("only storefront and connector keys can be bound to a channel")
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32).replace("_", "-")
+    key = ApiKey(
+        id=uuid.uuid4(),
+        prefix=prefix,
+        secret_hash=_hash(secret),
+        name=name,
+        role=role.value,
+        channel=channel,
+    )
+    session.add(key)
+    await session.flush()
+    return key, f"oms_{prefix}_{secret}"
+
+
+async def authenticate(session: AsyncSession, *, token: str) -> Principal | None:
+    """The principal for a token, or None if unknown, wrong or revoked (constant-time check)."""
+    parts = _split(token)
+    if parts is None:
+        return None
+    prefix, secret = parts
+    row = (
+        await session.execute(
+            select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.channel, ApiKey.secret_hash).where(
+                ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)
+            )
+        )
+    ).first()
+    candidate = _hash(secret)
+    if row is None:
+        hmac.compare_digest(candidate, candidate)  # same work whether or not the prefix exists
+        return None
+    if not hmac.compare_digest(candidate, row.secret_hash):
+        return None
+    return Principal(key_id=row.id, name=row.name, role=Role(row.role), channel=row.channel)
+
+
+async def list_api_keys(session: AsyncSession) -> list[ApiKey]:
+    """Every key, newest first (hashes never leave the database layer)."""
+    return list((await session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc()))).all())
+
+
+async def revoke_api_key(session: AsyncSession, *, key_id: uuid.UUID | None = None, prefix: str | None = None) -> None:
+    """Revoke a key by id or prefix; it stops working on the next request."""
+    stmt = update(ApiKey).where(ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+    if key_id is not None:
+        stmt = stmt.where(ApiKey.id == key_id)
+    elif prefix is not None:
+        stmt = stmt.where(ApiKey.prefix == prefix)
+    else:
+        raise Unprocessable("give a key id or prefix")
+    result = await session.execute(stmt.returning(ApiKey.id))
+    if result.first() is None:
+        raise NotFound("no active API key with that id or prefix", code="api_key_not_found")

@@ -1,0 +1,50 @@
+"""Settings, read from ``OMS_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class Settings(BaseSettings):
+    """Every setting is documented in the README's Configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="OMS_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL (postgresql+asyncpg://...). Unset: start an embedded Postgres.",
+    )
+    data_dir: Path = Field(
+        default=Path(".oms"), description="Folder for the embedded Postgres data and its log."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = Field(default_factory=_default_workers)
+    db_pool_size: int = 8
+    db_max_overflow: int = 4
+    db_pool_timeout_s: float = 5.0
+    db_connect_timeout_s: float = 5.0
+    db_statement_timeout_ms: int = 10_000
+    max_body_bytes: int = 262_144
+    max_order_lines: int = 250
+    idempotency_ttl_hours: int = 24
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    webhook_tolerance_s: int = 300
+    run_migrations_on_start: bool = True
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,55 @@
+"""Request-scoped dependencies: one transaction per request, and API key authentication."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from oms.auth.service import Principal, authenticate
+from oms.db import run_after_commit
+from oms.shared.errors import Forbidden, Unauthorized
+from oms.shared.roles import Role
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session and one transaction per request: commit on success, roll back on error."""
+    async with request.app.state.sessionmaker() as session:
+        async with session.begin():
+            yield session
+        run_after_commit(session)
+
+
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer oms_<prefix>_<secret>`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Alternative to Bearer")
+
+
+def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency admitting API keys of the given roles (admin is always admitted)."""
+    allowed = frozenset(roles) | {Role.ADMIN}
+
+    async def dependency(
+        session: Session,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        header_key: Annotated[str | None, Depends(_header)],
+    ) -> Principal:
+        token = bearer.credentials if bearer else header_key
+        if not token:
+            raise Unauthorized("send an API key: Authorization: Bearer <key>", code="missing_api_key")
+        principal = await authenticate(session, token=token)
+        if principal is None:
+            raise Unauthorized("the API key is unknown or revoked", code="invalid_api_key")
+        if principal.role not in allowed:
+            raise Forbidden(
+                f"role '{principal.role}' may not call this operation; needs one of: "
+                + ", ".join(sorted(allowed)),
+                code="role_not_allowed",
+            )
+        return principal
+
+    return dependency

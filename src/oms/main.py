@@ -1,0 +1,198 @@
+"""The FastAPI application: routers, lifespan, exception handlers, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from oms import __version__
+from oms.config import Settings, get_settings
+from oms.db import create_engine, create_sessionmaker
+from oms.orders.router import router as orders_router
+from oms.shared import metrics
+from oms.shared.errors import PROBLEM_JSON, ProblemError, ServiceUnavailable
+from oms.shared.middleware import RequestContextMiddleware
+from oms.shared.openapi import Problem
+
+log = logging.getLogger("oms")
+
+DESCRIPTION = """
+**oms** is a headless order-management service: a guarded order lifecycle, multi-warehouse
+inventory that never oversells, explainable routing, and webhooks in and out.
+
+* Authenticate with an API key: `Authorization: Bearer oms_<prefix>_<secret>` (create one with
+  `oms apikey create`). Roles: `admin`, `storefront`, `fulfillment`, `connector`.
+* Money is always integer **minor units** (cents) with an ISO 4217 `currency`.
+* Every error is RFC 9457 `application/problem+json` with a stable `code` to branch on.
+* Retry order creation safely with an `Idempotency-Key` header.
+"""
+
+
+def _problem_response(request: Request, problem: ProblemError) -> JSONResponse:
+    return JSONResponse(
+        problem.to_dict(instance=request.url.path),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers or None,
+    )
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        out.append({"field": ".".join(loc), "loc": loc, "message": err.get("msg"), "type": err.get("type")})
+    return out
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
+        return _problem_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        if any(e["type"] == "json_invalid" for e in errors):
+            problem = ProblemError(
+                "the request body is not valid JSON", code="malformed_json", title="Malformed JSON"
+            )
+        else:
+            problem = ProblemError(
+                "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
+                status=422,
+                code="validation_error",
+                title="The request is not valid",
+                errors=errors,
+            )
+        return _problem_response(request, problem)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
+        problem = ProblemError(
+            str(exc.detail),
+            status=exc.status_code,
+            code=codes.get(exc.status_code, f"http_{exc.status_code}"),
+            title=str(exc.detail),
+            headers=dict(exc.headers or {}),
+        )
+        return _problem_response(request, problem)
+
+    async def _db_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable", extra={"error": type(exc).__name__})
+        problem = ServiceUnavailable(
+            "the database is unavailable; retry shortly",
+            code="database_unavailable",
+            headers={"Retry-After": "2"},
+        )
+        return _problem_response(request, problem)
+
+    app.add_exception_handler(OperationalError, _db_down)
+    app.add_exception_handler(PoolTimeout, _db_down)
+    app.add_exception_handler(ConnectionError, _db_down)
+    app.add_exception_handler(TimeoutError, _db_down)
+
+    @app.exception_handler(DBAPIError)
+    async def _dbapi(request: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated or "QueryCanceled" in type(exc.orig).__name__:
+            return await _db_down(request, exc)
+        log.exception("database error", exc_info=exc)
+        return _problem_response(
+            request, ProblemError("internal error", status=500, code="internal_error")
+        )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; the database engine is created in the lifespan from ``settings``."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="oms",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "orders", "description": "Place, read and move orders through their life"},
+            {"name": "meta", "description": "Health, readiness, metrics and the state machine"},
+        ],
+    )
+    app.state.settings = settings
+    install_exception_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(orders_router)
+
+    @app.get("/healthz", tags=["meta"], summary="Liveness: the process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["meta"],
+        summary="Readiness: the database answers",
+        responses={503: {"model": Problem, "description": "Database unreachable"}},
+    )
+    async def readyz(request: Request) -> Any:
+        try:
+            async with asyncio.timeout(2):
+                async with request.app.state.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure means "not ready"
+            problem = ServiceUnavailable(
+                f"database unreachable ({type(exc).__name__})",
+                code="database_unavailable",
+                headers={"Retry-After": "2"},
+            )
+            return _problem_response(request, problem)
+        return {"status": "ready", "database": "ok"}
+
+    @app.get("/metrics", tags=["meta"], summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    def custom_openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+            Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = custom_openapi  # type: ignore[method-assign]
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for ``uvicorn --factory oms.main:app_factory``."""
+    return create_app()

@@ -1,0 +1,281 @@
+"""HTTP routes of the orders API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from pydantic import EmailStr
+
+from oms.auth.service import Principal
+from oms.deps import Session, require
+from oms.orders import domain, service
+from oms.orders.models import Order
+from oms.orders.schemas import (
+    Address,
+    Customer,
+    OrderCreate,
+    OrderEventRead,
+    OrderLineRead,
+    OrderPage,
+    OrderRead,
+    StateMachineRead,
+    Totals,
+    TransitionRead,
+    TransitionRequest,
+)
+from oms.shared.logging import request_id_var
+from oms.shared.openapi import AUTH_PROBLEMS, problems
+from oms.shared.roles import Role
+
+router = APIRouter(prefix="/v1", tags=["orders"])
+
+Reader = Annotated[Principal, Depends(require(Role.STOREFRONT, Role.FULFILLMENT))]
+Creator = Annotated[Principal, Depends(require(Role.STOREFRONT))]
+Mover = Annotated[Principal, Depends(require(Role.STOREFRONT, Role.FULFILLMENT))]
+
+
+def to_read(order: Order) -> OrderRead:
+    cod = order.payment_method == domain.PaymentMethod.CASH_ON_DELIVERY
+    return OrderRead(
+        id=order.id,
+        number=order.number,
+        status=domain.OrderStatus(order.status),
+        version=order.version,
+        allowed_transitions=domain.allowed_next(domain.OrderStatus(order.status), cash_on_delivery=cod),
+        channel=order.channel,
+        external_reference=order.external_reference,
+        customer=Customer.model_construct(id=order.customer_id, email=order.customer_email),
+        shipping_address=Address.model_construct(
+            name=order.ship_name,
+            lines=order.ship_lines,
+            city=order.ship_city,
+            postal_code=order.ship_postal_code,
+            region=order.ship_region,
+            country=order.ship_country,
+            latitude=order.ship_latitude,
+            longitude=order.ship_longitude,
+        ),
+        payment_method=domain.PaymentMethod(order.payment_method),
+        priority=domain.Priority(order.priority),
+        currency=order.currency,
+        lines=[
+            OrderLineRead(
+                id=ln.id,
+                line_no=ln.line_no,
+                sku=ln.sku,
+                name=ln.name,
+                quantity=ln.quantity,
+                unit_price=ln.unit_price,
+                tax_rate_bps=ln.tax_rate_bps,
+                subtotal=ln.subtotal_amount,
+                tax=ln.tax_amount,
+                total=ln.total_amount,
+            )
+            for ln in order.lines
+        ],
+        totals=Totals(
+            subtotal=order.subtotal_amount,
+            tax_total=order.tax_amount,
+            shipping_fee=order.shipping_fee,
+            total=order.total_amount,
+        ),
+        carrier=order.carrier,
+        tracking_number=order.tracking_number,
+        notes=order.notes,
+        attributes=order.attributes,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        paid_at=order.paid_at,
+        shipped_at=order.shipped_at,
+        delivered_at=order.delivered_at,
+        cancelled_at=order.cancelled_at,
+    )
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=OrderRead,
+    summary="Place an order",
+    description=(
+        "Creates an order in status `placed`. Totals are computed by the server in integer minor "
+        "units. Send an `Idempotency-Key` header to retry safely: the same key with the same body "
+        "returns the first response (with `Idempotent-Replayed: true`); the same key with a "
+        "different body is rejected with 422 `idempotency_key_reused`. `external_reference` is "
+        "unique per channel (409 `duplicate_external_reference`)."
+    ),
+    responses=problems(400, 409, 413, 415, *AUTH_PROBLEMS),
+)
+async def create_order(
+    data: OrderCreate,
+    request: Request,
+    response: Response,
+    session: Session,
+    principal: Creator,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", min_length=1, max_length=255, description="Unique per request"),
+    ] = None,
+) -> OrderRead | Response:
+    settings = request.app.state.settings
+    scope = str(principal.key_id)
+    if idempotency_key is not None:
+        stored = await service.claim_idempotency_key(
+            session,
+            scope=scope,
+            key=idempotency_key,
+            fingerprint=service.request_fingerprint(data),
+            ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        )
+        if stored is not None:
+            replay = OrderRead.model_validate(stored.body)
+            response.status_code = stored.status
+            response.headers["Idempotent-Replayed"] = "true"
+            response.headers["Location"] = f"/v1/orders/{replay.id}"
+            return replay
+    order = await service.place_order(
+        session, data=data, principal=principal, request_id=request_id_var.get()
+    )
+    read = to_read(order)
+    if idempotency_key is not None:
+        await service.store_idempotent_response(
+            session,
+            scope=scope,
+            key=idempotency_key,
+            status=201,
+            body=read.model_dump(mode="json"),
+            order_id=order.id,
+        )
+    response.headers["Location"] = f"/v1/orders/{order.id}"
+    return read
+
+
+@router.get(
+    "/orders",
+    response_model=OrderPage,
+    summary="List orders",
+    description="Newest first, with filters and cursor pagination (`next_cursor`).",
+    responses=problems(400, *AUTH_PROBLEMS),
+)
+async def list_orders(
+    session: Session,
+    principal: Reader,
+    status: Annotated[list[domain.OrderStatus] | None, Query(description="Repeatable")] = None,
+    channel: Annotated[str | None, Query(max_length=64)] = None,
+    customer_id: Annotated[str | None, Query(max_length=128)] = None,
+    customer_email: Annotated[EmailStr | None, Query()] = None,
+    created_from: Annotated[datetime | None, Query(description="Inclusive, ISO 8601")] = None,
+    created_to: Annotated[datetime | None, Query(description="Exclusive, ISO 8601")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> OrderPage:
+    orders, next_cursor = await service.list_orders(
+        session,
+        principal=principal,
+        filters=service.OrderFilter(
+            status=status,
+            channel=channel,
+            customer_id=customer_id,
+            customer_email=customer_email,
+            created_from=created_from,
+            created_to=created_to,
+        ),
+        limit=limit,
+        cursor=cursor,
+    )
+    return OrderPage(items=[to_read(o) for o in orders], next_cursor=next_cursor)
+
+
+@router.get(
+    "/customers/{customer_id}/orders",
+    response_model=OrderPage,
+    summary="A customer's order history",
+    responses=problems(400, *AUTH_PROBLEMS),
+)
+async def customer_orders(
+    customer_id: Annotated[str, Path(min_length=1, max_length=128)],
+    session: Session,
+    principal: Reader,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> OrderPage:
+    orders, next_cursor = await service.list_orders(
+        session,
+        principal=principal,
+        filters=service.OrderFilter(customer_id=customer_id),
+        limit=limit,
+        cursor=cursor,
+    )
+    return OrderPage(items=[to_read(o) for o in orders], next_cursor=next_cursor)
+
+
+@router.get(
+    "/orders/{order_id}",
+    response_model=OrderRead,
+    summary="Get an order",
+    responses=problems(404, *AUTH_PROBLEMS),
+)
+async def get_order(order_id: uuid.UUID, session: Session, principal: Reader) -> OrderRead:
+    return to_read(await service.get_order(session, order_id=order_id, principal=principal))
+
+
+@router.post(
+    "/orders/{order_id}/transitions",
+    response_model=OrderRead,
+    summary="Move an order to its next status",
+    description=(
+        "Applies one transition of the state machine (see `GET /v1/order-state-machine`). "
+        "Illegal moves get 409 `illegal_transition` naming the current status and the allowed "
+        "next ones; shipping needs `carrier` and `tracking_number` (422 "
+        "`shipping_details_required`); a concurrent change gets 409 `concurrent_modification`."
+    ),
+    responses=problems(404, 409, *AUTH_PROBLEMS),
+)
+async def transition_order(
+    order_id: uuid.UUID, change: TransitionRequest, session: Session, principal: Mover
+) -> OrderRead:
+    order = await service.transition_order(
+        session, order_id=order_id, change=change, principal=principal, request_id=request_id_var.get()
+    )
+    return to_read(order)
+
+
+@router.get(
+    "/orders/{order_id}/history",
+    response_model=list[OrderEventRead],
+    summary="An order's history: who moved it, when, and why",
+    responses=problems(404, *AUTH_PROBLEMS),
+)
+async def order_history(
+    order_id: uuid.UUID, session: Session, principal: Reader
+) -> list[OrderEventRead]:
+    events = await service.order_history(session, order_id=order_id, principal=principal)
+    return [OrderEventRead.model_validate(e, from_attributes=True) for e in events]
+
+
+@router.get(
+    "/order-state-machine",
+    response_model=StateMachineRead,
+    response_model_by_alias=True,
+    summary="The order state machine (machine-readable transition table)",
+    tags=["meta"],
+)
+async def state_machine() -> StateMachineRead:
+    return StateMachineRead(
+        states=list(domain.OrderStatus),
+        initial=domain.OrderStatus.PLACED,
+        terminal=sorted(domain.TERMINAL),
+        transitions=[
+            TransitionRead(
+                source=t.source,
+                target=t.target,
+                roles=sorted(r.value for r in t.roles),
+                conditions=sorted(c.value for c in t.conditions),
+            )
+            for t in domain.TRANSITIONS
+        ],
+        mermaid=domain.mermaid(),
+    )

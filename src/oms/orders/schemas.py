@@ -1,0 +1,219 @@
+"""Request and response bodies of the orders API. Money is integer minor units."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
+
+from oms.orders.domain import OrderStatus, PaymentMethod, Priority
+from oms.shared.codes import normalize_country, normalize_currency
+
+Currency = Annotated[
+    str,
+    Field(min_length=3, max_length=3, description="ISO 4217 code", examples=["EUR"]),
+    AfterValidator(normalize_currency),
+]
+Country = Annotated[
+    str,
+    Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2 code", examples=["DE"]),
+    AfterValidator(normalize_country),
+]
+Minor = Annotated[int, Field(ge=0, le=10**12, description="Amount in minor units (cents)")]
+Text200 = Annotated[str, Field(min_length=1, max_length=200)]
+Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$")]
+Channel = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._\-]*$", examples=["web"])
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class OrderLineCreate(Strict):
+    sku: Sku = Field(examples=["TSHIRT-RED-M"])
+    name: Text200 | None = None
+    quantity: int = Field(gt=0, le=10_000, examples=[2])
+    unit_price: Minor = Field(examples=[1999])
+    tax_rate_bps: int = Field(
+        default=0, ge=0, le=10_000, description="Tax rate in basis points (1900 = 19%)"
+    )
+
+
+class Customer(Strict):
+    id: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        default=None, examples=["cus_123"]
+    )
+    email: EmailStr | None = Field(default=None, examples=["ada@example.com"])
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Customer:
+        if self.id is None and self.email is None:
+            raise ValueError("customer needs an id or an email")
+        return self
+
+
+class Address(Strict):
+    name: Text200 | None = Field(default=None, examples=["Ada Lovelace"])
+    lines: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=4, examples=[["Unter den Linden 1"]]
+    )
+    city: Annotated[str, Field(min_length=1, max_length=128)] = Field(examples=["Berlin"])
+    postal_code: Annotated[str, Field(min_length=1, max_length=32)] | None = Field(
+        default=None, examples=["10117"]
+    )
+    region: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    country: Country
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+
+    @model_validator(mode="after")
+    def _both_coordinates(self) -> Address:
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("give both latitude and longitude, or neither")
+        return self
+
+
+class OrderCreate(Strict):
+    channel: Channel
+    external_reference: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        default=None,
+        description="The order's id in the sales channel; unique per channel",
+        examples=["SHOP-1001"],
+    )
+    currency: Currency
+    customer: Customer
+    shipping_address: Address
+    payment_method: PaymentMethod = PaymentMethod.CARD
+    priority: Priority = Priority.STANDARD
+    shipping_fee: Minor = 0
+    lines: list[OrderLineCreate] = Field(min_length=1, max_length=250)
+    notes: Annotated[str, Field(max_length=2000)] | None = None
+    attributes: dict[str, Any] = Field(
+        default_factory=dict, max_length=50, description="Free-form key/value data you own"
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "channel": "web",
+                    "external_reference": "SHOP-1001",
+                    "currency": "EUR",
+                    "customer": {"id": "cus_123", "email": "ada@example.com"},
+                    "shipping_address": {
+                        "name": "Ada Lovelace",
+                        "lines": ["Unter den Linden 1"],
+                        "city": "Berlin",
+                        "postal_code": "10117",
+                        "country": "DE",
+                    },
+                    "payment_method": "card",
+                    "priority": "standard",
+                    "shipping_fee": 495,
+                    "lines": [
+                        {"sku": "TSHIRT-RED-M", "quantity": 2, "unit_price": 1999, "tax_rate_bps": 1900}
+                    ],
+                }
+            ]
+        },
+    )
+
+
+class OrderLineRead(BaseModel):
+    id: uuid.UUID
+    line_no: int
+    sku: str
+    name: str | None
+    quantity: int
+    unit_price: int
+    tax_rate_bps: int
+    subtotal: int
+    tax: int
+    total: int
+
+
+class Totals(BaseModel):
+    subtotal: int = Field(description="Sum of line subtotals (minor units)")
+    tax_total: int
+    shipping_fee: int
+    total: int
+
+
+class OrderRead(BaseModel):
+    id: uuid.UUID
+    number: int
+    status: OrderStatus
+    version: int
+    allowed_transitions: list[OrderStatus]
+    channel: str
+    external_reference: str | None
+    customer: Customer
+    shipping_address: Address
+    payment_method: PaymentMethod
+    priority: Priority
+    currency: str
+    lines: list[OrderLineRead]
+    totals: Totals
+    carrier: str | None
+    tracking_number: str | None
+    notes: str | None
+    attributes: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    paid_at: datetime | None
+    shipped_at: datetime | None
+    delivered_at: datetime | None
+    cancelled_at: datetime | None
+
+
+class OrderPage(BaseModel):
+    items: list[OrderRead]
+    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null at the end")
+
+
+class TransitionRequest(Strict):
+    to: OrderStatus = Field(examples=["shipped"])
+    reason: Annotated[str, Field(max_length=500)] | None = None
+    carrier: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, examples=["DHL"]
+    )
+    tracking_number: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        default=None, examples=["JJD000390007"]
+    )
+    expected_version: int | None = Field(
+        default=None, ge=1, description="Optimistic concurrency: fail with 409 if the order moved on"
+    )
+
+
+class OrderEventRead(BaseModel):
+    id: int
+    kind: str
+    from_status: OrderStatus | None
+    to_status: OrderStatus | None
+    actor: str
+    actor_role: str | None
+    reason: str | None
+    data: dict[str, Any]
+    request_id: str | None
+    created_at: datetime
+
+
+class TransitionRead(BaseModel):
+    source: OrderStatus = Field(serialization_alias="from")
+    target: OrderStatus = Field(serialization_alias="to")
+    roles: list[str]
+    conditions: list[str]
+
+
+class StateMachineRead(BaseModel):
+    states: list[OrderStatus]
+    initial: OrderStatus
+    terminal: list[OrderStatus]
+    transitions: list[TransitionRead]
+    mermaid: str
