@@ -14,7 +14,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from oms.config import Settings
 from oms.db import create_sessionmaker
@@ -55,7 +60,9 @@ async def migrated(database_url: str) -> str:
 
 @pytest.fixture(scope="session")
 def settings(migrated: str) -> Settings:
-    return Settings(database_url=migrated, db_pool_size=10, db_max_overflow=10, db_pool_timeout_s=30)
+    return Settings(
+        database_url=migrated, db_pool_size=10, db_max_overflow=10, db_pool_timeout_s=30
+    )
 
 
 @pytest.fixture(scope="session")

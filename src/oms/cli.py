@@ -109,13 +109,31 @@ async def _apikey(args: argparse.Namespace, url: str) -> int:
                 key, token = await service.create_api_key(
                     session, name=args.name, role=Role(args.role), channel=args.channel
                 )
-                print(json.dumps({"id": str(key.id), "prefix": key.prefix, "role": key.role,
-                                  "channel": key.channel, "key": token}))
+                print(
+                    json.dumps(
+                        {
+                            "id": str(key.id),
+                            "prefix": key.prefix,
+                            "role": key.role,
+                            "channel": key.channel,
+                            "key": token,
+                        }
+                    )
+                )
             elif args.action == "list":
                 for k in await service.list_api_keys(session):
-                    print(json.dumps({"id": str(k.id), "prefix": k.prefix, "name": k.name,
-                                      "role": k.role, "channel": k.channel,
-                                      "revoked": k.revoked_at is not None}))
+                    print(
+                        json.dumps(
+                            {
+                                "id": str(k.id),
+                                "prefix": k.prefix,
+                                "name": k.name,
+                                "role": k.role,
+                                "channel": k.channel,
+                                "revoked": k.revoked_at is not None,
+                            }
+                        )
+                    )
             else:
                 await service.revoke_api_key(session, prefix=args.prefix)
                 print(f"oms: revoked {args.prefix}", file=sys.stderr)

@@ -40,7 +40,9 @@ def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         token = bearer.credentials if bearer else header_key
         if not token:
-            raise Unauthorized("send an API key: Authorization: Bearer <key>", code="missing_api_key")
+            raise Unauthorized(
+                "send an API key: Authorization: Bearer <key>", code="missing_api_key"
+            )
         principal = await authenticate(session, token=token)
         if principal is None:
             raise Unauthorized("the API key is unknown or revoked", code="invalid_api_key")

@@ -255,7 +255,7 @@ class EmbeddedPostgres:
             raise EmbeddedPostgresError(
                 f"the PostgreSQL socket path {socket} is {size} bytes long; Unix sockets allow "
                 f"fewer than {MAX_SOCKET_PATH}. Use a shorter data directory, e.g. "
-                "OMS_DATA_DIR=/var/lib/oms/pgdata."
+                "OMS_DATA_DIR=/var/lib/oms."
             )
 
     def _tools(self) -> Path:
@@ -326,8 +326,10 @@ class EmbeddedPostgres:
                     f"the unprivileged user {user.name!r} that runs PostgreSQL cannot enter "
                     f"{unreachable}, a parent of the data directory {self.data_dir}. oms changes "
                     "no permissions outside its data directory: choose a data directory that "
-                    "user can reach (e.g. OMS_DATA_DIR=/var/lib/oms/pgdata), set OMS_PG_USER, "
-                    "or run oms as a non-root user."
+                    "user can reach (e.g. OMS_DATA_DIR=/var/lib/oms), set OMS_PG_USER, or run "
+                    "oms as a non-root user. For a throwaway cluster use "
+                    "oms.embedded.temp_data_dir() itself as the data directory, not a folder "
+                    "inside a mkdtemp directory (mode 0700)."
                 )
         try:
             self.data_dir.mkdir(mode=0o700)

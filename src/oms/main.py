@@ -53,7 +53,9 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
-        out.append({"field": ".".join(loc), "loc": loc, "message": err.get("msg"), "type": err.get("type")})
+        out.append(
+            {"field": ".".join(loc), "loc": loc, "message": err.get("msg"), "type": err.get("type")}
+        )
     return out
 
 

@@ -111,7 +111,7 @@ def test_start_and_stop_are_idempotent(data_dir: Path) -> None:
     assert pg.postmaster_pid is None
     pg.stop()
     other.stop()
-    assert not _alive(pid)
+    _wait_gone(pid)
 
 
 async def test_a_killed_server_is_recovered(data_dir: Path) -> None:
@@ -136,17 +136,20 @@ def _kill_server_hard(pid: int) -> None:
     """SIGKILL the postmaster, then wait until it and its children are gone."""
     children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
     for process in [pid, *map(int, children.stdout.split())]:
-        while _alive(process):
-            assert time.monotonic() < deadline, f"process {process} outlived its postmaster"
-            time.sleep(0.05)
+        _wait_gone(process)
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs; a zombie (not yet reaped by init) counts as gone."""
-    out = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
-    return out.stdout.strip() not in ("", "Z") and not out.stdout.startswith("Z")
+def _wait_gone(pid: int, timeout: float = 30) -> None:
+    """Wait until ``pid`` no longer exists (exited and reaped by init)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, f"process {pid} still exists"
+        time.sleep(0.05)
 
 
 def test_too_long_socket_path_is_refused_before_touching_the_disk() -> None:

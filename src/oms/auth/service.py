@@ -90,7 +90,9 @@ async def list_api_keys(session: AsyncSession) -> list[ApiKey]:
     return list((await session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc()))).all())
 
 
-async def revoke_api_key(session: AsyncSession, *, key_id: uuid.UUID | None = None, prefix: str | None = None) -> None:
+async def revoke_api_key(
+    session: AsyncSession, *, key_id: uuid.UUID | None = None, prefix: str | None = None
+) -> None:
     """Revoke a key by id or prefix; it stops working on the next request."""
     stmt = update(ApiKey).where(ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
     if key_id is not None:

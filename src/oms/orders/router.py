@@ -44,7 +44,9 @@ def to_read(order: Order) -> OrderRead:
         number=order.number,
         status=domain.OrderStatus(order.status),
         version=order.version,
-        allowed_transitions=domain.allowed_next(domain.OrderStatus(order.status), cash_on_delivery=cod),
+        allowed_transitions=domain.allowed_next(
+            domain.OrderStatus(order.status), cash_on_delivery=cod
+        ),
         channel=order.channel,
         external_reference=order.external_reference,
         customer=Customer.model_construct(id=order.customer_id, email=order.customer_email),
@@ -117,7 +119,9 @@ async def create_order(
     principal: Creator,
     idempotency_key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", min_length=1, max_length=255, description="Unique per request"),
+        Header(
+            alias="Idempotency-Key", min_length=1, max_length=255, description="Unique per request"
+        ),
     ] = None,
 ) -> OrderRead | Response:
     settings = request.app.state.settings
@@ -238,7 +242,11 @@ async def transition_order(
     order_id: uuid.UUID, change: TransitionRequest, session: Session, principal: Mover
 ) -> OrderRead:
     order = await service.transition_order(
-        session, order_id=order_id, change=change, principal=principal, request_id=request_id_var.get()
+        session,
+        order_id=order_id,
+        change=change,
+        principal=principal,
+        request_id=request_id_var.get(),
     )
     return to_read(order)
 

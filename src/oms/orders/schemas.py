@@ -117,7 +117,12 @@ class OrderCreate(Strict):
                     "priority": "standard",
                     "shipping_fee": 495,
                     "lines": [
-                        {"sku": "TSHIRT-RED-M", "quantity": 2, "unit_price": 1999, "tax_rate_bps": 1900}
+                        {
+                            "sku": "TSHIRT-RED-M",
+                            "quantity": 2,
+                            "unit_price": 1999,
+                            "tax_rate_bps": 1900,
+                        }
                     ],
                 }
             ]
@@ -174,7 +179,9 @@ class OrderRead(BaseModel):
 
 class OrderPage(BaseModel):
     items: list[OrderRead]
-    next_cursor: str | None = Field(description="Pass as `cursor` to get the next page; null at the end")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null at the end"
+    )
 
 
 class TransitionRequest(Strict):
@@ -187,7 +194,9 @@ class TransitionRequest(Strict):
         default=None, examples=["JJD000390007"]
     )
     expected_version: int | None = Field(
-        default=None, ge=1, description="Optimistic concurrency: fail with 409 if the order moved on"
+        default=None,
+        ge=1,
+        description="Optimistic concurrency: fail with 409 if the order moved on",
     )
 
 

@@ -79,12 +79,20 @@ async def claim_idempotency_key(
             code="idempotency_key_reused",
         )
     if row.response_status is None or row.response_body is None:
-        raise Conflict("a request with this Idempotency-Key is in progress", code="idempotency_in_progress")
+        raise Conflict(
+            "a request with this Idempotency-Key is in progress", code="idempotency_in_progress"
+        )
     return StoredResponse(row.response_status, row.response_body)
 
 
 async def store_idempotent_response(
-    session: AsyncSession, *, scope: str, key: str, status: int, body: dict[str, Any], order_id: uuid.UUID
+    session: AsyncSession,
+    *,
+    scope: str,
+    key: str,
+    status: int,
+    body: dict[str, Any],
+    order_id: uuid.UUID,
 ) -> None:
     """Save the response so a retry with the same key gets it back."""
     await session.execute(
@@ -215,7 +223,9 @@ async def place_order(
         )
     now = utcnow()
     order_id = uuid.uuid4()
-    amounts = [domain.line_amounts(ln.quantity, ln.unit_price, ln.tax_rate_bps) for ln in data.lines]
+    amounts = [
+        domain.line_amounts(ln.quantity, ln.unit_price, ln.tax_rate_bps) for ln in data.lines
+    ]
     totals = domain.order_totals(amounts, data.shipping_fee)
     addr = data.shipping_address
     values = {
@@ -247,13 +257,13 @@ async def place_order(
         "created_at": now,
         "updated_at": now,
     }
-    stmt = pg_insert(Order).values(**values).returning(Order.id)
+    stmt = pg_insert(Order).values(**values)
     if data.external_reference is not None:
         stmt = stmt.on_conflict_do_nothing(
             index_elements=["channel", "external_reference"],
             index_where=Order.external_reference.is_not(None),
         )
-    inserted = (await session.execute(stmt)).scalar_one_or_none()
+    inserted = (await session.execute(stmt.returning(Order.id))).scalar_one_or_none()
     if inserted is None:
         existing = await session.scalar(
             select(Order.id).where(
@@ -377,7 +387,11 @@ async def transition_order(
     except (domain.IllegalTransition, domain.RoleNotAllowed, domain.MissingShippingDetails) as exc:
         raise _problem_for(exc) from exc
     now = utcnow()
-    values: dict[str, Any] = {"status": change.to.value, "version": order.version + 1, "updated_at": now}
+    values: dict[str, Any] = {
+        "status": change.to.value,
+        "version": order.version + 1,
+        "updated_at": now,
+    }
     if change.to in _TIMESTAMP_FOR:
         values[_TIMESTAMP_FOR[change.to]] = now
     if change.to is OrderStatus.SHIPPED:

@@ -15,7 +15,9 @@ from prometheus_client import (
 )
 
 HTTP_REQUESTS = Counter(
-    "oms_http_requests_total", "HTTP requests by method, route and status", ["method", "route", "status"]
+    "oms_http_requests_total",
+    "HTTP requests by method, route and status",
+    ["method", "route", "status"],
 )
 HTTP_LATENCY = Histogram(
     "oms_http_request_duration_seconds",
@@ -24,7 +26,9 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 ORDER_TRANSITIONS = Counter(
-    "oms_order_transitions_total", "Committed order status transitions", ["from_status", "to_status"]
+    "oms_order_transitions_total",
+    "Committed order status transitions",
+    ["from_status", "to_status"],
 )
 ORDERS_PLACED = Counter("oms_orders_placed_total", "Committed orders by channel", ["channel"])
 

@@ -19,16 +19,16 @@ access_log = logging.getLogger("oms.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class RequestContextMiddleware:
     """Tags each request with an id (``X-Request-ID``), caps the body, logs and measures it."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, raw_body_prefixes: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # routes that take non-JSON bodies (e.g. form-encoded webhooks) skip the 415 check
+        self.raw_prefixes = raw_body_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,37 +43,26 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         start = time.perf_counter()
         status_holder = [500]
-        started = [False]
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                started[0] = True
                 status_holder[0] = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
-        received = [0]
-
-        async def receive_wrapper() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                received[0] += len(message.get("body", b""))
-                if received[0] > self.max_body_bytes:
-                    raise _BodyTooLarge
-            return message
-
         try:
-            if self._declared_too_large(scope):
-                await self._send_too_large(send_wrapper, scope)
+            if scope["method"] not in _BODY_METHODS:
+                await self.app(scope, receive, send_wrapper)
+            elif _declared_length(scope) > self.max_body_bytes:
+                await self._send_problem(send_wrapper, scope, 413)
+            elif (body := await self._read_body(receive)) is None:
+                await self._send_problem(send_wrapper, scope, 413)
+            elif body and not _is_json(scope) and not scope["path"].startswith(self.raw_prefixes):
+                await self._send_problem(send_wrapper, scope, 415)
             else:
-                try:
-                    await self.app(scope, receive_wrapper, send_wrapper)
-                except _BodyTooLarge:
-                    if started[0]:
-                        raise
-                    await self._send_too_large(send_wrapper, scope)
+                await self.app(scope, _replay(body, receive), send_wrapper)
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
@@ -93,33 +82,81 @@ class RequestContextMiddleware:
             )
             request_id_var.reset(token)
 
-    def _declared_too_large(self, scope: Scope) -> bool:
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    return int(value) > self.max_body_bytes
-                except ValueError:
-                    return False
-        return False
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, or None once it grows past the limit (checked while streaming)."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(chunks)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
-    async def _send_too_large(self, send: Send, scope: Scope) -> None:
-        problem = ProblemError(
-            f"the request body exceeds {self.max_body_bytes} bytes",
-            status=413,
-            code="body_too_large",
-            title="Request body too large",
-        )
+    async def _send_problem(self, send: Send, scope: Scope, status: int) -> None:
+        if status == 413:
+            problem = ProblemError(
+                f"the request body exceeds {self.max_body_bytes} bytes",
+                status=413,
+                code="body_too_large",
+                title="Request body too large",
+            )
+        else:
+            problem = ProblemError(
+                "send the request body as application/json",
+                status=415,
+                code="unsupported_media_type",
+                title="Unsupported media type",
+            )
         body: dict[str, Any] = problem.to_dict(instance=scope["path"])
         payload = json.dumps(body).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", PROBLEM_JSON.encode()),
                     (b"content-length", str(len(payload)).encode()),
-                    (b"connection", b"close"),
                 ],
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media: bytes = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return False
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

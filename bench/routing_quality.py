@@ -1,0 +1,527 @@
+"""Routing quality and latency benchmark for ``oms.routing.domain.plan_route``.
+
+Usage::
+
+    .venv/bin/python bench/routing_quality.py [--seeds 1 2 3] [--orders 120] [--warehouses 10]
+        [--mip-time-limit 40] [--timing-orders 3000] [--json bench/results/routing_quality.json]
+
+What it does (everything seeded, nothing fetched):
+
+* **Generator.** Warehouses at real European city coordinates (a few are domestic-only, i.e.
+  ``ships_to`` = their own country); destinations drawn by city population with ~30 km jitter;
+  SKU demand Zipf(1.0); orders have ``1 + floor(Exp(rate 1.2))`` distinct SKUs, quantity 1-3.
+  Stock tightness rho: each SKU's expected batch demand / rho units are spread over a random
+  half of the warehouses (weighted by warehouse size).
+* **Cost.** Per parcel ``6.0 + 1.5 * band`` (band = floor(km / 400)), plus 50 per unfilled unit.
+* **Optimum.** The whole batch solved offline (clairvoyant, all orders known) as a MIP with
+  HiGHS: x[o,l,w] units, y[o,w] parcel opened, u[o,l] unfilled; demand, linking
+  ``x <= min(q, stock) * y`` and stock constraints. The gap is reported when not proven.
+* **Baselines.** ``oms`` = ``plan_route`` with the default policy, orders processed in sequence,
+  each one consuming stock. ``greedy`` = Saleor-style: each line filled greedily across
+  warehouses in fixed priority order (country filter only).
+* **Latency.** ``plan_route`` wall time per order at 50 warehouses on a larger batch (the
+  caller's work of building candidates is not timed).
+
+Writes the figures as JSON (default ``bench/results/routing_quality.json``).
+Needs ``highspy`` (the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oms.routing.domain import (
+    Destination,
+    GeoPoint,
+    RouteLine,
+    RoutingPolicy,
+    WarehouseCandidate,
+    haversine_km,
+    plan_route,
+)
+
+PARCEL_BASE = 6.0
+PARCEL_PER_BAND = 1.5
+UNFILLED_PENALTY = 50.0
+BAND_KM = 400.0
+
+# (name, ISO country, latitude, longitude, metro population in millions)
+CITIES: list[tuple[str, str, float, float, float]] = [
+    ("London", "GB", 51.507, -0.128, 9.0),
+    ("Paris", "FR", 48.857, 2.352, 11.0),
+    ("Berlin", "DE", 52.520, 13.405, 3.6),
+    ("Madrid", "ES", 40.417, -3.704, 6.6),
+    ("Rome", "IT", 41.903, 12.496, 4.3),
+    ("Milan", "IT", 45.464, 9.190, 3.1),
+    ("Barcelona", "ES", 41.385, 2.173, 5.5),
+    ("Hamburg", "DE", 53.551, 9.994, 1.9),
+    ("Munich", "DE", 48.137, 11.576, 1.5),
+    ("Vienna", "AT", 48.208, 16.373, 1.9),
+    ("Warsaw", "PL", 52.230, 21.012, 1.8),
+    ("Budapest", "HU", 47.498, 19.040, 1.7),
+    ("Prague", "CZ", 50.075, 14.438, 1.3),
+    ("Amsterdam", "NL", 52.370, 4.895, 1.1),
+    ("Rotterdam", "NL", 51.924, 4.478, 1.0),
+    ("Brussels", "BE", 50.850, 4.352, 1.2),
+    ("Lyon", "FR", 45.764, 4.836, 2.3),
+    ("Marseille", "FR", 43.296, 5.370, 1.8),
+    ("Lisbon", "PT", 38.722, -9.139, 2.9),
+    ("Porto", "PT", 41.158, -8.629, 1.7),
+    ("Dublin", "IE", 53.350, -6.260, 1.4),
+    ("Manchester", "GB", 53.480, -2.242, 2.8),
+    ("Birmingham", "GB", 52.486, -1.890, 2.9),
+    ("Stockholm", "SE", 59.329, 18.069, 1.6),
+    ("Copenhagen", "DK", 55.676, 12.568, 1.4),
+    ("Oslo", "NO", 59.914, 10.752, 1.0),
+    ("Helsinki", "FI", 60.170, 24.938, 1.3),
+    ("Cologne", "DE", 50.938, 6.960, 1.1),
+    ("Frankfurt", "DE", 50.110, 8.682, 2.3),
+    ("Stuttgart", "DE", 48.776, 9.183, 1.8),
+    ("Zurich", "CH", 47.377, 8.541, 1.4),
+    ("Naples", "IT", 40.852, 14.268, 3.1),
+    ("Turin", "IT", 45.070, 7.687, 1.7),
+    ("Valencia", "ES", 39.470, -0.376, 1.6),
+    ("Seville", "ES", 37.389, -5.984, 1.5),
+    ("Athens", "GR", 37.984, 23.728, 3.2),
+    ("Bucharest", "RO", 44.426, 26.103, 2.1),
+    ("Sofia", "BG", 42.698, 23.322, 1.3),
+    ("Krakow", "PL", 50.065, 19.945, 0.8),
+    ("Lille", "FR", 50.629, 3.057, 1.2),
+    ("Toulouse", "FR", 43.605, 1.444, 1.0),
+    ("Bordeaux", "FR", 44.838, -0.579, 0.9),
+    ("Leipzig", "DE", 51.340, 12.375, 0.6),
+    ("Dortmund", "DE", 51.514, 7.466, 2.5),
+    ("Gothenburg", "SE", 57.709, 11.975, 0.6),
+    ("Bratislava", "SK", 48.149, 17.107, 0.5),
+    ("Zagreb", "HR", 45.815, 15.982, 0.8),
+    ("Ljubljana", "SI", 46.056, 14.506, 0.3),
+]
+NON_EU = {"GB", "CH", "NO"}  # warehouses there ship domestically only
+
+
+@dataclass
+class Warehouse:
+    id: str
+    code: str
+    country: str
+    lat: float
+    lon: float
+    priority: int
+    size: float
+    ships_to: frozenset[str] | None
+
+
+@dataclass
+class Order:
+    id: str
+    country: str
+    lat: float
+    lon: float
+    lines: list[tuple[str, int]]  # (sku, qty), distinct skus
+
+
+@dataclass
+class Scenario:
+    warehouses: list[Warehouse]
+    stock: dict[tuple[str, str], int]  # (warehouse id, sku) -> units
+    orders: list[Order]
+    skus: list[str]
+    band: dict[tuple[str, str], int] = field(default_factory=dict)  # (order, warehouse) -> band
+
+
+def _jitter(rng: random.Random, lat: float, lon: float, km: float) -> tuple[float, float]:
+    r = km * math.sqrt(rng.random())
+    t = rng.uniform(0, 2 * math.pi)
+    dlat = (r * math.cos(t)) / 111.2
+    dlon = (r * math.sin(t)) / (111.2 * max(0.2, math.cos(math.radians(lat))))
+    return lat + dlat, lon + dlon
+
+
+def generate(
+    seed: int,
+    n_warehouses: int,
+    n_skus: int,
+    n_orders: int,
+    rho: float,
+    lines_rate: float = 1.2,
+    max_lines: int = 12,
+) -> Scenario:
+    rng = random.Random(seed)
+    # warehouses: distinct cities while possible, then jittered repeats
+    sites = list(CITIES)
+    rng.shuffle(sites)
+    warehouses: list[Warehouse] = []
+    for i in range(n_warehouses):
+        name, cc, lat, lon, _ = sites[i % len(sites)]
+        if i >= len(sites):
+            lat, lon = _jitter(rng, lat, lon, 60.0)
+        domestic = cc in NON_EU or rng.random() < 0.15
+        warehouses.append(
+            Warehouse(
+                id=f"wh-{i:03d}",
+                code=f"{name[:3].upper()}{i:02d}",
+                country=cc,
+                lat=lat,
+                lon=lon,
+                priority=0,
+                size=rng.uniform(0.5, 2.0),
+                ships_to=frozenset({cc}) if domestic else None,
+            )
+        )
+    # merchant's fixed priority: biggest warehouses first (what a greedy router follows)
+    for rank, w in enumerate(sorted(warehouses, key=lambda w: -w.size)):
+        w.priority = rank
+    skus = [f"SKU{j:04d}" for j in range(n_skus)]
+    zipf = [1.0 / (j + 1) for j in range(n_skus)]
+    ztot = sum(zipf)
+    pop = [c[4] for c in CITIES]
+    orders: list[Order] = []
+    for o in range(n_orders):
+        name, cc, lat, lon, _ = rng.choices(CITIES, weights=pop)[0]
+        lat, lon = _jitter(rng, lat, lon, 30.0)
+        n_lines = min(max_lines, n_skus, 1 + int(rng.expovariate(lines_rate)))
+        chosen: list[str] = []
+        while len(chosen) < n_lines:
+            s = rng.choices(skus, weights=zipf)[0]
+            if s not in chosen:
+                chosen.append(s)
+        orders.append(Order(f"o{o:05d}", cc, lat, lon, [(s, rng.randint(1, 3)) for s in chosen]))
+    # stock: expected demand / rho over a random half of the warehouses, weighted by size
+    exp_lines = sum(min(max_lines, 1 + k) * (math.exp(-lines_rate * k) - math.exp(-lines_rate * (k + 1))) for k in range(60))
+    stock: dict[tuple[str, str], int] = {}
+    for j, s in enumerate(skus):
+        demand = n_orders * exp_lines * 2.0 * zipf[j] / ztot
+        supply = max(1, round(demand / rho))
+        holders = rng.sample(warehouses, max(1, round(len(warehouses) / 2)))
+        weights = [w.size * rng.uniform(0.5, 1.5) for w in holders]
+        wsum = sum(weights)
+        shares = [supply * x / wsum for x in weights]
+        units = [int(x) for x in shares]
+        rest = supply - sum(units)
+        for idx in sorted(range(len(holders)), key=lambda i: units[i] - shares[i])[:rest]:
+            units[idx] += 1
+        for w, u in zip(holders, units, strict=True):
+            if u > 0:
+                stock[(w.id, s)] = u
+    scen = Scenario(warehouses, stock, orders, skus)
+    for o in orders:
+        p = GeoPoint(o.lat, o.lon)
+        for w in warehouses:
+            scen.band[(o.id, w.id)] = int(haversine_km(p, GeoPoint(w.lat, w.lon)) // BAND_KM)
+    return scen
+
+
+def _serves(w: Warehouse, country: str) -> bool:
+    return w.ships_to is None or country in w.ships_to
+
+
+@dataclass
+class Outcome:
+    cost: float = 0.0
+    parcels: int = 0
+    split_orders: int = 0
+    units: int = 0
+    filled: int = 0
+    orders: int = 0
+    times_us: list[float] = field(default_factory=list)
+
+    def add(self, scen: Scenario, order: Order, used: set[str], filled: int) -> None:
+        units = sum(q for _, q in order.lines)
+        self.cost += sum(PARCEL_BASE + PARCEL_PER_BAND * scen.band[(order.id, w)] for w in used)
+        self.cost += UNFILLED_PENALTY * (units - filled)
+        self.parcels += len(used)
+        self.split_orders += len(used) > 1
+        self.units += units
+        self.filled += filled
+        self.orders += 1
+
+    def summary(self, optimum: float | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "cost": round(self.cost, 2),
+            "parcels_per_order": round(self.parcels / self.orders, 4),
+            "split_share": round(self.split_orders / self.orders, 4),
+            "fill_rate": round(self.filled / self.units, 4),
+        }
+        if optimum:
+            out["ratio_to_optimum"] = round(self.cost / optimum, 4)
+        if self.times_us:
+            ts = sorted(self.times_us)
+            out["p50_us"] = round(ts[len(ts) // 2], 1)
+            out["p99_us"] = round(ts[min(len(ts) - 1, int(len(ts) * 0.99))], 1)
+            out["max_us"] = round(ts[-1], 1)
+            out["mean_us"] = round(statistics.fmean(ts), 1)
+        return out
+
+
+def run_oms(scen: Scenario, policy: RoutingPolicy | None = None, timed: bool = False) -> Outcome:
+    policy = policy or RoutingPolicy(allow_backorder=True, distance_band_km=BAND_KM)
+    stock = dict(scen.stock)
+    by_wh: dict[str, dict[str, int]] = {w.id: {} for w in scen.warehouses}
+    for (wid, s), u in stock.items():
+        by_wh[wid][s] = u
+    out = Outcome()
+    points = {w.id: GeoPoint(w.lat, w.lon) for w in scen.warehouses}
+    for order in scen.orders:
+        cands = [
+            WarehouseCandidate(
+                id=w.id,
+                code=w.code,
+                point=points[w.id],
+                priority=w.priority,
+                ships_to=w.ships_to,
+                available=by_wh[w.id],
+            )
+            for w in scen.warehouses
+        ]
+        lines = [RouteLine(f"{order.id}-{i}", s, q) for i, (s, q) in enumerate(order.lines)]
+        dest = Destination(order.country, GeoPoint(order.lat, order.lon))
+        t0 = time.perf_counter_ns()
+        plan = plan_route(lines, dest, cands, policy)
+        t1 = time.perf_counter_ns()
+        if timed:
+            out.times_us.append((t1 - t0) / 1000.0)
+        filled = 0
+        for a in plan.allocations:
+            have = by_wh[a.warehouse_id].get(a.sku, 0)
+            assert have >= a.quantity, "router allocated more than available"
+            by_wh[a.warehouse_id][a.sku] = have - a.quantity
+            filled += a.quantity
+        out.add(scen, order, set(plan.warehouses), filled)
+    return out
+
+
+def run_greedy(scen: Scenario) -> Outcome:
+    """Saleor-style: each line greedily from warehouses in fixed priority order."""
+    stock = dict(scen.stock)
+    order_wh = sorted(scen.warehouses, key=lambda w: w.priority)
+    out = Outcome()
+    for order in scen.orders:
+        used: set[str] = set()
+        filled = 0
+        for s, q in order.lines:
+            need = q
+            for w in order_wh:
+                if need == 0:
+                    break
+                if not _serves(w, order.country):
+                    continue
+                have = stock.get((w.id, s), 0)
+                take = min(have, need)
+                if take > 0:
+                    stock[(w.id, s)] = have - take
+                    need -= take
+                    used.add(w.id)
+            filled += q - need
+        out.add(scen, order, used, filled)
+    return out
+
+
+def solve_mip(scen: Scenario, time_limit: float) -> dict[str, Any]:
+    """Clairvoyant batch optimum with HiGHS."""
+    import highspy
+    import numpy as np
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", float(time_limit))
+    h.setOptionValue("mip_rel_gap", 1e-6)
+    h.setOptionValue("random_seed", 0)
+    costs: list[float] = []
+    ub: list[float] = []
+    integ: list[int] = []
+    y_index: dict[tuple[str, str], int] = {}
+    x_vars: list[tuple[int, int, str, str, int]] = []  # (col, line, order id, wh id, cap)
+    lines_meta: list[tuple[str, str, int]] = []
+    for o in scen.orders:
+        for s, q in o.lines:
+            g = len(lines_meta)
+            lines_meta.append((o.id, s, q))
+            for w in scen.warehouses:
+                have = scen.stock.get((w.id, s), 0)
+                if have <= 0 or not _serves(w, o.country):
+                    continue
+                if (o.id, w.id) not in y_index:
+                    y_index[(o.id, w.id)] = len(costs)
+                    costs.append(PARCEL_BASE + PARCEL_PER_BAND * scen.band[(o.id, w.id)])
+                    ub.append(1.0)
+                    integ.append(1)
+                cap = min(q, have)
+                x_vars.append((len(costs), g, o.id, w.id, cap))
+                costs.append(0.0)
+                ub.append(float(cap))
+                integ.append(0)  # a flow given y: integral optimum exists
+    u_col = len(costs)
+    for _, _, q in lines_meta:
+        costs.append(UNFILLED_PENALTY)
+        ub.append(float(q))
+        integ.append(0)
+    ncol = len(costs)
+    h.addCols(ncol, np.array(costs), np.zeros(ncol), np.array(ub), 0, [], [], [])
+    h.changeColsIntegrality(ncol, np.arange(ncol, dtype=np.int32), np.array(integ, dtype=np.uint8))
+    rows_lo: list[float] = []
+    rows_hi: list[float] = []
+    starts: list[int] = []
+    idx: list[int] = []
+    val: list[float] = []
+
+    def row(lo: float, hi: float, entries: list[tuple[int, float]]) -> None:
+        rows_lo.append(lo)
+        rows_hi.append(hi)
+        starts.append(len(idx))
+        for c, v in entries:
+            idx.append(c)
+            val.append(v)
+
+    by_line: dict[int, list[int]] = {}
+    by_ws: dict[tuple[str, str], list[int]] = {}
+    for col, g, oid, wid, cap in x_vars:
+        by_line.setdefault(g, []).append(col)
+        by_ws.setdefault((wid, lines_meta[g][1]), []).append(col)
+        row(-math.inf, 0.0, [(col, 1.0), (y_index[(oid, wid)], -float(cap))])
+    for g, (_, _, q) in enumerate(lines_meta):
+        row(float(q), float(q), [(c, 1.0) for c in by_line.get(g, [])] + [(u_col + g, 1.0)])
+    for (wid, s), cols in by_ws.items():
+        row(-math.inf, float(scen.stock[(wid, s)]), [(c, 1.0) for c in cols])
+    inf = highspy.kHighsInf
+    lo_arr = np.array([(-inf if math.isinf(v) else v) for v in rows_lo])
+    h.addRows(
+        len(rows_lo),
+        lo_arr,
+        np.array(rows_hi),
+        len(idx),
+        np.array(starts, dtype=np.int32),
+        np.array(idx, dtype=np.int32),
+        np.array(val),
+    )
+    t0 = time.perf_counter()
+    h.run()
+    elapsed = time.perf_counter() - t0
+    info = h.getInfo()
+    status = h.modelStatusToString(h.getModelStatus())
+    obj = float(info.objective_function_value)
+    bound = float(info.mip_dual_bound)
+    gap = (obj - bound) / obj if obj > 0 else 0.0
+    return {
+        "objective": round(obj, 3),
+        "dual_bound": round(bound, 3),
+        "gap": round(max(gap, 0.0), 6),
+        "proven": status == "Optimal",
+        "status": status,
+        "seconds": round(elapsed, 2),
+        "columns": ncol,
+        "rows": len(rows_lo),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--orders", type=int, default=120, help="orders per quality batch")
+    ap.add_argument("--warehouses", type=int, default=10, help="warehouses in quality runs")
+    ap.add_argument("--skus", type=int, default=40)
+    ap.add_argument("--rhos", type=float, nargs="+", default=[0.7, 1.0])
+    ap.add_argument("--mip-time-limit", type=float, default=25.0)
+    ap.add_argument("--timing-orders", type=int, default=3000)
+    ap.add_argument("--timing-warehouses", type=int, default=50)
+    ap.add_argument("--timing-skus", type=int, default=400)
+    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "routing_quality.json")
+    args = ap.parse_args(argv)
+
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "config": {
+            "seeds": args.seeds,
+            "orders": args.orders,
+            "warehouses": args.warehouses,
+            "skus": args.skus,
+            "rhos": args.rhos,
+            "mip_time_limit_s": args.mip_time_limit,
+            "cost": f"{PARCEL_BASE} + {PARCEL_PER_BAND}*band per parcel (band={BAND_KM:.0f} km), "
+            f"{UNFILLED_PENALTY} per unfilled unit",
+            "python": sys.version.split()[0],
+        },
+        "quality": [],
+        "timing": [],
+    }
+    print(
+        f"quality: {args.warehouses} warehouses, {args.skus} SKUs, {args.orders} orders per batch, "
+        f"seeds {args.seeds}; MIP time limit {args.mip_time_limit:.0f} s"
+    )
+    hdr = (
+        f"{'rho':>4} {'seed':>4} | {'OPT':>8} {'gap':>7} {'mip s':>6} | "
+        f"{'oms/OPT':>7} {'greedy/OPT':>10} | {'parcels/o':>9} {'split%':>6} {'fill%':>6} "
+        f"(oms) | {'parcels/o':>9} {'split%':>6} {'fill%':>6} (greedy)"
+    )
+    print(hdr)
+    print("-" * len(hdr))
+    for rho in args.rhos:
+        agg: dict[str, list[float]] = {"oms": [], "greedy": []}
+        for seed in args.seeds:
+            scen = generate(seed, args.warehouses, args.skus, args.orders, rho)
+            mip = solve_mip(scen, args.mip_time_limit)
+            opt = mip["objective"]
+            oms = run_oms(scen).summary(opt)
+            greedy = run_greedy(scen).summary(opt)
+            agg["oms"].append(oms["ratio_to_optimum"])
+            agg["greedy"].append(greedy["ratio_to_optimum"])
+            results["quality"].append(
+                {"rho": rho, "seed": seed, "mip": mip, "oms": oms, "greedy": greedy}
+            )
+            print(
+                f"{rho:>4.2f} {seed:>4} | {opt:>8.1f} {mip['gap']:>7.2%} {mip['seconds']:>6.1f} | "
+                f"{oms['ratio_to_optimum']:>7.4f} {greedy['ratio_to_optimum']:>10.4f} | "
+                f"{oms['parcels_per_order']:>9.3f} {oms['split_share']:>6.1%} "
+                f"{oms['fill_rate']:>6.1%}       | {greedy['parcels_per_order']:>9.3f} "
+                f"{greedy['split_share']:>6.1%} {greedy['fill_rate']:>6.1%}"
+            )
+        print(
+            f"{rho:>4.2f} mean | oms/OPT {statistics.fmean(agg['oms']):.4f} "
+            f"(max {max(agg['oms']):.4f}), greedy/OPT {statistics.fmean(agg['greedy']):.4f} "
+            f"(max {max(agg['greedy']):.4f})"
+        )
+    print()
+    print(
+        f"latency: plan_route per order, {args.timing_warehouses} warehouses, "
+        f"{args.timing_skus} SKUs, {args.timing_orders} orders (sequential, stock consumed)"
+    )
+    for rho in args.rhos:
+        for label, rate in (("typical", 1.2), ("heavy", 0.5)):
+            scen = generate(
+                1000 + int(rho * 100),
+                args.timing_warehouses,
+                args.timing_skus,
+                args.timing_orders,
+                rho,
+                lines_rate=rate,
+            )
+            run_oms(scen, timed=False)  # warm-up
+            res = run_oms(scen, timed=True).summary()
+            mean_lines = statistics.fmean(len(o.lines) for o in scen.orders)
+            max_lines = max(len(o.lines) for o in scen.orders)
+            results["timing"].append(
+                {"rho": rho, "mix": label, "mean_lines": round(mean_lines, 2), "max_lines": max_lines, **res}
+            )
+            print(
+                f"  rho {rho:.2f} {label:<7} (lines mean {mean_lines:.2f}, max {max_lines:>2}): "
+                f"p50 {res['p50_us']:7.1f} us  p99 {res['p99_us']:7.1f} us  "
+                f"max {res['max_us']:8.1f} us | parcels/o {res['parcels_per_order']:.3f} "
+                f"split {res['split_share']:.1%} fill {res['fill_rate']:.1%}"
+            )
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.json} in {results['elapsed_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
