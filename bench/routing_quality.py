@@ -10,8 +10,8 @@ What it does (everything seeded, nothing fetched):
 * **Generator.** Warehouses at real European city coordinates (a few are domestic-only, i.e.
   ``ships_to`` = their own country); destinations drawn by city population with ~30 km jitter;
   SKU demand Zipf(1.0); orders have ``1 + floor(Exp(rate 1.2))`` distinct SKUs, quantity 1-3.
-  Stock tightness rho: each SKU's expected batch demand / rho units are spread over a random
-  half of the warehouses (weighted by warehouse size).
+  Stock tightness rho: each SKU's realised batch demand / rho units (rounded up) are spread
+  over a random half of the warehouses (weighted by warehouse size).
 * **Cost.** Per parcel ``6.0 + 1.5 * band`` (band = floor(km / 400)), plus 50 per unfilled unit.
 * **Optimum.** The whole batch solved offline (clairvoyant, all orders known) as a MIP with
   HiGHS: x[o,l,w] units, y[o,w] parcel opened, u[o,l] unfilled; demand, linking
@@ -154,6 +154,7 @@ def generate(
     rho: float,
     lines_rate: float = 1.2,
     max_lines: int = 12,
+    holder_share: float = 0.5,
 ) -> Scenario:
     rng = random.Random(seed)
     # warehouses: distinct cities while possible, then jittered repeats
@@ -164,7 +165,7 @@ def generate(
         name, cc, lat, lon, _ = sites[i % len(sites)]
         if i >= len(sites):
             lat, lon = _jitter(rng, lat, lon, 60.0)
-        domestic = cc in NON_EU or rng.random() < 0.15
+        domestic = cc in NON_EU
         warehouses.append(
             Warehouse(
                 id=f"wh-{i:03d}",
@@ -182,7 +183,6 @@ def generate(
         w.priority = rank
     skus = [f"SKU{j:04d}" for j in range(n_skus)]
     zipf = [1.0 / (j + 1) for j in range(n_skus)]
-    ztot = sum(zipf)
     pop = [c[4] for c in CITIES]
     orders: list[Order] = []
     for o in range(n_orders):
@@ -195,13 +195,18 @@ def generate(
             if s not in chosen:
                 chosen.append(s)
         orders.append(Order(f"o{o:05d}", cc, lat, lon, [(s, rng.randint(1, 3)) for s in chosen]))
-    # stock: expected demand / rho over a random half of the warehouses, weighted by size
-    exp_lines = sum(min(max_lines, 1 + k) * (math.exp(-lines_rate * k) - math.exp(-lines_rate * (k + 1))) for k in range(60))
+    # stock: the batch's realised demand / rho per SKU, over a random half of the warehouses,
+    # weighted by warehouse size
+    realised = dict.fromkeys(skus, 0)
+    for o in orders:
+        for s, q in o.lines:
+            realised[s] += q
     stock: dict[tuple[str, str], int] = {}
-    for j, s in enumerate(skus):
-        demand = n_orders * exp_lines * 2.0 * zipf[j] / ztot
-        supply = max(1, round(demand / rho))
-        holders = rng.sample(warehouses, max(1, round(len(warehouses) / 2)))
+    for s in skus:
+        if realised[s] == 0:
+            continue
+        supply = max(1, math.ceil(realised[s] / rho))
+        holders = rng.sample(warehouses, max(1, round(len(warehouses) * holder_share)))
         weights = [w.size * rng.uniform(0.5, 1.5) for w in holders]
         wsum = sum(weights)
         shares = [supply * x / wsum for x in weights]
@@ -279,6 +284,7 @@ def run_oms(scen: Scenario, policy: RoutingPolicy | None = None, timed: bool = F
                 priority=w.priority,
                 ships_to=w.ships_to,
                 available=by_wh[w.id],
+                country=w.country,
             )
             for w in scen.warehouses
         ]
@@ -325,28 +331,39 @@ def run_greedy(scen: Scenario) -> Outcome:
     return out
 
 
-def solve_mip(scen: Scenario, time_limit: float) -> dict[str, Any]:
-    """Clairvoyant batch optimum with HiGHS."""
+def solve_mip(
+    scen: Scenario,
+    time_limit: float,
+    orders: list[Order] | None = None,
+    stock: dict[tuple[str, str], int] | None = None,
+) -> dict[str, Any]:
+    """Optimum of ``orders`` (default: the whole batch, clairvoyant) against ``stock``, HiGHS.
+
+    Returns the figures plus ``"x"``: {(order id, line index, warehouse id): units}.
+    """
     import highspy
     import numpy as np
 
+    orders = scen.orders if orders is None else orders
+    stock = scen.stock if stock is None else stock
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", float(time_limit))
     h.setOptionValue("mip_rel_gap", 1e-6)
     h.setOptionValue("random_seed", 0)
+    h.setOptionValue("threads", 1)
     costs: list[float] = []
     ub: list[float] = []
     integ: list[int] = []
     y_index: dict[tuple[str, str], int] = {}
     x_vars: list[tuple[int, int, str, str, int]] = []  # (col, line, order id, wh id, cap)
-    lines_meta: list[tuple[str, str, int]] = []
-    for o in scen.orders:
-        for s, q in o.lines:
+    lines_meta: list[tuple[str, str, int, int]] = []  # (order id, sku, qty, line index)
+    for o in orders:
+        for li, (s, q) in enumerate(o.lines):
             g = len(lines_meta)
-            lines_meta.append((o.id, s, q))
+            lines_meta.append((o.id, s, q, li))
             for w in scen.warehouses:
-                have = scen.stock.get((w.id, s), 0)
+                have = stock.get((w.id, s), 0)
                 if have <= 0 or not _serves(w, o.country):
                     continue
                 if (o.id, w.id) not in y_index:
@@ -358,20 +375,23 @@ def solve_mip(scen: Scenario, time_limit: float) -> dict[str, Any]:
                 x_vars.append((len(costs), g, o.id, w.id, cap))
                 costs.append(0.0)
                 ub.append(float(cap))
-                integ.append(0)  # a flow given y: integral optimum exists
+                integ.append(0)  # a flow given y: an integral optimum exists
     u_col = len(costs)
-    for _, _, q in lines_meta:
+    for _, _, q, _ in lines_meta:
         costs.append(UNFILLED_PENALTY)
         ub.append(float(q))
         integ.append(0)
     ncol = len(costs)
     h.addCols(ncol, np.array(costs), np.zeros(ncol), np.array(ub), 0, [], [], [])
-    h.changeColsIntegrality(ncol, np.arange(ncol, dtype=np.int32), np.array(integ, dtype=np.uint8))
+    h.changeColsIntegrality(
+        ncol, np.arange(ncol, dtype=np.int32), np.array(integ, dtype=np.uint8)
+    )
     rows_lo: list[float] = []
     rows_hi: list[float] = []
     starts: list[int] = []
     idx: list[int] = []
     val: list[float] = []
+    inf = highspy.kHighsInf
 
     def row(lo: float, hi: float, entries: list[tuple[int, float]]) -> None:
         rows_lo.append(lo)
@@ -386,16 +406,14 @@ def solve_mip(scen: Scenario, time_limit: float) -> dict[str, Any]:
     for col, g, oid, wid, cap in x_vars:
         by_line.setdefault(g, []).append(col)
         by_ws.setdefault((wid, lines_meta[g][1]), []).append(col)
-        row(-math.inf, 0.0, [(col, 1.0), (y_index[(oid, wid)], -float(cap))])
-    for g, (_, _, q) in enumerate(lines_meta):
+        row(-inf, 0.0, [(col, 1.0), (y_index[(oid, wid)], -float(cap))])
+    for g, (_, _, q, _) in enumerate(lines_meta):
         row(float(q), float(q), [(c, 1.0) for c in by_line.get(g, [])] + [(u_col + g, 1.0)])
     for (wid, s), cols in by_ws.items():
-        row(-math.inf, float(scen.stock[(wid, s)]), [(c, 1.0) for c in cols])
-    inf = highspy.kHighsInf
-    lo_arr = np.array([(-inf if math.isinf(v) else v) for v in rows_lo])
+        row(-inf, float(stock[(wid, s)]), [(c, 1.0) for c in cols])
     h.addRows(
         len(rows_lo),
-        lo_arr,
+        np.array(rows_lo),
         np.array(rows_hi),
         len(idx),
         np.array(starts, dtype=np.int32),
@@ -410,6 +428,14 @@ def solve_mip(scen: Scenario, time_limit: float) -> dict[str, Any]:
     obj = float(info.objective_function_value)
     bound = float(info.mip_dual_bound)
     gap = (obj - bound) / obj if obj > 0 else 0.0
+    sol = list(h.getSolution().col_value)
+    x: dict[tuple[str, int, str], int] = {}
+    for col, g, oid, wid, _ in x_vars:
+        v = round(sol[col])
+        if v > 0:
+            x[(oid, lines_meta[g][3], wid)] = v
+    parcels = len({(oid, wid) for (oid, _, wid) in x})
+    units = sum(q for _, _, q, _ in lines_meta)
     return {
         "objective": round(obj, 3),
         "dual_bound": round(bound, 3),
@@ -419,7 +445,30 @@ def solve_mip(scen: Scenario, time_limit: float) -> dict[str, Any]:
         "seconds": round(elapsed, 2),
         "columns": ncol,
         "rows": len(rows_lo),
+        "parcels_per_order": round(parcels / len(orders), 4),
+        "split_share": round(
+            sum(len({w for (o2, _, w) in x if o2 == o.id}) > 1 for o in orders) / len(orders), 4
+        ),
+        "fill_rate": round(sum(x.values()) / units, 4) if units else 1.0,
+        "x": x,
     }
+
+
+def run_per_order_exact(scen: Scenario) -> Outcome:
+    """Myopic optimum: each order solved exactly for the bench cost, in sequence."""
+    stock = dict(scen.stock)
+    out = Outcome()
+    for order in scen.orders:
+        res = solve_mip(scen, 10.0, orders=[order], stock=stock)
+        used: set[str] = set()
+        filled = 0
+        for (_, li, wid), v in res["x"].items():
+            s = order.lines[li][0]
+            stock[(wid, s)] -= v
+            used.add(wid)
+            filled += v
+        out.add(scen, order, used, filled)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -433,7 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timing-orders", type=int, default=3000)
     ap.add_argument("--timing-warehouses", type=int, default=50)
     ap.add_argument("--timing-skus", type=int, default=400)
-    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "routing_quality.json")
+    ap.add_argument(
+        "--json", type=Path, default=Path(__file__).parent / "results" / "routing_quality.json"
+    )
     args = ap.parse_args(argv)
 
     started = time.perf_counter()
@@ -508,7 +559,13 @@ def main(argv: list[str] | None = None) -> int:
             mean_lines = statistics.fmean(len(o.lines) for o in scen.orders)
             max_lines = max(len(o.lines) for o in scen.orders)
             results["timing"].append(
-                {"rho": rho, "mix": label, "mean_lines": round(mean_lines, 2), "max_lines": max_lines, **res}
+                {
+                    "rho": rho,
+                    "mix": label,
+                    "mean_lines": round(mean_lines, 2),
+                    "max_lines": max_lines,
+                    **res,
+                }
             )
             print(
                 f"  rho {rho:.2f} {label:<7} (lines mean {mean_lines:.2f}, max {max_lines:>2}): "

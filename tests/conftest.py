@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -35,10 +33,10 @@ def database_url() -> Iterator[str]:
     if url:
         yield url
         return
-    from oms.embedded import EmbeddedPostgres
+    from oms.embedded import EmbeddedPostgres, temp_data_dir
 
-    tmp = Path(tempfile.mkdtemp(prefix="oms-test-"))
-    pg = EmbeddedPostgres(tmp / "pgdata", database="oms_test")
+    tmp = temp_data_dir(prefix="oms-test-")
+    pg = EmbeddedPostgres(tmp, database="oms_test")
     try:
         yield pg.start()
     finally:

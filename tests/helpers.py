@@ -48,3 +48,59 @@ def order_body(**changes: Any) -> dict[str, Any]:
     body = copy.deepcopy(ORDER)
     body.update(changes)
     return body
+
+
+async def stock(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    warehouse: str,
+    levels: dict[str, int],
+    **warehouse_fields: Any,
+) -> None:
+    """Create the warehouse if needed and receive the given units."""
+    from oms.inventory import service as inv
+    from oms.shared.errors import Conflict
+
+    fields = {"name": warehouse, "country": "DE", "priority": 100} | warehouse_fields
+    async with sessionmaker() as session, session.begin():
+        try:
+            async with session.begin_nested():
+                await inv.create_warehouse(session, values={"code": warehouse, **fields})
+        except Conflict:
+            pass
+        for sku, qty in levels.items():
+            await inv.adjust_stock(
+                session, warehouse_code=warehouse, sku=sku, kind="receive", quantity=qty,
+                actor="test",
+            )
+
+
+INVARIANTS_SQL = {
+    "negative or over-reserved stock": """
+        SELECT count(*) FROM stock_levels
+        WHERE on_hand < 0 OR reserved < 0 OR reserved > on_hand""",
+    "reserved differs from open allocations": """
+        SELECT count(*) FROM stock_levels s
+        LEFT JOIN (SELECT warehouse_id, sku, sum(quantity) q FROM allocations
+                   WHERE status = 'open' GROUP BY warehouse_id, sku) a
+          ON a.warehouse_id = s.warehouse_id AND a.sku = s.sku
+        WHERE s.reserved <> coalesce(a.q, 0)""",
+    "ledger sum differs from on hand": """
+        SELECT count(*) FROM stock_levels s
+        LEFT JOIN (SELECT warehouse_id, sku, sum(quantity) q FROM inventory_movements
+                   GROUP BY warehouse_id, sku) m
+          ON m.warehouse_id = s.warehouse_id AND m.sku = s.sku
+        WHERE s.on_hand <> coalesce(m.q, 0)""",
+    "open allocation of a closed order": """
+        SELECT count(*) FROM allocations a JOIN orders o ON o.id = a.order_id
+        WHERE a.status = 'open' AND o.status IN ('cancelled', 'shipped', 'delivered', 'returned')""",
+}
+
+
+async def assert_stock_invariants(engine: Any) -> None:
+    """on hand >= 0, 0 <= reserved <= on hand, reserved = open allocations, ledger = on hand."""
+    from sqlalchemy import text
+
+    async with engine.connect() as conn:
+        for name, sql in INVARIANTS_SQL.items():
+            bad = (await conn.execute(text(sql))).scalar_one()
+            assert bad == 0, f"invariant broken: {name} ({bad} rows)"

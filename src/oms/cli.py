@@ -21,15 +21,21 @@ def database_url(settings: Settings) -> Iterator[str]:
     if settings.database_url:
         yield settings.database_url
         return
-    from oms.embedded import EmbeddedPostgres
+    from oms.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
-    pg = EmbeddedPostgres(settings.data_dir.resolve() / "pgdata")
-    url = pg.start()
-    print(f"oms: embedded Postgres at {settings.data_dir.resolve() / 'pgdata'}", file=sys.stderr)
+    data_dir = settings.data_dir.resolve() / "pgdata"
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    pg = EmbeddedPostgres(data_dir)
+    try:
+        url = pg.start()
+    except EmbeddedPostgresError as exc:
+        raise SystemExit(f"oms: cannot start the embedded Postgres: {exc}") from None
+    print(f"oms: embedded Postgres at {data_dir}", file=sys.stderr)
     try:
         yield url
     finally:
-        pg.stop()
+        if pg.started_here:  # leave a server another oms process started alone
+            pg.stop()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

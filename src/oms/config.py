@@ -41,6 +41,29 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     webhook_tolerance_s: int = 300
+    webhook_timeout_s: float = Field(default=10.0, description="Outbound HTTP timeout per attempt.")
+    webhook_max_attempts: int = Field(default=15, description="Attempts before a delivery is dead.")
+    webhook_backoff_base_s: float = Field(default=5.0, description="First retry delay (jittered).")
+    webhook_backoff_max_s: float = Field(default=3600.0, description="Cap on one retry delay.")
+    webhook_lease_s: float = Field(
+        default=60.0, description="How long a worker holds a delivery before others may take it."
+    )
+    webhook_disable_after_failures: int = Field(
+        default=50, description="Disable an endpoint after this many failed attempts in a row..."
+    )
+    webhook_disable_after_s: float = Field(
+        default=86_400.0, description="...that have kept failing for at least this long."
+    )
+    worker_poll_interval_s: float = Field(default=1.0, description="Relay sleep when idle.")
+    worker_batch_size: int = Field(default=50, description="Deliveries claimed per round.")
+    worker_concurrency: int = Field(default=16, description="Parallel sends per worker.")
+    outbox_gap_grace_s: float = Field(
+        default=300.0,
+        description="How long the relay waits for an outbox id gap (an uncommitted transaction).",
+    )
+    inbox_sweep_interval_s: float = Field(
+        default=30.0, description="How often the worker retries pending inbox events."
+    )
     run_migrations_on_start: bool = True
 
 

@@ -28,6 +28,7 @@ directory or execute the binaries, it raises `EmbeddedPostgresError` naming the 
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import pwd
@@ -37,6 +38,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -55,7 +57,7 @@ __all__ = [
 SUPERUSER = "postgres"
 PORT = 5432
 MAX_SOCKET_PATH = 100
-"""Longest accepted socket file path, in bytes (the OS limit is 103 on macOS, 107 on Linux)."""
+"""Socket file paths must be shorter than this many bytes (OS limits: 103 macOS, 107 Linux)."""
 
 SERVER_SETTINGS: dict[str, str] = {
     "max_connections": "200",
@@ -144,6 +146,17 @@ def temp_data_dir(prefix: str = "oms-pg-") -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
 
 
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``directory`` (PostgreSQL itself never flocks it)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _path_chain(path: Path) -> list[Path]:
     """``path`` and its ancestors, outermost first: /, /a, /a/b."""
     return [*reversed(path.parents), path]
@@ -151,14 +164,16 @@ def _path_chain(path: Path) -> list[Path]:
 
 def _tail(path: Path, lines: int = 25) -> str:
     try:
-        text = path.read_text(errors="replace")
+        with path.open("rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 16384))
+            text = fh.read().decode(errors="replace")
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
 
 
 class EmbeddedPostgres:
-    """A PostgreSQL server owned by this process, in ``data_dir``, reachable by Unix socket."""
+    """The PostgreSQL server of ``data_dir``, reachable only through a Unix socket."""
 
     def __init__(
         self,
@@ -192,6 +207,7 @@ class EmbeddedPostgres:
 
     @property
     def socket_dir(self) -> Path:
+        """Directory of the server's Unix socket (``data_dir`` unless an adopted server differs)."""
         return self._socket_dir
 
     @property
@@ -205,15 +221,21 @@ class EmbeddedPostgres:
         self._check_socket_path(self.data_dir)
         bin_dir = self._tools()
         self._prepare_data_dir()
-        if self._is_running():
-            self._adopt_running()
-        else:
-            if not (self.data_dir / "PG_VERSION").is_file():
-                self._initdb(bin_dir)
-            self._write_conf()
-            self._pg_ctl_start(bin_dir)
-        self._ensure_database(bin_dir)
+        with _locked(self.data_dir):  # one starter at a time per data dir, across processes
+            if self._is_running():
+                self._adopt_running()
+                self.started_here = False
+            else:
+                self.started_here = True
+                if not (self.data_dir / "PG_VERSION").is_file():
+                    self._initdb(bin_dir)
+                self._write_conf()
+                self._pg_ctl_start(bin_dir)
+            self._ensure_database(bin_dir)
         return self.url
+
+    started_here: bool = False
+    """True when :meth:`start` launched the server (False when it adopted a running one)."""
 
     def stop(self) -> None:
         """Stop the server on ``data_dir`` (``pg_ctl stop -m fast``); no-op if none is running."""
@@ -419,8 +441,23 @@ class EmbeddedPostgres:
         else:
             raise EmbeddedPostgresError(
                 f"PostgreSQL failed to start on {self.data_dir}; the end of {self.log_file}:\n"
-                f"{_tail(self.log_file)}"
+                f"{_tail(self.log_file)}{self._version_mismatch(bin_dir)}"
             )
+
+    def _version_mismatch(self, bin_dir: Path) -> str:
+        """Explain a cluster/binaries major-version mismatch (checked only after a failure)."""
+        try:
+            cluster = (self.data_dir / "PG_VERSION").read_text().strip()
+        except OSError:
+            return ""
+        found = re.search(r"\)\s*(\d+)", self._run([str(bin_dir / "postgres"), "-V"]).stdout or "")
+        if found is None or found.group(1) == cluster:
+            return ""
+        return (
+            f"\nThe data directory was created by PostgreSQL {cluster}, but {bin_dir} holds "
+            f"PostgreSQL {found.group(1)}: point OMS_PG_BINDIR at PostgreSQL {cluster} binaries, "
+            "or upgrade the cluster with pg_upgrade."
+        )
 
     def _pid_file_lines(self) -> list[str]:
         try:

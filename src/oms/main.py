@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from oms import __version__
 from oms.config import Settings, get_settings
 from oms.db import create_engine, create_sessionmaker
+from oms.inventory.router import router as inventory_router
 from oms.orders.router import router as orders_router
 from oms.shared import metrics
 from oms.shared.errors import PROBLEM_JSON, ProblemError, ServiceUnavailable
@@ -138,6 +139,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         openapi_tags=[
             {"name": "orders", "description": "Place, read and move orders through their life"},
+            {"name": "inventory", "description": "Warehouses, stock, ledger, availability"},
+            {"name": "routing", "description": "Where orders ship from, and why"},
+            {"name": "fulfillment", "description": "Shipments and pick queues"},
             {"name": "meta", "description": "Health, readiness, metrics and the state machine"},
         ],
     )
@@ -145,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_exception_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(orders_router)
+    app.include_router(inventory_router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process is up")
     async def healthz() -> dict[str, str]:

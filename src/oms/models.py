@@ -2,7 +2,40 @@
 
 from oms.auth.models import ApiKey
 from oms.db import Base
-from oms.orders.models import IdempotencyKey, Order, OrderEvent, OrderLine
+from oms.inventory.models import Allocation, IncomingSupply, InventoryMovement, StockLevel, Warehouse
+from oms.orders.models import IdempotencyKey, Order, OrderEvent, OrderLine, Shipment
 from oms.outbox.models import OutboxEvent
+from oms.routing.models import RoutingPolicyRow
+from oms.webhooks.inbound.models import Connector, InboundPayment, InboxMessage
+from oms.webhooks.outbound.models import (
+    Attempt,
+    Delivery,
+    DispatchedEvent,
+    RelayState,
+    Subscription,
+)
 
-__all__ = ["ApiKey", "Base", "IdempotencyKey", "Order", "OrderEvent", "OrderLine", "OutboxEvent"]
+__all__ = [
+    "Allocation",
+    "ApiKey",
+    "Attempt",
+    "Base",
+    "Connector",
+    "Delivery",
+    "DispatchedEvent",
+    "IdempotencyKey",
+    "InboundPayment",
+    "InboxMessage",
+    "IncomingSupply",
+    "InventoryMovement",
+    "Order",
+    "OrderEvent",
+    "OrderLine",
+    "OutboxEvent",
+    "RelayState",
+    "RoutingPolicyRow",
+    "Shipment",
+    "StockLevel",
+    "Subscription",
+    "Warehouse",
+]

@@ -187,3 +187,86 @@ def order_totals(lines: list[LineAmounts], shipping_fee: int) -> OrderTotals:
     subtotal = sum(line.subtotal for line in lines)
     tax = sum(line.tax for line in lines)
     return OrderTotals(subtotal, tax, shipping_fee, subtotal + tax + shipping_fee)
+
+
+# ---- shipments ---------------------------------------------------------------------------
+
+
+class ShipmentStatus(StrEnum):
+    PENDING = "pending"
+    PICKED = "picked"
+    PACKED = "packed"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+
+
+SHIPMENT_FLOW: tuple[ShipmentStatus, ...] = (
+    ShipmentStatus.PENDING,
+    ShipmentStatus.PICKED,
+    ShipmentStatus.PACKED,
+    ShipmentStatus.SHIPPED,
+    ShipmentStatus.DELIVERED,
+)
+FULFILMENT_STATUSES: dict[OrderStatus, ShipmentStatus] = {
+    OrderStatus.PICKED: ShipmentStatus.PICKED,
+    OrderStatus.PACKED: ShipmentStatus.PACKED,
+    OrderStatus.SHIPPED: ShipmentStatus.SHIPPED,
+    OrderStatus.DELIVERED: ShipmentStatus.DELIVERED,
+}
+_ORDER_FOR_SHIPMENT = {v: k for k, v in FULFILMENT_STATUSES.items()}
+
+
+def shipment_rank(status: ShipmentStatus) -> int:
+    return SHIPMENT_FLOW.index(status) if status in SHIPMENT_FLOW else -1
+
+
+def order_fulfilment_rank(status: OrderStatus) -> int:
+    """0 before picking; 1..4 for picked..delivered; -1 for cancelled/returned."""
+    if status in (OrderStatus.PLACED, OrderStatus.PAID):
+        return 0
+    if status in FULFILMENT_STATUSES:
+        return shipment_rank(FULFILMENT_STATUSES[status])
+    return -1
+
+
+def next_shipment_status(current: ShipmentStatus, target: ShipmentStatus) -> None:
+    """Shipments only move one step forward along pending→picked→packed→shipped→delivered."""
+    if (
+        current not in SHIPMENT_FLOW
+        or target not in SHIPMENT_FLOW
+        or shipment_rank(target) != shipment_rank(current) + 1
+    ):
+        nxt = [] if current not in SHIPMENT_FLOW[:-1] else [SHIPMENT_FLOW[shipment_rank(current) + 1]]
+        raise IllegalShipmentTransition(current, target, nxt)
+
+
+class IllegalShipmentTransition(Exception):
+    def __init__(
+        self, current: ShipmentStatus, target: ShipmentStatus, allowed: list[ShipmentStatus]
+    ):
+        self.current = current
+        self.target = target
+        self.allowed = allowed
+        super().__init__(
+            f"cannot move a shipment from '{current}' to '{target}'; allowed next: "
+            + (", ".join(allowed) or "none")
+        )
+
+
+def order_status_reached(shipments: list[ShipmentStatus]) -> OrderStatus | None:
+    """The fulfilment status every active shipment has reached (None if not yet picked)."""
+    active = [s for s in shipments if s is not ShipmentStatus.CANCELLED]
+    if not active:
+        return None
+    lowest = min(active, key=shipment_rank)
+    return _ORDER_FOR_SHIPMENT.get(lowest)
+
+
+FULFILMENT_ORDER: tuple[OrderStatus, ...] = (
+    OrderStatus.PICKED,
+    OrderStatus.PACKED,
+    OrderStatus.SHIPPED,
+    OrderStatus.DELIVERED,
+)
+"""FULFILMENT_ORDER[rank] is the order status that follows fulfilment rank ``rank``."""

@@ -13,6 +13,8 @@ from oms.auth.service import Principal
 from oms.deps import Session, require
 from oms.orders import domain, service
 from oms.orders.models import Order
+from oms.routing.domain import RoutePlan
+from oms.routing.service import Address as RouteAddress
 from oms.orders.schemas import (
     Address,
     Customer,
@@ -21,6 +23,15 @@ from oms.orders.schemas import (
     OrderLineRead,
     OrderPage,
     OrderRead,
+    OrderRoutingRead,
+    PickItem,
+    PlannedShipment,
+    RerouteRequest,
+    RoutePreviewRequest,
+    RouteRead,
+    ShipmentLine,
+    ShipmentRead,
+    ShipmentTransitionRequest,
     StateMachineRead,
     Totals,
     TransitionRead,
@@ -37,7 +48,32 @@ Creator = Annotated[Principal, Depends(require(Role.STOREFRONT))]
 Mover = Annotated[Principal, Depends(require(Role.STOREFRONT, Role.FULFILLMENT))]
 
 
-def to_read(order: Order) -> OrderRead:
+def shipment_read(view: service.ShipmentView) -> ShipmentRead:
+    sh = view.shipment
+    return ShipmentRead(
+        id=sh.id,
+        order_id=sh.order_id,
+        seq=sh.seq,
+        warehouse=sh.warehouse_code,
+        status=domain.ShipmentStatus(sh.status),
+        carrier=sh.carrier,
+        tracking_number=sh.tracking_number,
+        lines=[ShipmentLine(**ln) for ln in view.lines],
+        created_at=sh.created_at,
+        picked_at=sh.picked_at,
+        packed_at=sh.packed_at,
+        shipped_at=sh.shipped_at,
+        delivered_at=sh.delivered_at,
+        cancelled_at=sh.cancelled_at,
+    )
+
+
+async def read_orders(session: Session, orders: list[Order]) -> list[OrderRead]:
+    shipments = await service.shipments_for(session, order_ids=[o.id for o in orders])
+    return [to_read(o, shipments[o.id]) for o in orders]
+
+
+def to_read(order: Order, shipments: list[service.ShipmentView]) -> OrderRead:
     cod = order.payment_method == domain.PaymentMethod.CASH_ON_DELIVERY
     return OrderRead(
         id=order.id,
@@ -72,6 +108,7 @@ def to_read(order: Order) -> OrderRead:
                 quantity=ln.quantity,
                 unit_price=ln.unit_price,
                 tax_rate_bps=ln.tax_rate_bps,
+                backordered=ln.backordered,
                 subtotal=ln.subtotal_amount,
                 tax=ln.tax_amount,
                 total=ln.total_amount,
@@ -84,6 +121,10 @@ def to_read(order: Order) -> OrderRead:
             shipping_fee=order.shipping_fee,
             total=order.total_amount,
         ),
+        fulfillment=order.fulfillment,
+        pickup_store=order.pickup_warehouse_code,
+        shipments=[shipment_read(v) for v in shipments],
+        routed_to=list(order.routing["warehouses"]) if order.routing else [],
         carrier=order.carrier,
         tracking_number=order.tracking_number,
         notes=order.notes,
@@ -143,7 +184,7 @@ async def create_order(
     order = await service.place_order(
         session, data=data, principal=principal, request_id=request_id_var.get()
     )
-    read = to_read(order)
+    read = (await read_orders(session, [order]))[0]
     if idempotency_key is not None:
         await service.store_idempotent_response(
             session,
@@ -190,7 +231,7 @@ async def list_orders(
         limit=limit,
         cursor=cursor,
     )
-    return OrderPage(items=[to_read(o) for o in orders], next_cursor=next_cursor)
+    return OrderPage(items=await read_orders(session, orders), next_cursor=next_cursor)
 
 
 @router.get(
@@ -213,7 +254,7 @@ async def customer_orders(
         limit=limit,
         cursor=cursor,
     )
-    return OrderPage(items=[to_read(o) for o in orders], next_cursor=next_cursor)
+    return OrderPage(items=await read_orders(session, orders), next_cursor=next_cursor)
 
 
 @router.get(
@@ -223,7 +264,8 @@ async def customer_orders(
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def get_order(order_id: uuid.UUID, session: Session, principal: Reader) -> OrderRead:
-    return to_read(await service.get_order(session, order_id=order_id, principal=principal))
+    order = await service.get_order(session, order_id=order_id, principal=principal)
+    return (await read_orders(session, [order]))[0]
 
 
 @router.post(
@@ -287,3 +329,138 @@ async def state_machine() -> StateMachineRead:
         ],
         mermaid=domain.mermaid(),
     )
+
+
+@router.get(
+    "/orders/{order_id}/routing",
+    response_model=OrderRoutingRead,
+    summary="Why the order ships from where it does",
+    description="The stored routing decision: chosen warehouses, backorders, and the full "
+    "explanation (every candidate, exclusion reasons, distances, the deciding rule, runner-up).",
+    responses=problems(404, *AUTH_PROBLEMS),
+)
+async def order_routing(order_id: uuid.UUID, session: Session, principal: Reader) -> OrderRoutingRead:
+    order = await service.get_order(session, order_id=order_id, principal=principal)
+    routing = order.routing or {"warehouses": [], "fully_filled": False, "backorders": [], "explanation": {}}
+    return OrderRoutingRead(order_id=order.id, **routing)
+
+
+@router.post(
+    "/orders/{order_id}/reroute",
+    response_model=OrderRead,
+    summary="Release an order's reservations and route it again",
+    description="For placed or paid orders whose shipments are all still pending (e.g. a "
+    "warehouse went offline). Recorded in the order history as `rerouted`. 409 "
+    "`insufficient_stock` if it can no longer be filled (nothing changes).",
+    responses=problems(404, 409, *AUTH_PROBLEMS),
+)
+async def reroute(
+    order_id: uuid.UUID,
+    body: RerouteRequest,
+    session: Session,
+    principal: Annotated[Principal, Depends(require(Role.ADMIN))],
+) -> OrderRead:
+    order = await service.reroute_order(
+        session, order_id=order_id, principal=principal, reason=body.reason,
+        request_id=request_id_var.get(),
+    )
+    return (await read_orders(session, [order]))[0]
+
+
+def route_read(plan: RoutePlan) -> RouteRead:
+    codes = {c.warehouse_id: c.code for c in plan.explanation.candidates}
+    shipments = [
+        PlannedShipment(
+            warehouse=codes[w],
+            lines=[
+                {"line_id": a.line_id, "sku": a.sku, "quantity": a.quantity}
+                for a in plan.allocations
+                if a.warehouse_id == w
+            ],
+        )
+        for w in plan.warehouses
+    ]
+    return RouteRead(
+        fully_filled=plan.fully_filled,
+        parcels=len(plan.warehouses),
+        shipments=shipments,
+        short_lines=[
+            {"line_id": s.line_id, "sku": s.sku, "requested": s.requested, "available": s.available}
+            for s in plan.shortages
+        ],
+        explanation=plan.explanation.to_dict(),
+    )
+
+
+@router.post(
+    "/routing/preview",
+    response_model=RouteRead,
+    summary="Preview where an order would ship from (nothing is reserved)",
+    description="Routes the lines against current stock with the channel's policy and returns "
+    "the planned parcels, any short lines and the explanation. For storefronts showing "
+    "delivery options.",
+    tags=["routing"],
+    responses=problems(404, *AUTH_PROBLEMS),
+)
+async def preview(body: RoutePreviewRequest, session: Session, principal: Reader) -> RouteRead:
+    addr = body.shipping_address
+    plan = await service.preview_route(
+        session,
+        lines=[(ln.sku, ln.quantity) for ln in body.lines],
+        address=RouteAddress(addr.country, addr.postal_code, addr.city, addr.latitude, addr.longitude),
+        channel=body.channel,
+        pickup_code=body.pickup_store,
+    )
+    return route_read(plan)
+
+
+@router.post(
+    "/shipments/{shipment_id}/transitions",
+    response_model=ShipmentRead,
+    summary="Move one shipment: picked, packed, shipped (carrier + tracking), delivered",
+    description="Shipments move one step at a time. The order advances when all of its "
+    "shipments have (e.g. the order becomes `shipped` when its last parcel ships). Picking "
+    "needs the order paid, or cash on delivery (409 `order_not_ready`).",
+    tags=["fulfillment"],
+    responses=problems(404, 409, *AUTH_PROBLEMS),
+)
+async def move_shipment(
+    shipment_id: uuid.UUID,
+    change: ShipmentTransitionRequest,
+    session: Session,
+    principal: Annotated[Principal, Depends(require(Role.FULFILLMENT))],
+) -> ShipmentRead:
+    shipment = await service.transition_shipment(
+        session, shipment_id=shipment_id, change=change, principal=principal,
+        request_id=request_id_var.get(),
+    )
+    views = (await service.shipments_for(session, order_ids=[shipment.order_id]))[shipment.order_id]
+    return shipment_read(next(v for v in views if v.shipment.id == shipment.id))
+
+
+@router.get(
+    "/warehouses/{code}/pick-queue",
+    response_model=list[PickItem],
+    summary="Shipments waiting to be picked in a warehouse",
+    description="Ready shipments (order paid, or cash on delivery): express first, then oldest.",
+    tags=["fulfillment"],
+    responses=problems(404, *AUTH_PROBLEMS),
+)
+async def pick_queue(
+    code: str,
+    session: Session,
+    principal: Annotated[Principal, Depends(require(Role.FULFILLMENT))],
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[PickItem]:
+    items = await service.pick_queue(session, warehouse_code=code, limit=limit)
+    return [
+        PickItem(
+            shipment_id=sh.id,
+            order_id=order.id,
+            order_number=order.number,
+            priority=domain.Priority(order.priority),
+            placed_at=order.created_at,
+            lines=[ShipmentLine(**ln) for ln in lines],
+        )
+        for sh, order, lines in items
+    ]

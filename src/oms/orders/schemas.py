@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
-from oms.orders.domain import OrderStatus, PaymentMethod, Priority
+from oms.orders.domain import OrderStatus, PaymentMethod, Priority, ShipmentStatus
 from oms.shared.codes import normalize_country, normalize_currency
 
 Currency = Annotated[
@@ -91,6 +91,10 @@ class OrderCreate(Strict):
     priority: Priority = Priority.STANDARD
     shipping_fee: Minor = 0
     lines: list[OrderLineCreate] = Field(min_length=1, max_length=250)
+    pickup_store: Annotated[str, Field(min_length=1, max_length=32)] | None = Field(
+        default=None,
+        description="Click and collect: the code of the store the customer collects from",
+    )
     notes: Annotated[str, Field(max_length=2000)] | None = None
     attributes: dict[str, Any] = Field(
         default_factory=dict, max_length=50, description="Free-form key/value data you own"
@@ -138,6 +142,7 @@ class OrderLineRead(BaseModel):
     quantity: int
     unit_price: int
     tax_rate_bps: int
+    backordered: int = Field(description="Units not reserved (backorder policy); 0 normally")
     subtotal: int
     tax: int
     total: int
@@ -148,6 +153,29 @@ class Totals(BaseModel):
     tax_total: int
     shipping_fee: int
     total: int
+
+
+class ShipmentLine(BaseModel):
+    order_line_id: uuid.UUID
+    sku: str
+    quantity: int
+
+
+class ShipmentRead(BaseModel):
+    id: uuid.UUID
+    order_id: uuid.UUID
+    seq: int
+    warehouse: str
+    status: ShipmentStatus
+    carrier: str | None
+    tracking_number: str | None
+    lines: list[ShipmentLine]
+    created_at: datetime
+    picked_at: datetime | None
+    packed_at: datetime | None
+    shipped_at: datetime | None
+    delivered_at: datetime | None
+    cancelled_at: datetime | None
 
 
 class OrderRead(BaseModel):
@@ -165,6 +193,10 @@ class OrderRead(BaseModel):
     currency: str
     lines: list[OrderLineRead]
     totals: Totals
+    fulfillment: str = Field(description="`ship`, or `pickup` for click and collect")
+    pickup_store: str | None
+    shipments: list[ShipmentRead] = Field(description="One per warehouse the order ships from")
+    routed_to: list[str] = Field(description="Warehouse codes, in shipment order")
     carrier: str | None
     tracking_number: str | None
     notes: str | None
@@ -226,3 +258,64 @@ class StateMachineRead(BaseModel):
     terminal: list[OrderStatus]
     transitions: list[TransitionRead]
     mermaid: str
+
+
+class ShipmentTransitionRequest(Strict):
+    to: ShipmentStatus = Field(examples=["shipped"])
+    carrier: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, examples=["DHL"]
+    )
+    tracking_number: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
+        default=None, examples=["JJD000390007"]
+    )
+
+
+class RerouteRequest(Strict):
+    reason: Annotated[str, Field(max_length=500)] | None = Field(
+        default=None, examples=["warehouse BER offline"]
+    )
+
+
+class PreviewLine(Strict):
+    sku: Sku
+    quantity: int = Field(gt=0, le=10_000)
+
+
+class RoutePreviewRequest(Strict):
+    channel: Channel
+    shipping_address: Address
+    lines: list[PreviewLine] = Field(min_length=1, max_length=250)
+    pickup_store: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+
+
+class PlannedShipment(BaseModel):
+    warehouse: str
+    lines: list[dict[str, Any]]
+
+
+class RouteRead(BaseModel):
+    fully_filled: bool
+    parcels: int
+    shipments: list[PlannedShipment]
+    short_lines: list[dict[str, Any]]
+    explanation: dict[str, Any] = Field(
+        description="Every candidate warehouse (eligible or why not, distance, band, rank), "
+        "the rule that decided and the runner-up plan"
+    )
+
+
+class OrderRoutingRead(BaseModel):
+    order_id: uuid.UUID
+    warehouses: list[str]
+    fully_filled: bool
+    backorders: list[dict[str, Any]]
+    explanation: dict[str, Any]
+
+
+class PickItem(BaseModel):
+    shipment_id: uuid.UUID
+    order_id: uuid.UUID
+    order_number: int
+    priority: Priority
+    placed_at: datetime
+    lines: list[ShipmentLine]

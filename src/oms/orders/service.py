@@ -8,11 +8,12 @@ import hashlib
 import json
 import logging
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -20,13 +21,17 @@ from sqlalchemy.orm import selectinload
 from oms.auth.service import Principal
 from oms.db import after_commit
 from oms.orders import domain
-from oms.orders.domain import OrderStatus, PaymentMethod
-from oms.orders.models import IdempotencyKey, Order, OrderEvent, OrderLine
-from oms.orders.schemas import OrderCreate, TransitionRequest
+from oms.orders.domain import OrderStatus, PaymentMethod, ShipmentStatus
+from oms.inventory import service as inventory_service
+from oms.orders.models import IdempotencyKey, Order, OrderEvent, OrderLine, Shipment
+from oms.routing import service as routing_service
+from oms.routing.domain import RouteLine, RoutePlan
+from oms.orders.schemas import OrderCreate, ShipmentTransitionRequest, TransitionRequest
 from oms.outbox.service import record_event
 from oms.shared import metrics
 from oms.shared.clock import utcnow
 from oms.shared.errors import Conflict, Forbidden, NotFound, ProblemError, Unprocessable
+from oms.shared.roles import Role
 
 log = logging.getLogger("oms.orders")
 
@@ -196,6 +201,12 @@ async def order_history(
 
 # ---- placing ----------------------------------------------------------------------------
 
+MAX_ROUTE_ATTEMPTS = 3
+
+
+class _StockMoved(Exception):
+    """A reservation lost a race after routing: roll back the savepoint and route again."""
+
 
 def order_summary(order: Order) -> dict[str, Any]:
     """The data carried by order.* events."""
@@ -213,19 +224,141 @@ def order_summary(order: Order) -> dict[str, Any]:
     }
 
 
+def _address(order: Order) -> routing_service.Address:
+    return routing_service.Address(
+        country=order.ship_country,
+        postal_code=order.ship_postal_code,
+        city=order.ship_city,
+        latitude=order.ship_latitude,
+        longitude=order.ship_longitude,
+    )
+
+
+def insufficient_stock(plan: RoutePlan) -> Conflict:
+    """409 naming each short line: requested, and how many could be placed."""
+    short = [
+        {"line_id": s.line_id, "sku": s.sku, "requested": s.requested, "available": s.available}
+        for s in plan.shortages
+    ]
+    return Conflict(
+        "not enough stock for: "
+        + ", ".join(f"{s['sku']} (requested {s['requested']}, available {s['available']})" for s in short),
+        code="insufficient_stock",
+        title="Insufficient stock",
+        short_lines=short,
+    )
+
+
+async def _route_and_reserve(
+    session: AsyncSession, *, order: Order, lines: list[OrderLine]
+) -> RoutePlan:
+    """Plan against a fresh snapshot, create shipments and reserve; re-route if stock moved.
+
+    Shipments and allocations are written inside a savepoint; the conditional stock UPDATEs
+    come last. If one finds the stock gone (a concurrent order took it), the savepoint is
+    rolled back and the order is routed again, at most MAX_ROUTE_ATTEMPTS times.
+    """
+    route_lines = [RouteLine(line_id=str(ln.id), sku=ln.sku, quantity=ln.quantity) for ln in lines]
+    line_ids = {str(ln.id): ln.id for ln in lines}
+    for _attempt in range(MAX_ROUTE_ATTEMPTS):
+        plan = await routing_service.plan(
+            session,
+            lines=route_lines,
+            address=_address(order),
+            channel=order.channel,
+            pickup_code=order.pickup_warehouse_code,
+        )
+        if not plan.acceptable:
+            raise insufficient_stock(plan)
+        try:
+            async with session.begin_nested():
+                await _write_plan(session, order=order, plan=plan, line_ids=line_ids)
+        except _StockMoved:
+            continue
+        return plan
+    raise Conflict(
+        "stock kept moving while this order was being routed; retry",
+        code="stock_contention",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _write_plan(
+    session: AsyncSession, *, order: Order, plan: RoutePlan, line_ids: dict[str, uuid.UUID]
+) -> None:
+    codes = {c.warehouse_id: c.code for c in plan.explanation.candidates}
+    now = utcnow()
+    seq_start = (
+        await session.scalar(
+            select(func.coalesce(func.max(Shipment.seq), 0)).where(Shipment.order_id == order.id)
+        )
+        if order.routing is not None
+        else 0
+    ) or 0
+    shipment_ids: dict[str, uuid.UUID] = {}
+    for i, wid in enumerate(plan.warehouses, start=seq_start + 1):
+        shipment_ids[wid] = uuid.uuid4()
+        session.add(
+            Shipment(
+                id=shipment_ids[wid],
+                order_id=order.id,
+                seq=i,
+                warehouse_id=uuid.UUID(wid),
+                warehouse_code=codes[wid],
+                status=ShipmentStatus.PENDING.value,
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    await session.flush()
+    reservations = [
+        inventory_service.Reservation(
+            order_id=order.id,
+            order_line_id=line_ids[a.line_id],
+            shipment_id=shipment_ids[a.warehouse_id],
+            warehouse_id=uuid.UUID(a.warehouse_id),
+            sku=a.sku,
+            quantity=a.quantity,
+        )
+        for a in plan.allocations
+    ]
+    if reservations and not await inventory_service.reserve(session, reservations=reservations):
+        raise _StockMoved
+    backordered: dict[uuid.UUID, int] = defaultdict(int)
+    for s in plan.backorders:
+        backordered[line_ids[s.line_id]] += s.missing
+    for line_id in line_ids.values():
+        await session.execute(
+            update(OrderLine).where(OrderLine.id == line_id).values(backordered=backordered[line_id])
+        )
+    routing = {
+        "warehouses": [codes[w] for w in plan.warehouses],
+        "fully_filled": plan.fully_filled,
+        "backorders": [
+            {"line_id": s.line_id, "sku": s.sku, "quantity": s.missing} for s in plan.backorders
+        ],
+        "explanation": plan.explanation.to_dict(),
+    }
+    await session.execute(update(Order).where(Order.id == order.id).values(routing=routing))
+    order.routing = routing
+
+
 async def place_order(
     session: AsyncSession, *, data: OrderCreate, principal: Principal, request_id: str | None
 ) -> Order:
-    """Store a new order in status ``placed`` with its history and its order.placed event."""
+    """Store a new order in status ``placed``, routed and reserved, in the caller's transaction.
+
+    Not enough stock: 409 ``insufficient_stock`` naming the short lines, and nothing is stored
+    (the request's transaction rolls back).
+    """
     if principal.channel is not None and data.channel != principal.channel:
         raise Forbidden(
             f"this API key is bound to channel '{principal.channel}'", code="channel_not_allowed"
         )
     now = utcnow()
     order_id = uuid.uuid4()
-    amounts = [
-        domain.line_amounts(ln.quantity, ln.unit_price, ln.tax_rate_bps) for ln in data.lines
-    ]
+    amounts = [domain.line_amounts(ln.quantity, ln.unit_price, ln.tax_rate_bps) for ln in data.lines]
     totals = domain.order_totals(amounts, data.shipping_fee)
     addr = data.shipping_address
     values = {
@@ -251,6 +384,8 @@ async def place_order(
         "tax_amount": totals.tax_total,
         "shipping_fee": totals.shipping_fee,
         "total_amount": totals.total,
+        "fulfillment": "pickup" if data.pickup_store else "ship",
+        "pickup_warehouse_code": data.pickup_store,
         "notes": data.notes,
         "attributes": data.attributes,
         "created_by": principal.actor,
@@ -309,23 +444,197 @@ async def place_order(
         )
     )
     order = await get_order(session, order_id=order_id, principal=principal)
+    plan = await _route_and_reserve(session, order=order, lines=list(order.lines))
     await record_event(
         session,
         type="order.placed",
         aggregate_type="order",
         aggregate_id=str(order_id),
-        data=order_summary(order),
+        data={**order_summary(order), "warehouses": order.routing["warehouses"] if order.routing else []},
     )
 
     def _committed() -> None:
         metrics.ORDERS_PLACED.labels(channel=data.channel).inc()
         log.info(
             "order placed",
-            extra={"event": "order.placed", "order_id": str(order_id), "channel": data.channel},
+            extra={
+                "event": "order.placed",
+                "order_id": str(order_id),
+                "channel": data.channel,
+                "shipments": len(plan.warehouses),
+            },
         )
 
     after_commit(session, _committed)
     return order
+
+
+# ---- shipments --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentView:
+    shipment: Shipment
+    lines: list[dict[str, Any]]
+
+
+async def shipments_for(
+    session: AsyncSession, *, order_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[ShipmentView]]:
+    """Shipments of several orders (two queries), each with the lines and units it carries."""
+    out: dict[uuid.UUID, list[ShipmentView]] = {oid: [] for oid in order_ids}
+    if not order_ids:
+        return out
+    shipments = (
+        await session.scalars(
+            select(Shipment)
+            .where(Shipment.order_id.in_(order_ids))
+            .order_by(Shipment.order_id, Shipment.seq)
+        )
+    ).all()
+    if not shipments:
+        return out
+    allocs = await inventory_service.allocations_for_orders(session, order_ids=order_ids)
+    by_shipment: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+    for a in allocs:
+        if a.shipment_id is not None and a.status != "released":
+            by_shipment[a.shipment_id].append(
+                {"order_line_id": a.order_line_id, "sku": a.sku, "quantity": a.quantity}
+            )
+    for sh in shipments:
+        out[sh.order_id].append(ShipmentView(sh, by_shipment.get(sh.id, [])))
+    return out
+
+
+async def reroute_order(
+    session: AsyncSession,
+    *,
+    order_id: uuid.UUID,
+    principal: Principal,
+    reason: str | None,
+    request_id: str | None,
+) -> Order:
+    """Release the order's reservations and route it again (before any shipment is picked)."""
+    order = await get_order(session, order_id=order_id, principal=principal)
+    status = OrderStatus(order.status)
+    if status not in (OrderStatus.PLACED, OrderStatus.PAID):
+        raise Conflict(
+            f"only placed or paid orders can be re-routed; this one is '{status}'",
+            code="reroute_not_allowed",
+            current_status=status.value,
+        )
+    active = (
+        await session.scalars(
+            select(Shipment).where(
+                Shipment.order_id == order_id, Shipment.status != ShipmentStatus.CANCELLED.value
+            )
+        )
+    ).all()
+    if any(sh.status != ShipmentStatus.PENDING.value for sh in active):
+        raise Conflict(
+            "a shipment of this order is already being picked", code="reroute_not_allowed"
+        )
+    bumped = await session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.version == order.version)
+        .values(version=order.version + 1, updated_at=utcnow())
+        .returning(Order.id)
+    )
+    if bumped.first() is None:
+        raise Conflict("the order changed concurrently; retry", code="concurrent_modification")
+    order.version += 1
+    before = list(order.routing["warehouses"]) if order.routing else []
+    await inventory_service.release(session, order_id=order_id)
+    now = utcnow()
+    await session.execute(
+        update(Shipment)
+        .where(Shipment.order_id == order_id, Shipment.status == ShipmentStatus.PENDING.value)
+        .values(status=ShipmentStatus.CANCELLED.value, cancelled_at=now, updated_at=now)
+    )
+    await _route_and_reserve(session, order=order, lines=list(order.lines))
+    after = list(order.routing["warehouses"]) if order.routing else []
+    data = {"from_warehouses": before, "to_warehouses": after}
+    session.add(
+        OrderEvent(
+            order_id=order_id,
+            kind="rerouted",
+            from_status=status.value,
+            to_status=status.value,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            reason=reason,
+            data=data,
+            request_id=request_id,
+            created_at=now,
+        )
+    )
+    await record_event(
+        session,
+        type="order.rerouted",
+        aggregate_type="order",
+        aggregate_id=str(order_id),
+        data={**order_summary(order), **data},
+    )
+    return order
+
+
+async def preview_route(
+    session: AsyncSession,
+    *,
+    lines: list[tuple[str, int]],
+    address: routing_service.Address,
+    channel: str,
+    pickup_code: str | None,
+) -> RoutePlan:
+    """Route without reserving: where an order would ship from, and why."""
+    route_lines = [RouteLine(line_id=str(i), sku=sku, quantity=q) for i, (sku, q) in enumerate(lines, 1)]
+    return await routing_service.plan(
+        session, lines=route_lines, address=address, channel=channel, pickup_code=pickup_code
+    )
+
+
+async def pick_queue(
+    session: AsyncSession, *, warehouse_code: str, limit: int
+) -> list[tuple[Shipment, Order, list[dict[str, Any]]]]:
+    """Shipments of a warehouse ready to pick: express first, then oldest first."""
+    wid = (await inventory_service.warehouse_ids_by_code(session, codes=[warehouse_code])).get(
+        warehouse_code
+    )
+    if wid is None:
+        raise NotFound(f"warehouse '{warehouse_code}' does not exist", code="warehouse_not_found")
+    ready = or_(
+        Order.status == OrderStatus.PAID.value,
+        and_(
+            Order.status == OrderStatus.PLACED.value,
+            Order.payment_method == PaymentMethod.CASH_ON_DELIVERY.value,
+        ),
+        Order.status == OrderStatus.PICKED.value,
+    )
+    rows = (
+        await session.execute(
+            select(Shipment, Order)
+            .join(Order, Order.id == Shipment.order_id)
+            .where(
+                Shipment.warehouse_id == wid,
+                Shipment.status == ShipmentStatus.PENDING.value,
+                ready,
+            )
+            .order_by(
+                (Order.priority == "express").desc(), Order.created_at, Order.id, Shipment.seq
+            )
+            .limit(limit)
+        )
+    ).all()
+    out = []
+    for sh, order in rows:
+        allocs = await inventory_service.allocations_for_orders(session, order_ids=[order.id])
+        lines = [
+            {"order_line_id": a.order_line_id, "sku": a.sku, "quantity": a.quantity}
+            for a in allocs
+            if a.shipment_id == sh.id and a.status == "open"
+        ]
+        out.append((sh, order, lines))
+    return out
 
 
 # ---- transitions ------------------------------------------------------------------------
@@ -336,6 +645,14 @@ def _problem_for(exc: Exception) -> ProblemError:
         return Conflict(
             str(exc),
             code="illegal_transition",
+            current_status=exc.current.value,
+            requested_status=exc.target.value,
+            allowed_transitions=[s.value for s in exc.allowed],
+        )
+    if isinstance(exc, domain.IllegalShipmentTransition):
+        return Conflict(
+            str(exc),
+            code="illegal_shipment_transition",
             current_status=exc.current.value,
             requested_status=exc.target.value,
             allowed_transitions=[s.value for s in exc.allowed],
@@ -353,52 +670,39 @@ _TIMESTAMP_FOR = {
 }
 
 
-async def transition_order(
+async def _apply_order_transition(
     session: AsyncSession,
     *,
-    order_id: uuid.UUID,
-    change: TransitionRequest,
+    order: Order,
+    target: OrderStatus,
     principal: Principal,
+    reason: str | None,
+    carrier: str | None,
+    tracking_number: str | None,
     request_id: str | None,
-) -> Order:
-    """Move the order to ``change.to`` if the state machine allows it; record who and why.
-
-    The UPDATE is conditional on the version read, so of two concurrent transitions only one
-    wins; the other gets a 409 naming the status it lost to.
-    """
-    order = await get_order(session, order_id=order_id, principal=principal)
+) -> None:
+    """Check one move with the state machine, write it (version-guarded), history and event."""
     current = OrderStatus(order.status)
-    if change.expected_version is not None and change.expected_version != order.version:
-        raise Conflict(
-            f"order is at version {order.version}, not {change.expected_version}",
-            code="version_conflict",
-            current_status=current.value,
-            current_version=order.version,
-        )
     try:
         domain.transition(
             current,
-            change.to,
+            target,
             cash_on_delivery=order.payment_method == PaymentMethod.CASH_ON_DELIVERY,
             role=principal.role,
-            carrier=change.carrier,
-            tracking_number=change.tracking_number,
+            carrier=carrier,
+            tracking_number=tracking_number,
         )
     except (domain.IllegalTransition, domain.RoleNotAllowed, domain.MissingShippingDetails) as exc:
         raise _problem_for(exc) from exc
     now = utcnow()
-    values: dict[str, Any] = {
-        "status": change.to.value,
-        "version": order.version + 1,
-        "updated_at": now,
-    }
-    if change.to in _TIMESTAMP_FOR:
-        values[_TIMESTAMP_FOR[change.to]] = now
-    if change.to is OrderStatus.SHIPPED:
-        values["carrier"], values["tracking_number"] = change.carrier, change.tracking_number
+    values: dict[str, Any] = {"status": target.value, "version": order.version + 1, "updated_at": now}
+    if target in _TIMESTAMP_FOR:
+        values[_TIMESTAMP_FOR[target]] = now
+    if target is OrderStatus.SHIPPED:
+        values["carrier"], values["tracking_number"] = carrier, tracking_number
     result = await session.execute(
         update(Order)
-        .where(Order.id == order_id, Order.version == order.version)
+        .where(Order.id == order.id, Order.version == order.version)
         .values(**values)
         .returning(Order.id)
     )
@@ -411,17 +715,17 @@ async def transition_order(
     for key, value in values.items():
         setattr(order, key, value)
     data: dict[str, Any] = {}
-    if change.carrier:
-        data = {"carrier": change.carrier, "tracking_number": change.tracking_number}
+    if carrier:
+        data = {"carrier": carrier, "tracking_number": tracking_number}
     session.add(
         OrderEvent(
-            order_id=order_id,
+            order_id=order.id,
             kind="transition",
             from_status=current.value,
-            to_status=change.to.value,
+            to_status=target.value,
             actor=principal.actor,
             actor_role=principal.role.value,
-            reason=change.reason,
+            reason=reason,
             data=data,
             request_id=request_id,
             created_at=now,
@@ -429,24 +733,219 @@ async def transition_order(
     )
     await record_event(
         session,
-        type=f"order.{change.to.value}",
+        type=f"order.{target.value}",
         aggregate_type="order",
-        aggregate_id=str(order_id),
+        aggregate_id=str(order.id),
         data={**order_summary(order), "previous_status": current.value, **data},
     )
+    order_id = order.id
 
     def _committed() -> None:
-        metrics.ORDER_TRANSITIONS.labels(from_status=current.value, to_status=change.to.value).inc()
+        metrics.ORDER_TRANSITIONS.labels(from_status=current.value, to_status=target.value).inc()
         log.info(
             "order transition",
             extra={
-                "event": f"order.{change.to.value}",
+                "event": f"order.{target.value}",
                 "order_id": str(order_id),
                 "from_status": current.value,
-                "to_status": change.to.value,
+                "to_status": target.value,
                 "actor": principal.actor,
             },
         )
 
     after_commit(session, _committed)
+
+
+async def _move_shipment(
+    session: AsyncSession,
+    *,
+    shipment: Shipment,
+    target: ShipmentStatus,
+    principal: Principal,
+    carrier: str | None,
+    tracking_number: str | None,
+) -> None:
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": target.value,
+        "version": shipment.version + 1,
+        "updated_at": now,
+        f"{target.value}_at": now,
+    }
+    if target is ShipmentStatus.SHIPPED:
+        values["carrier"], values["tracking_number"] = carrier, tracking_number
+    result = await session.execute(
+        update(Shipment)
+        .where(Shipment.id == shipment.id, Shipment.version == shipment.version)
+        .values(**values)
+        .returning(Shipment.id)
+    )
+    if result.first() is None:
+        raise Conflict(
+            "the shipment was changed by another request at the same time; retry",
+            code="concurrent_modification",
+        )
+    for key, value in values.items():
+        setattr(shipment, key, value)
+    if target is ShipmentStatus.SHIPPED:
+        await inventory_service.consume(
+            session, order_id=shipment.order_id, shipment_id=shipment.id, actor=principal.actor
+        )
+    await record_event(
+        session,
+        type=f"shipment.{target.value}",
+        aggregate_type="order",
+        aggregate_id=str(shipment.order_id),
+        data={
+            "shipment_id": str(shipment.id),
+            "order_id": str(shipment.order_id),
+            "warehouse_code": shipment.warehouse_code,
+            "status": target.value,
+            "carrier": shipment.carrier,
+            "tracking_number": shipment.tracking_number,
+        },
+    )
+
+
+async def transition_order(
+    session: AsyncSession,
+    *,
+    order_id: uuid.UUID,
+    change: TransitionRequest,
+    principal: Principal,
+    request_id: str | None,
+) -> Order:
+    """Move the order to ``change.to`` if the state machine allows it; record who and why.
+
+    Fulfilment moves (picked, packed, shipped, delivered) carry every shipment that is behind
+    along; shipping consumes the reserved stock; cancelling releases it. The UPDATE is
+    conditional on the version read, so of two concurrent transitions only one wins.
+    """
+    order = await get_order(session, order_id=order_id, principal=principal)
+    if change.expected_version is not None and change.expected_version != order.version:
+        raise Conflict(
+            f"order is at version {order.version}, not {change.expected_version}",
+            code="version_conflict",
+            current_status=order.status,
+            current_version=order.version,
+        )
+    shipments = list(
+        (
+            await session.scalars(
+                select(Shipment)
+                .where(
+                    Shipment.order_id == order_id,
+                    Shipment.status != ShipmentStatus.CANCELLED.value,
+                )
+                .order_by(Shipment.seq)
+            )
+        ).all()
+    )
+    if change.to is OrderStatus.CANCELLED and any(
+        domain.shipment_rank(ShipmentStatus(sh.status)) >= domain.shipment_rank(ShipmentStatus.SHIPPED)
+        for sh in shipments
+    ):
+        raise Conflict(
+            "part of this order has already shipped; it can no longer be cancelled",
+            code="partially_shipped",
+            current_status=order.status,
+            allowed_transitions=[],
+        )
+    await _apply_order_transition(
+        session,
+        order=order,
+        target=change.to,
+        principal=principal,
+        reason=change.reason,
+        carrier=change.carrier,
+        tracking_number=change.tracking_number,
+        request_id=request_id,
+    )
+    if change.to in domain.FULFILMENT_STATUSES:
+        target = domain.FULFILMENT_STATUSES[change.to]
+        for sh in shipments:
+            if domain.shipment_rank(ShipmentStatus(sh.status)) < domain.shipment_rank(target):
+                await _move_shipment(
+                    session,
+                    shipment=sh,
+                    target=target,
+                    principal=principal,
+                    carrier=change.carrier,
+                    tracking_number=change.tracking_number,
+                )
+    elif change.to is OrderStatus.CANCELLED:
+        await inventory_service.release(session, order_id=order_id)
+        now = utcnow()
+        await session.execute(
+            update(Shipment)
+            .where(Shipment.order_id == order_id, Shipment.status != ShipmentStatus.CANCELLED.value)
+            .values(status=ShipmentStatus.CANCELLED.value, cancelled_at=now, updated_at=now)
+        )
     return order
+
+
+async def transition_shipment(
+    session: AsyncSession,
+    *,
+    shipment_id: uuid.UUID,
+    change: ShipmentTransitionRequest,
+    principal: Principal,
+    request_id: str | None,
+) -> Shipment:
+    """Move one shipment one step; the order follows once all its shipments have."""
+    shipment = await session.get(Shipment, shipment_id)
+    if shipment is None:
+        raise NotFound(f"shipment {shipment_id} does not exist", code="shipment_not_found")
+    order = await get_order(session, order_id=shipment.order_id, principal=principal)
+    if principal.role not in (Role.ADMIN, Role.FULFILLMENT):
+        raise Forbidden("only fulfillment or admin keys move shipments", code="role_not_allowed")
+    current = ShipmentStatus(shipment.status)
+    try:
+        domain.next_shipment_status(current, change.to)
+    except domain.IllegalShipmentTransition as exc:
+        raise _problem_for(exc) from exc
+    if change.to is ShipmentStatus.SHIPPED and not (change.carrier and change.tracking_number):
+        raise Unprocessable(
+            "shipping requires a carrier and a tracking number", code="shipping_details_required"
+        )
+    order_status = OrderStatus(order.status)
+    if change.to is ShipmentStatus.PICKED:
+        cod = order.payment_method == PaymentMethod.CASH_ON_DELIVERY
+        ready = order_status is OrderStatus.PAID or (cod and order_status is OrderStatus.PLACED)
+        if not ready and domain.order_fulfilment_rank(order_status) < 1:
+            raise Conflict(
+                f"the order is '{order_status}'; it must be paid (or cash on delivery) "
+                "before picking",
+                code="order_not_ready",
+                current_status=order_status.value,
+            )
+    await _move_shipment(
+        session,
+        shipment=shipment,
+        target=change.to,
+        principal=principal,
+        carrier=change.carrier,
+        tracking_number=change.tracking_number,
+    )
+    statuses = [
+        ShipmentStatus(s)
+        for s in (
+            await session.scalars(select(Shipment.status).where(Shipment.order_id == order.id))
+        ).all()
+    ]
+    reached = domain.order_status_reached(statuses)
+    while reached is not None and domain.order_fulfilment_rank(
+        OrderStatus(order.status)
+    ) < domain.order_fulfilment_rank(reached):
+        nxt = domain.FULFILMENT_ORDER[domain.order_fulfilment_rank(OrderStatus(order.status))]
+        await _apply_order_transition(
+            session,
+            order=order,
+            target=nxt,
+            principal=principal,
+            reason="all shipments reached " + nxt.value,
+            carrier=change.carrier or shipment.carrier,
+            tracking_number=change.tracking_number or shipment.tracking_number,
+            request_id=request_id,
+        )
+    return shipment

@@ -11,9 +11,13 @@ Default objective, compared lexicographically over whole plans:
    ``band = floor(great_circle_km / policy.distance_band_km)``, so small distance differences do
    not flip decisions. The sum is used (not the max) because carriers charge per parcel by zone:
    the sum of bands follows total shipping cost;
-4. the sum of the warehouses' priority ranks (dense rank of ``priority`` among eligible
+4. domestic first (``policy.prefer_domestic``): fewest shipments from warehouses outside the
+   destination country (Shopify's "stay within the destination market", ShipBob's "in-country
+   first"; placed inside the band so a much closer foreign warehouse still wins). Warehouses
+   without ``country`` count as foreign, so without countries this criterion does nothing;
+5. the sum of the warehouses' priority ranks (dense rank of ``priority`` among eligible
    warehouses, 0 = most preferred);
-5. the sum of raw great-circle distances (100 m resolution), then a deterministic tie break on
+6. the sum of raw great-circle distances (100 m resolution), then a deterministic tie break on
    the warehouses' (code, id).
 
 A warehouse without coordinates, or a destination without a point, has an *unknown* distance:
@@ -35,10 +39,11 @@ caller decides between a 409 and a backorder (``policy.allow_backorder``). Inval
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "EARTH_RADIUS_KM",
@@ -71,11 +76,13 @@ _EXACT_MAX_SHIPMENTS = 3
 _SEARCH_NODE_BUDGET = 20_000
 _RUNNER_UP_NODE_BUDGET = 3_000
 
-# Scalarised per-warehouse cost: band * _W_BAND + priority_rank * _W_RANK + distance_hm, with
+# Scalarised per-warehouse cost:
+#   band * _W_BAND + cross_border * _W_CROSS_BORDER + priority_rank * _W_RANK + distance_hm,
 # distance in units of 100 m. The weights keep the lexicographic order exact for sums over up to
-# ~5,000 warehouses (distance <= 200,151 hm each) and priority-rank sums below 10**6.
+# ~1,000 shipments (distance <= 200,151 hm each, priority-rank sums below 10**6).
 _W_RANK = 10**9
-_W_BAND = 10**15
+_W_CROSS_BORDER = 10**15
+_W_BAND = 10**18
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,6 +132,7 @@ class WarehouseCandidate:
     ships_to: frozenset[str] | None = None  # ISO country codes; None = ships everywhere
     is_pickup_store: bool = False
     available: Mapping[str, int] = field(default_factory=dict)  # sku -> available units
+    country: str | None = None  # the warehouse's own ISO country code (domestic-first rule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +149,8 @@ class RoutingPolicy:
     - ``exclude_pickup_stores``: do not ship from warehouses flagged ``is_pickup_store`` (they
       remain usable as the click-and-collect store).
     - ``distance_band_km``: width of a distance band.
+    - ``prefer_domestic``: within the same distance bands, prefer warehouses in the destination
+      country (``WarehouseCandidate.country``); no effect when warehouses have no country.
     """
 
     max_shipments: int | None = None
@@ -150,6 +160,7 @@ class RoutingPolicy:
     allowed_warehouse_ids: frozenset[str] | None = None
     distance_band_km: float = 400.0
     exclude_pickup_stores: bool = False
+    prefer_domestic: bool = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,6 +213,7 @@ class DecidingRule(StrEnum):
     MOST_UNITS_FILLED = "most_units_filled"
     FEWEST_SHIPMENTS = "fewest_shipments"
     DISTANCE_BAND = "distance_band"
+    DOMESTIC_FIRST = "domestic_first"  # same bands: fewer shipments from abroad
     PRIORITY = "priority"
     DISTANCE = "distance"  # same bands and priority: raw kilometres decided
     TIE_BREAK = "tie_break"  # identical costs: warehouse code/id decided
@@ -217,6 +229,7 @@ class PlanCost:
     unfilled_units: int
     shipments: int
     band_sum: int
+    cross_border_shipments: int  # shipments from outside the destination country (or unknown)
     priority_rank_sum: int
     distance_km: float  # sum over shipments, rounded to 0.1 km (unknown -> farthest possible)
     max_band: int
@@ -226,15 +239,17 @@ class PlanCost:
             "unfilled_units": self.unfilled_units,
             "shipments": self.shipments,
             "band_sum": self.band_sum,
+            "cross_border_shipments": self.cross_border_shipments,
             "priority_rank_sum": self.priority_rank_sum,
             "distance_km": self.distance_km,
             "max_band": self.max_band,
         }
 
 
-@dataclass(frozen=True, slots=True)
-class CandidateExplanation:
-    """One candidate warehouse as the router saw it."""
+class CandidateExplanation(NamedTuple):
+    """One candidate warehouse as the router saw it (immutable; a NamedTuple because a plan
+    builds one per warehouse and tuples are three times cheaper to create than frozen
+    dataclasses)."""
 
     warehouse_id: str
     code: str
@@ -340,14 +355,18 @@ class RoutePlan:
         return self.fully_filled or self.allow_backorder
 
 
+_DEFAULT_POLICY = RoutingPolicy()
+
 OBJECTIVE: tuple[str, ...] = (
     "unfilled_units",
     "shipments",
     "band_sum",
+    "cross_border_shipments",
     "priority_rank_sum",
     "distance_km",
     "tie_break(code,id)",
 )
+_COST_FIELDS = OBJECTIVE[:-1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,19 +395,43 @@ class _Cand:
     km: float | None
     band: int
     hm: int  # distance in 100 m units (unknown -> farthest possible)
+    cov: tuple[int, ...]  # per order SKU: available units capped at the order's demand
+    reason: ExclusionReason | None
+    cross_border: int = 0
     rank: int = 0
     cost: int = 0
-    cov: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
 class _Found:
     key: tuple[int, int, tuple[int, ...]]  # (-fill, scalar cost, member indices)
-    members: tuple[int, ...]
+
+    @property
+    def members(self) -> tuple[int, ...]:
+        return self.key[2]
+
+    @property
+    def fill(self) -> int:
+        return -self.key[0]
+
+
+def _offer(top: list[_Found], key: tuple[int, int, tuple[int, ...]]) -> None:
+    top.append(_Found(key))
+    if len(top) == 2 and top[1].key < top[0].key:
+        top.reverse()
+    elif len(top) == 3:
+        top.sort(key=lambda f: f.key)
+        del top[2:]
 
 
 class _Problem:
-    """One routing problem over the eligible warehouses, sorted by scalar cost."""
+    """One routing problem over the eligible warehouses, indexed in scalar-cost order.
+
+    ``cov[i][s]`` is what warehouse ``i`` can contribute to SKU ``s`` (stock capped at demand).
+    With line splitting, a set places ``sum_s min(demand_s, sum_i cov[i][s])`` units, and it
+    reaches the best possible fill exactly when every SKU reaches ``target[s]``
+    (``min(demand_s, all-warehouse stock)``): a covering problem, searched with bitmasks.
+    """
 
     def __init__(
         self,
@@ -401,43 +444,54 @@ class _Problem:
         self.lines = lines
         self.sku_of_line = sku_of_line
         self.demand = demand
-        self.cands = cands
         self.split = split
-        self.n = len(cands)
-        self.m = len(demand)
-        self.cov = [c.cov for c in cands]
-        self.cost = [c.cost for c in cands]
+        n = self.n = len(cands)
+        m = self.m = len(demand)
+        cov = self.cov = [c.cov for c in cands]
+        cost = self.cost = [c.cost for c in cands]
+        totals = [0] * m
+        has = [0] * m
+        for i, ci in enumerate(cov):
+            bit = 1 << i
+            for s in range(m):
+                if ci[s]:
+                    totals[s] += ci[s]
+                    has[s] |= bit
+        self.has = has
+        self.target = [min(d, t) for d, t in zip(demand, totals, strict=True)]
+        self.split_full = sum(self.target)
         pc = [0]
-        for c in self.cost:
+        for c in cost:
             pc.append(pc[-1] + c)
         self.prefix_cost = pc
-        zero = tuple(0 for _ in demand)
-        suf: list[tuple[int, ...]] = [zero] * (self.n + 1)
-        for i in range(self.n - 1, -1, -1):
+        suf: list[tuple[int, ...]] = [tuple([0] * m)] * (n + 1)
+        for i in range(n - 1, -1, -1):
             nxt = suf[i + 1]
-            ci = self.cov[i]
-            suf[i] = tuple(ci[s] if ci[s] > nxt[s] else nxt[s] for s in range(self.m))
+            ci = cov[i]
+            suf[i] = tuple([ci[s] if ci[s] > nxt[s] else nxt[s] for s in range(m)])
         self.sufmax = suf
         self.line_order = sorted(range(len(lines)), key=lambda i: (-lines[i].quantity, i))
+        self._ge: list[tuple[list[int], list[int]]] | None = None
         self.nodes = 0
         self.exhausted = False
 
     # -- fill -------------------------------------------------------------------------------
 
     def fill(self, members: Sequence[int]) -> int:
-        """Units the set can place (exact for line split; first-fit for whole lines)."""
+        """Units the set can place (exact with line split; first-fit for whole lines)."""
         if self.split:
-            sums = [0] * self.m
+            m = self.m
+            sums = [0] * m
             for i in members:
                 ci = self.cov[i]
-                for s in range(self.m):
+                for s in range(m):
                     sums[s] += ci[s]
             d = self.demand
-            return sum(sums[s] if sums[s] < d[s] else d[s] for s in range(self.m))
-        return sum(q for _, _, q in self.assign(members))
+            return sum([sums[s] if sums[s] < d[s] else d[s] for s in range(m)])
+        return sum([q for _, _, q in self.assign(members)])
 
     def assign(self, members: Sequence[int]) -> list[tuple[int, int, int]]:
-        """(line index, member index, quantity) for the set, members taken in cost order."""
+        """(line index, member index, quantity): members in cost order, whole lines first."""
         order = sorted(members)
         rem = {i: list(self.cov[i]) for i in order}
         out: list[tuple[int, int, int]] = []
@@ -448,81 +502,183 @@ class _Problem:
             if whole is not None:
                 rem[whole][s] -= q
                 out.append((li, whole, q))
-                continue
-            if self.split:
+            elif self.split:
                 for i in order:
-                    if q == 0:
-                        break
                     take = min(q, rem[i][s])
                     if take > 0:
                         rem[i][s] -= take
                         q -= take
                         out.append((li, i, take))
+                        if q == 0:
+                            break
             else:
                 best = max(order, key=lambda i: (rem[i][s], -i), default=None)
                 if best is not None and rem[best][s] > 0:
-                    take = rem[best][s]
+                    out.append((li, best, rem[best][s]))
                     rem[best][s] = 0
-                    out.append((li, best, take))
         return out
 
     def minimal(self, members: Sequence[int], fill: int) -> bool:
-        """True when no member can be dropped without losing filled units."""
-        if len(members) == 1:
+        """True when no member can be dropped without losing placed units."""
+        if len(members) < 2:
             return True
-        for drop in members:
-            rest = [i for i in members if i != drop]
-            if self.fill(rest) >= fill:
-                return False
-        return True
+        if self.split:
+            m, cov, d = self.m, self.cov, self.demand
+            sums = [0] * m
+            for i in members:
+                for s in range(m):
+                    sums[s] += cov[i][s]
+            for j in members:
+                cj = cov[j]
+                f = 0
+                for s in range(m):
+                    v = sums[s] - cj[s]
+                    f += v if v < d[s] else d[s]
+                if f >= fill:
+                    return False
+            return True
+        return all(self.fill([i for i in members if i != j]) < fill for j in members)
 
-    # -- exact branch and bound over k-sets -------------------------------------------------
+    # -- exact search -----------------------------------------------------------------------
 
-    def search(
+    def best_sets(
         self, k: int, min_fill: int, budget: int, exclude: tuple[int, ...] | None = None
     ) -> list[_Found]:
-        """Best two sets of exactly ``k`` warehouses with fill >= ``min_fill``.
-
-        Ranked by (-fill, scalar cost, indices); every returned set is minimal. Sets are
-        visited in index (= cost) order; a branch is cut when its cost lower bound cannot beat
-        the current second best, or when its coverage upper bound misses ``min_fill``.
-        Sets out of budget leave ``self.exhausted`` set.
+        """The best two minimal sets of exactly ``k`` warehouses placing >= ``min_fill`` units,
+        ranked by (-fill, scalar cost, indices); ``self.exhausted`` tells if the budget ran out.
         """
         self.nodes = 0
         self.exhausted = False
+        if k < 1 or k > self.n:
+            return []
+        if self.split and min_fill >= self.split_full:
+            return self._cover_search(k, budget, exclude)
+        return self._search(k, min_fill, budget, exclude)
+
+    def _mask_ge(self, s: int, v: int) -> int:
+        """Bitmask of warehouses with ``cov[i][s] >= v``."""
+        ge = self._ge
+        if ge is None:
+            ge = self._ge = []
+            for t in range(self.m):
+                order = sorted(range(self.n), key=lambda i: -self.cov[i][t])
+                neg = [-self.cov[i][t] for i in order]
+                pm = [0]
+                acc = 0
+                for i in order:
+                    acc |= 1 << i
+                    pm.append(acc)
+                ge.append((neg, pm))
+        neg, pm = ge[s]
+        return pm[bisect_right(neg, -v)]
+
+    def _cover_search(self, k: int, budget: int, exclude: tuple[int, ...] | None) -> list[_Found]:
+        """Cheapest sets of ``k`` warehouses reaching every SKU's target (line split)."""
         top: list[_Found] = []
         n, m = self.n, self.m
-        if k < 1 or k > n:
+        cov, cost, pc, suf, has = self.cov, self.cost, self.prefix_cost, self.sufmax, self.has
+        full = self.split_full
+        target = self.target
+
+        def accept(members: tuple[int, ...], c: int) -> bool:
+            key = (-full, c, members)
+            if len(top) == 2 and key >= top[1].key:
+                return False  # later candidates only cost more
+            if members != exclude and self.minimal(members, full):
+                _offer(top, key)
+            return True
+
+        if k == 1:
+            for i in range(n):
+                ci = cov[i]
+                if all(ci[s] >= target[s] for s in range(m)):
+                    self.nodes += 1
+                    if not accept((i,), cost[i]):
+                        break
             return top
+
+        def rec(members: tuple[int, ...], need: list[int], c: int, start: int, r: int) -> None:
+            if r == 1:
+                mask = ((1 << n) - 1) >> start << start
+                for s in range(m):
+                    if need[s] > 0:
+                        mask &= self._mask_ge(s, need[s])
+                        if not mask:
+                            return
+                while mask:
+                    low = mask & -mask
+                    i = low.bit_length() - 1
+                    self.nodes += 1
+                    if not accept((*members, i), c + cost[i]):
+                        return
+                    mask ^= low
+                return
+            useful = 0
+            for s in range(m):
+                if need[s] > 0:
+                    useful |= has[s]
+            useful = useful >> start << start
+            last = n - r
+            r1 = r - 1
+            while useful:
+                low = useful & -useful
+                i = low.bit_length() - 1
+                if i > last:
+                    return
+                useful ^= low
+                self.nodes += 1
+                if self.nodes > budget:
+                    self.exhausted = True
+                    return
+                lb = c + pc[i + r] - pc[i]
+                if len(top) == 2 and lb >= top[1].key[1]:
+                    return  # DFS visits index tuples in lexicographic order: ties lose too
+                ci = cov[i]
+                sm = suf[i + 1]
+                new: list[int] = []
+                for s in range(m):
+                    v = need[s] - ci[s]
+                    if v > r1 * sm[s]:
+                        break
+                    new.append(v)
+                else:
+                    rec((*members, i), new, c + cost[i], i + 1, r1)
+                    if self.exhausted:
+                        return
+
+        rec((), list(target), 0, 0, k)
+        return top
+
+    def _search(
+        self, k: int, min_fill: int, budget: int, exclude: tuple[int, ...] | None
+    ) -> list[_Found]:
+        """General branch and bound: maximise fill, then minimise cost (any fill target)."""
+        top: list[_Found] = []
+        n, m = self.n, self.m
         d = self.demand
-        cov, cost, pc, suf = self.cov, self.cost, self.prefix_cost, self.sufmax
+        cov, cost, pc, suf, has = self.cov, self.cost, self.prefix_cost, self.sufmax, self.has
         full = sum(d)
         split = self.split
-
-        def bound_fill(sums: list[int], start: int, slots: int) -> int:
-            if slots == 0:
-                return sum(sums[s] if sums[s] < d[s] else d[s] for s in range(m))
-            sm = suf[start]
-            tot = 0
-            for s in range(m):
-                v = sums[s] + slots * sm[s]
-                tot += v if v < d[s] else d[s]
-            return tot
-
-        def offer(members: tuple[int, ...], fill: int, c: int) -> None:
-            key = (-fill, c, members)
-            if len(top) == 2 and key >= top[1].key:
-                return
-            if members == exclude:
-                return
-            if not self.minimal(members, fill):
-                return
-            top.append(_Found(key, members))
-            top.sort(key=lambda f: f.key)
-            del top[2:]
+        any_stock = 0
+        for mask in has:
+            any_stock |= mask
 
         def rec(members: tuple[int, ...], sums: list[int], c: int, start: int, r: int) -> None:
-            for i in range(start, n - r + 1):
+            if split:
+                useful = 0
+                for s in range(m):
+                    if sums[s] < d[s]:
+                        useful |= has[s]
+            else:
+                useful = any_stock
+            useful = useful >> start << start
+            last = n - r
+            while useful:
+                low = useful & -useful
+                i = low.bit_length() - 1
+                if i > last:
+                    return
+                useful ^= low
                 self.nodes += 1
                 if self.nodes > budget:
                     self.exhausted = True
@@ -530,29 +686,33 @@ class _Problem:
                 lb = c + pc[i + r] - pc[i]
                 if len(top) == 2:
                     k2 = top[1].key
-                    # even a perfect fill cannot beat the second best: later i only cost more
-                    if (-full, lb) > (k2[0], k2[1]):
-                        return
+                    if (-full, lb) >= (k2[0], k2[1]):
+                        return  # not even a complete fill could beat the second best
                 ci = cov[i]
                 new = [sums[s] + ci[s] for s in range(m)]
                 mem = (*members, i)
                 if r == 1:
-                    nc = c + cost[i]
-                    if split:
-                        f = sum(new[s] if new[s] < d[s] else d[s] for s in range(m))
-                    else:
-                        if bound_fill(new, n, 0) < min_fill:
-                            continue
+                    f = sum([new[s] if new[s] < d[s] else d[s] for s in range(m)])
+                    if not split and f >= min_fill:
                         f = self.fill(mem)
-                    if f >= min_fill:
-                        offer(mem, f, nc)
+                    if f < min_fill:
+                        continue
+                    key = (-f, c + cost[i], mem)
+                    if len(top) == 2 and key >= top[1].key:
+                        continue
+                    if mem != exclude and self.minimal(mem, f):
+                        _offer(top, key)
                     continue
-                ub = bound_fill(new, i + 1, r - 1)
+                sm = suf[i + 1]
+                ub = 0
+                for s in range(m):
+                    v = new[s] + (r - 1) * sm[s]
+                    ub += v if v < d[s] else d[s]
                 if ub < min_fill:
                     continue
                 if len(top) == 2:
                     k2 = top[1].key
-                    if (-ub, lb) > (k2[0], k2[1]):
+                    if (-ub, lb) >= (k2[0], k2[1]):
                         continue
                 rec(mem, new, c + cost[i], i + 1, r - 1)
                 if self.exhausted:
@@ -603,31 +763,7 @@ class _Problem:
         return tuple(sorted(chosen))
 
     def set_cost(self, members: Sequence[int]) -> int:
-        return sum(self.cost[i] for i in members)
-
-
-def _band(km: float | None, band_km: float) -> int:
-    if km is None:
-        return int(_MAX_SURFACE_KM // band_km) + 1
-    return int(km // band_km)
-
-
-def _exclusion(
-    w: WarehouseCandidate, destination: Destination, policy: RoutingPolicy
-) -> ExclusionReason | None:
-    if not w.active:
-        return ExclusionReason.INACTIVE
-    if policy.allowed_warehouse_ids is not None and w.id not in policy.allowed_warehouse_ids:
-        return ExclusionReason.NOT_IN_CHANNEL
-    if policy.pickup_warehouse_id is not None:
-        if w.id != policy.pickup_warehouse_id:
-            return ExclusionReason.NOT_PICKUP_STORE
-        return None  # the customer collects: the destination country does not apply
-    if w.ships_to is not None and destination.country.upper() not in w.ships_to:
-        return ExclusionReason.COUNTRY_NOT_SERVED
-    if policy.exclude_pickup_stores and w.is_pickup_store:
-        return ExclusionReason.PICKUP_STORE_ONLY
-    return None
+        return sum([self.cost[i] for i in members])
 
 
 def _validate(
@@ -637,28 +773,25 @@ def _validate(
         raise ValueError("distance_band_km must be a positive finite number")
     if policy.max_shipments is not None and policy.max_shipments < 1:
         raise ValueError("max_shipments must be at least 1")
-    seen_lines: set[str] = set()
+    line_ids = {line.line_id for line in lines}
+    if len(line_ids) != len(lines):
+        raise ValueError("duplicate line_id")
     for line in lines:
         if line.quantity < 1:
             raise ValueError(f"line {line.line_id!r}: quantity must be at least 1")
-        if line.line_id in seen_lines:
-            raise ValueError(f"duplicate line_id {line.line_id!r}")
-        seen_lines.add(line.line_id)
-    seen_wh: set[str] = set()
-    for w in warehouses:
-        if w.id in seen_wh:
-            raise ValueError(f"duplicate warehouse id {w.id!r}")
-        seen_wh.add(w.id)
+    if len({w.id for w in warehouses}) != len(warehouses):
+        raise ValueError("duplicate warehouse id")
 
 
 def _cost_of(members: Sequence[_Cand], unfilled: int) -> PlanCost:
     return PlanCost(
         unfilled_units=unfilled,
         shipments=len(members),
-        band_sum=sum(c.band for c in members),
-        priority_rank_sum=sum(c.rank for c in members),
-        distance_km=round(sum(c.hm for c in members) / 10.0, 1),
-        max_band=max((c.band for c in members), default=0),
+        band_sum=sum([c.band for c in members]),
+        cross_border_shipments=sum([c.cross_border for c in members]),
+        priority_rank_sum=sum([c.rank for c in members]),
+        distance_km=round(sum([c.hm for c in members]) / 10.0, 1),
+        max_band=max([c.band for c in members], default=0),
     )
 
 
@@ -666,13 +799,14 @@ _RULE_BY_FIELD: dict[str, DecidingRule] = {
     "unfilled_units": DecidingRule.MOST_UNITS_FILLED,
     "shipments": DecidingRule.FEWEST_SHIPMENTS,
     "band_sum": DecidingRule.DISTANCE_BAND,
+    "cross_border_shipments": DecidingRule.DOMESTIC_FIRST,
     "priority_rank_sum": DecidingRule.PRIORITY,
     "distance_km": DecidingRule.DISTANCE,
 }
 
 
 def _separation(chosen: PlanCost, other: PlanCost) -> tuple[str, float]:
-    for name in ("unfilled_units", "shipments", "band_sum", "priority_rank_sum", "distance_km"):
+    for name in _COST_FIELDS:
         a = getattr(chosen, name)
         b = getattr(other, name)
         if a != b:
@@ -696,7 +830,7 @@ def plan_route(
     lines: Sequence[RouteLine],
     destination: Destination,
     warehouses: Sequence[WarehouseCandidate],
-    policy: RoutingPolicy = RoutingPolicy(),
+    policy: RoutingPolicy = _DEFAULT_POLICY,
 ) -> RoutePlan:
     """Plan which units of which line ship from which warehouse, and explain why.
 
@@ -706,6 +840,8 @@ def plan_route(
     """
     _validate(lines, warehouses, policy)
     band_km = policy.distance_band_km
+    unknown_band = int(_MAX_SURFACE_KM // band_km) + 1
+    unknown_hm = round(_MAX_SURFACE_KM * 10.0)
     notes: list[str] = []
     dest_point = destination.point
     if dest_point is None:
@@ -713,6 +849,12 @@ def plan_route(
             "destination has no coordinates: every distance is unknown (worst band), "
             "so priority decides among equal shipment counts"
         )
+        lat1 = lon1 = cos_lat1 = 0.0
+    else:
+        lat1 = math.radians(dest_point.latitude)
+        lon1 = dest_point.longitude
+        cos_lat1 = math.cos(lat1)
+    country = destination.country.upper()
 
     # distinct SKUs of the order and their demand
     sku_index: dict[str, int] = {}
@@ -725,49 +867,78 @@ def plan_route(
             demand.append(0)
         demand[s] += line.quantity
         sku_of_line.append(s)
-    skus = list(sku_index)
+    sku_demand = list(zip(sku_index, demand, strict=True))
     total_units = sum(demand)
 
-    # candidates: distance, coverage, eligibility
+    # candidates: distance, coverage, eligibility (inlined: this loop runs per warehouse)
+    channel = policy.allowed_warehouse_ids
+    pickup = policy.pickup_warehouse_id
+    no_stores = policy.exclude_pickup_stores
+    domestic_first = policy.prefer_domestic
+    sin, cos, asin, sqrt, radians = math.sin, math.cos, math.asin, math.sqrt, math.radians
+    two_r = 2.0 * EARTH_RADIUS_KM
     all_cands: list[_Cand] = []
-    reasons: dict[str, ExclusionReason] = {}
     eligible: list[_Cand] = []
     missing_coords: list[str] = []
     for w in warehouses:
-        km: float | None = None
-        if dest_point is not None and w.point is not None:
-            km = haversine_km(dest_point, w.point)
-        elif w.point is None:
+        p = w.point
+        if p is None:
             missing_coords.append(w.code)
-        hm = round((km if km is not None else _MAX_SURFACE_KM) * 10.0)
-        avail = w.available
-        cov = tuple(min(max(int(avail.get(sku, 0)), 0), demand[s]) for s, sku in enumerate(skus))
-        c = _Cand(wh=w, km=km, band=_band(km, band_km), hm=hm, cov=cov)
-        all_cands.append(c)
-        reason = _exclusion(w, destination, policy)
+            km: float | None = None
+            band, hm = unknown_band, unknown_hm
+        elif dest_point is None:
+            km = None
+            band, hm = unknown_band, unknown_hm
+        else:
+            lat2 = radians(p.latitude)
+            dlat = lat2 - lat1
+            dlon = radians(p.longitude - lon1)
+            h = sin(dlat / 2.0) ** 2 + cos_lat1 * cos(lat2) * sin(dlon / 2.0) ** 2
+            km = two_r * asin(min(1.0, sqrt(h)))
+            band = int(km // band_km)
+            hm = round(km * 10.0)
+        av = w.available
+        cov = tuple([_cap(av.get(sku, 0), d) for sku, d in sku_demand])
+        reason: ExclusionReason | None = None
+        if not w.active:
+            reason = ExclusionReason.INACTIVE
+        elif channel is not None and w.id not in channel:
+            reason = ExclusionReason.NOT_IN_CHANNEL
+        elif pickup is not None:
+            if w.id != pickup:
+                reason = ExclusionReason.NOT_PICKUP_STORE
+            # the customer collects at the store: the destination country does not apply
+        elif w.ships_to is not None and country not in w.ships_to:
+            reason = ExclusionReason.COUNTRY_NOT_SERVED
+        elif no_stores and w.is_pickup_store:
+            reason = ExclusionReason.PICKUP_STORE_ONLY
         if reason is None and not any(cov):
             reason = ExclusionReason.NO_STOCK
+        c = _Cand(w, km, band, hm, cov, reason)
+        all_cands.append(c)
         if reason is None:
             eligible.append(c)
-        else:
-            reasons[w.id] = reason
     if missing_coords:
         notes.append(
-            "no coordinates for " + ", ".join(sorted(missing_coords)) + ": distance unknown"
-            " (worst band)"
+            "no coordinates for "
+            + ", ".join(sorted(missing_coords))
+            + ": distance unknown (worst band)"
         )
 
     # dense priority rank among eligible, scalar cost, cost order
     ranks = {p: r for r, p in enumerate(sorted({c.wh.priority for c in eligible}))}
     for c in eligible:
         c.rank = ranks[c.wh.priority]
-        c.cost = c.band * _W_BAND + c.rank * _W_RANK + c.hm
+        if domestic_first:
+            wc = c.wh.country
+            c.cross_border = 0 if wc is not None and wc.upper() == country else 1
+        c.cost = c.band * _W_BAND + c.cross_border * _W_CROSS_BORDER + c.rank * _W_RANK + c.hm
     eligible.sort(key=lambda c: (c.cost, c.wh.code, c.wh.id))
 
     problem = _Problem(lines, sku_of_line, demand, eligible, policy.allow_line_split)
     n = problem.n
     cap = n if policy.max_shipments is None else min(policy.max_shipments, n)
-    if policy.pickup_warehouse_id is not None:
+    if pickup is not None:
         cap = min(cap, 1)
 
     chosen: tuple[int, ...] = ()
@@ -776,8 +947,10 @@ def plan_route(
     proven = True
     capped = False
     if n > 0:
-        target = problem.fill(range(n))
+        target = problem.split_full if problem.split else problem.fill(range(n))
         chosen, runner, search_kind, proven, capped = _choose(problem, target, cap)
+        if pickup is not None:
+            search_kind = "pickup"
 
     # allocations from the chosen set
     assignment = problem.assign(chosen) if chosen else []
@@ -787,23 +960,21 @@ def plan_route(
         per_member_units[i] = per_member_units.get(i, 0) + q
         placed_by_line[li] += q
     used = tuple(i for i in sorted(chosen) if per_member_units.get(i, 0) > 0)
-    assignment.sort(key=lambda t: (t[0], t[1]))
+    assignment.sort()
     allocations = tuple(
-        Allocation(
-            line_id=lines[li].line_id,
-            sku=lines[li].sku,
-            warehouse_id=eligible[i].wh.id,
-            quantity=q,
-        )
-        for li, i, q in assignment
+        [
+            Allocation(lines[li].line_id, lines[li].sku, eligible[i].wh.id, q)
+            for li, i, q in assignment
+        ]
     )
     shortages = tuple(
-        Shortage(line_id=line.line_id, sku=line.sku, requested=line.quantity, available=placed)
-        for line, placed in zip(lines, placed_by_line, strict=True)
-        if placed < line.quantity
+        [
+            Shortage(line.line_id, line.sku, line.quantity, placed)
+            for line, placed in zip(lines, placed_by_line, strict=True)
+            if placed < line.quantity
+        ]
     )
-    placed_units = sum(placed_by_line)
-    unfilled = total_units - placed_units
+    unfilled = total_units - sum(placed_by_line)
     fully_filled = unfilled == 0
     used_cands = [eligible[i] for i in used]
     chosen_cost = _cost_of(used_cands, unfilled)
@@ -815,15 +986,15 @@ def plan_route(
         r_cost = _cost_of(r_cands, total_units - problem.fill(runner))
         field_name, margin = _separation(chosen_cost, r_cost)
         runner_up = AlternativePlan(
-            warehouses=tuple(c.wh.id for c in r_cands),
-            codes=tuple(c.wh.code for c in r_cands),
+            warehouses=tuple([c.wh.id for c in r_cands]),
+            codes=tuple([c.wh.code for c in r_cands]),
             cost=r_cost,
             separated_by=field_name,
             margin=margin,
         )
     if not used:
         rule = DecidingRule.NO_STOCK
-    elif policy.pickup_warehouse_id is not None:
+    elif pickup is not None:
         rule = DecidingRule.PICKUP_STORE
     elif runner_up is None:
         rule = DecidingRule.ONLY_OPTION
@@ -834,62 +1005,55 @@ def plan_route(
         if rule is DecidingRule.FEWEST_SHIPMENTS and len(used) == 1 and fully_filled:
             rule = DecidingRule.SINGLE_WAREHOUSE_FILL
 
-    # candidate explanations (input order)
-    used_ids = {eligible[i].wh.id: per_member_units[i] for i in used}
-    helpful_ids: set[str] = set()
+    # candidate explanations, in input order
+    used_units = {id(eligible[i]): per_member_units[i] for i in used}
+    helpful: set[int] = set()
     if capped:
         base = problem.fill(used)
-        for i in range(n):
-            if i not in used and problem.fill([*used, i]) > base:
-                helpful_ids.add(eligible[i].wh.id)
+        helpful = {id(eligible[i]) for i in range(n) if problem.fill([*used, i]) > base}
+    line_info = [
+        (line.line_id, s, line.quantity) for line, s in zip(lines, sku_of_line, strict=True)
+    ]
     candidates: list[CandidateExplanation] = []
     for c in all_cands:
-        wid = c.wh.id
-        is_eligible = wid not in reasons
-        selected = wid in used_ids
-        why: ExclusionReason | None
-        if selected:
-            why = None
-        elif not is_eligible:
-            why = reasons[wid]
-        elif wid in helpful_ids:
-            why = ExclusionReason.OVER_SHIPMENT_LIMIT
-        else:
-            why = ExclusionReason.NOT_NEEDED
-        whole = tuple(
-            line.line_id
-            for line, s in zip(lines, sku_of_line, strict=True)
-            if c.cov[s] >= line.quantity
-        )
-        covered = sum(c.cov)
+        cid = id(c)
+        units = used_units.get(cid, 0)
+        why = c.reason
+        if why is None and not units:
+            why = (
+                ExclusionReason.OVER_SHIPMENT_LIMIT
+                if cid in helpful
+                else ExclusionReason.NOT_NEEDED
+            )
+        cov = c.cov
+        covered = sum(cov)
         candidates.append(
             CandidateExplanation(
-                warehouse_id=wid,
-                code=c.wh.code,
-                eligible=is_eligible,
-                selected=selected,
-                reason=why,
-                distance_km=None if c.km is None else round(c.km, 1),
-                band=c.band,
-                priority=c.wh.priority,
-                priority_rank=c.rank if is_eligible else None,
-                coverable_units=covered,
-                whole_lines=whole,
-                fills_order=covered == total_units and total_units > 0,
-                allocated_units=used_ids.get(wid, 0),
+                c.wh.id,
+                c.wh.code,
+                c.reason is None,
+                units > 0,
+                why,
+                None if c.km is None else round(c.km, 1),
+                c.band,
+                c.wh.priority,
+                c.rank if c.reason is None else None,
+                covered,
+                tuple([lid for lid, s, q in line_info if cov[s] >= q]),
+                covered == total_units,
+                units,
             )
         )
 
     if capped:
         notes.append(f"max_shipments={policy.max_shipments} prevents filling more units")
     if search_kind == "greedy":
-        notes.append("large order: greedy set cover with local search (not proven optimal)")
+        notes.append("many shipments needed: greedy set cover with local search (not proven)")
     elif not proven:
         notes.append("search budget exhausted: best plan found, not proven optimal")
 
-    summary = _summary(used_cands, runner_up, rule, unfilled, total_units, policy, n)
     explanation = Explanation(
-        summary=summary,
+        summary=_summary(used_cands, runner_up, rule, unfilled, total_units, policy, n),
         deciding_rule=rule,
         chosen_cost=chosen_cost,
         runner_up=runner_up,
@@ -910,10 +1074,14 @@ def plan_route(
         allocations=allocations,
         shortages=shortages,
         fully_filled=fully_filled,
-        warehouses=tuple(c.wh.id for c in used_cands),
+        warehouses=tuple([c.wh.id for c in used_cands]),
         explanation=explanation,
         allow_backorder=policy.allow_backorder,
     )
+
+
+def _cap(v: int, d: int) -> int:
+    return d if v >= d else (v if v > 0 else 0)
 
 
 def _choose(
@@ -925,9 +1093,8 @@ def _choose(
     found: list[_Found] = []
     k_found = 0
     proven = True
-    kind = "exact"
     for k in range(max(1, lb), min(cap, _EXACT_MAX_SHIPMENTS) + 1):
-        found = problem.search(k, target, _SEARCH_NODE_BUDGET)
+        found = problem.best_sets(k, target, _SEARCH_NODE_BUDGET)
         if problem.exhausted:
             proven = False
         if found:
@@ -937,48 +1104,40 @@ def _choose(
             break  # unknown whether a k-set exists: let the greedy decide
     capped = False
     if found:
-        chosen = found[0].members
-        if k_found == 1:
-            kind = "single"
+        kind = "single" if k_found == 1 else "exact"
     elif cap <= _EXACT_MAX_SHIPMENTS and proven:
         # max_shipments binds: no set within the cap reaches the target. Maximise the fill.
         capped = True
-        found = problem.search(cap, 0, _SEARCH_NODE_BUDGET)
+        kind = "exact"
+        found = problem.best_sets(cap, 0, _SEARCH_NODE_BUDGET)
         proven = not problem.exhausted
-        if not found:  # only possible when the budget ran out before the first leaf
+        if not found:  # only when the budget ran out before the first complete set
             chosen = problem.greedy(target, cap)
             return chosen, None, "greedy", False, problem.fill(chosen) < target
-        best_fill = -found[0].key[0]
         k_found = cap
         for k in range(1, cap):  # the same fill with fewer shipments?
-            fewer = problem.search(k, best_fill, _SEARCH_NODE_BUDGET)
+            fewer = problem.best_sets(k, found[0].fill, _SEARCH_NODE_BUDGET)
             if fewer:
                 found, k_found = fewer, k
                 break
-        chosen = found[0].members
     else:
-        kind = "greedy"
-        proven = False
         chosen = problem.greedy(target, cap)
-        if problem.fill(chosen) < target:
-            capped = True
-        found = [_Found((-problem.fill(chosen), problem.set_cost(chosen), chosen), chosen)]
-        k_found = len(chosen)
-        return chosen, None, kind, proven, capped
+        return chosen, None, "greedy", False, problem.fill(chosen) < target
 
     # runner-up: second best of the same size, else the best minimal set one shipment larger,
-    # else the best set of the same size that fills fewer units.
+    # else the best set of the same size that places fewer units.
+    chosen = found[0].members
     runner: tuple[int, ...] | None = None
     if len(found) > 1:
         runner = found[1].members
     else:
-        fill = -found[0].key[0]
+        fill = found[0].fill
         if k_found + 1 <= min(cap, n):
-            more = problem.search(k_found + 1, fill, _RUNNER_UP_NODE_BUDGET)
+            more = problem.best_sets(k_found + 1, fill, _RUNNER_UP_NODE_BUDGET)
             if more:
                 runner = more[0].members
         if runner is None and fill > 0:
-            less = problem.search(k_found, 0, _RUNNER_UP_NODE_BUDGET, exclude=chosen)
+            less = problem.best_sets(k_found, 0, _RUNNER_UP_NODE_BUDGET, exclude=chosen)
             if less:
                 runner = less[0].members
     return chosen, runner, kind, proven, capped
@@ -986,25 +1145,25 @@ def _choose(
 
 def _lower_bound_shipments(problem: _Problem, target: int) -> int:
     """A valid lower bound on the shipments needed to place ``target`` units."""
-    if target <= 0:
+    if target <= 0 or problem.n == 0:
         return 1
     lb = 1
-    if problem.split and target == problem.fill(range(problem.n)):
-        # every SKU must reach its own all-warehouse total: count the largest covers needed
+    best_single = max([sum(c) for c in problem.cov])
+    if best_single > 0:
+        lb = -(-target // best_single)
+    if problem.split and target >= problem.split_full:
+        # every SKU must reach its target: count the largest covers it needs
         for s in range(problem.m):
-            covers = sorted((c[s] for c in problem.cov), reverse=True)
-            need = min(problem.demand[s], sum(covers))
-            acc = 0
-            k = 0
-            for v in covers:
-                if acc >= need:
-                    break
+            need = problem.target[s]
+            if lb >= problem.n or need <= max([c[s] for c in problem.cov]):
+                continue
+            acc = k = 0
+            for v in sorted([c[s] for c in problem.cov], reverse=True):
                 acc += v
                 k += 1
+                if acc >= need:
+                    break
             lb = max(lb, k)
-    best_single = max((sum(c) for c in problem.cov), default=0)
-    if best_single > 0:
-        lb = max(lb, -(-target // best_single))
     return lb
 
 
@@ -1027,26 +1186,26 @@ def _summary(
         head += f"; {total - unfilled} of {total} units placed, {unfilled} short"
         if policy.allow_backorder:
             head += " (backorder)"
-    alt = ""
-    if runner_up is not None:
-        alt = " + ".join(runner_up.codes)
+    alt = " + ".join(runner_up.codes) if runner_up is not None else ""
+    shipments = runner_up.cost.shipments if runner_up is not None else 0
     reason = {
         DecidingRule.PICKUP_STORE: "click-and-collect at the chosen store",
         DecidingRule.ONLY_OPTION: "no other plan places as many units",
         DecidingRule.NO_STOCK: "no stock",
         DecidingRule.SINGLE_WAREHOUSE_FILL: (
-            f"one warehouse fills the whole order, while the runner-up {alt} needs "
-            f"{runner_up.cost.shipments if runner_up else 0} shipments"
+            f"one warehouse fills the whole order, while the runner-up {alt} "
+            f"needs {shipments} shipments"
         ),
         DecidingRule.FEWEST_SHIPMENTS: f"fewer shipments than the runner-up {alt}",
         DecidingRule.MOST_UNITS_FILLED: f"places more units than the runner-up {alt}",
-        DecidingRule.DISTANCE_BAND: f"closer distance band than the runner-up {alt}",
+        DecidingRule.DISTANCE_BAND: f"a closer distance band than the runner-up {alt}",
+        DecidingRule.DOMESTIC_FIRST: (
+            f"same shipments and distance bands as {alt}, but fewer cross-border shipments"
+        ),
         DecidingRule.PRIORITY: (
-            f"same shipments and distance band as {alt}, but a preferred warehouse priority"
+            f"same shipments and distance bands as {alt}, but preferred warehouse priority"
         ),
-        DecidingRule.DISTANCE: (
-            f"same shipments, band and priority as {alt}, but fewer kilometres"
-        ),
+        DecidingRule.DISTANCE: f"same shipments, bands and priority as {alt}, but fewer km",
         DecidingRule.TIE_BREAK: f"equal cost to {alt}; tie broken by warehouse code",
     }[rule]
     return f"{head}: {reason}."

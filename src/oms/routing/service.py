@@ -1,0 +1,140 @@
+"""Routing in the order flow: build the snapshot, load the channel's policy, plan.
+
+The planning itself is the pure :func:`oms.routing.domain.plan_route`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from oms.inventory import service as inventory_service
+from oms.routing import geo
+from oms.routing.domain import (
+    Destination,
+    GeoPoint,
+    RouteLine,
+    RoutePlan,
+    RoutingPolicy,
+    WarehouseCandidate,
+    plan_route,
+)
+from oms.routing.models import RoutingPolicyRow
+from oms.shared.clock import utcnow
+from oms.shared.errors import NotFound, Unprocessable
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    country: str
+    postal_code: str | None
+    city: str | None
+    latitude: float | None
+    longitude: float | None
+
+
+async def get_policy_row(session: AsyncSession, *, channel: str) -> RoutingPolicyRow | None:
+    """The stored policy of a channel, if any."""
+    return await session.get(RoutingPolicyRow, channel)
+
+
+async def put_policy(
+    session: AsyncSession, *, channel: str, values: dict[str, Any]
+) -> RoutingPolicyRow:
+    """Create or replace a channel's routing policy."""
+    codes = values.get("warehouse_codes")
+    if codes:
+        known = set(await inventory_service.warehouse_ids_by_code(session, codes=codes))
+        unknown = sorted(set(codes) - known)
+        if unknown:
+            raise Unprocessable(
+                f"unknown warehouse codes: {', '.join(unknown)}", code="warehouse_not_found"
+            )
+    row = {"channel": channel, "updated_at": utcnow(), **values}
+    stmt = pg_insert(RoutingPolicyRow).values(**row)
+    stmt = stmt.on_conflict_do_update(index_elements=["channel"], set_=row)
+    await session.execute(stmt)
+    policy = await get_policy_row(session, channel=channel)
+    assert policy is not None
+    await session.refresh(policy)
+    return policy
+
+
+async def list_policies(session: AsyncSession) -> list[RoutingPolicyRow]:
+    """Every stored channel policy."""
+    return list(
+        (await session.scalars(select(RoutingPolicyRow).order_by(RoutingPolicyRow.channel))).all()
+    )
+
+
+def _policy(
+    row: RoutingPolicyRow | None,
+    snapshot: Sequence[inventory_service.WarehouseStock],
+    pickup_code: str | None,
+) -> RoutingPolicy:
+    by_code = {w.code: str(w.id) for w in snapshot}
+    pickup_id = None
+    if pickup_code is not None:
+        if pickup_code not in by_code:
+            raise NotFound(
+                f"pickup store '{pickup_code}' does not exist", code="warehouse_not_found"
+            )
+        pickup_id = by_code[pickup_code]
+    if row is None:
+        return RoutingPolicy(pickup_warehouse_id=pickup_id, exclude_pickup_stores=True)
+    allowed = None
+    if row.warehouse_codes:
+        allowed = frozenset(by_code[c] for c in row.warehouse_codes if c in by_code)
+    return RoutingPolicy(
+        max_shipments=row.max_shipments,
+        allow_line_split=row.allow_line_split,
+        allow_backorder=row.allow_backorder,
+        pickup_warehouse_id=pickup_id,
+        allowed_warehouse_ids=allowed,
+        distance_band_km=row.distance_band_km,
+        exclude_pickup_stores=row.exclude_pickup_stores,
+    )
+
+
+def _candidate(w: inventory_service.WarehouseStock) -> WarehouseCandidate:
+    point = None
+    if w.latitude is not None and w.longitude is not None:
+        point = GeoPoint(w.latitude, w.longitude)
+    return WarehouseCandidate(
+        id=str(w.id),
+        code=w.code,
+        point=point,
+        priority=w.priority,
+        active=w.active,
+        ships_to=w.ships_to,
+        is_pickup_store=w.is_pickup_store,
+        available=w.available,
+    )
+
+
+def destination_for(address: Address) -> Destination:
+    """Resolve coordinates offline: the address's own, else postal code/city, else country."""
+    point, source = geo.resolve_destination(
+        address.country, address.postal_code, address.city, address.latitude, address.longitude
+    )
+    return Destination(country=address.country, point=point, point_source=source)
+
+
+async def plan(
+    session: AsyncSession,
+    *,
+    lines: Sequence[RouteLine],
+    address: Address,
+    channel: str,
+    pickup_code: str | None = None,
+) -> RoutePlan:
+    """Route an order against the current stock (no locks, nothing reserved)."""
+    snapshot = await inventory_service.routing_snapshot(session, skus=[ln.sku for ln in lines])
+    row = await get_policy_row(session, channel=channel)
+    policy = _policy(row, snapshot, pickup_code)
+    return plan_route(lines, destination_for(address), [_candidate(w) for w in snapshot], policy)

@@ -1,0 +1,1 @@
+"""Inbound webhooks: connectors, signature checks, the inbox, and format adapters."""

@@ -1,0 +1,1 @@
+"""Format adapters: turn a platform's raw webhook into oms's canonical inbound events."""

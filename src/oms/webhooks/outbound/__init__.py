@@ -1,0 +1,1 @@
+"""Outbound webhooks: subscriptions, deliveries and attempts, signed per Standard Webhooks."""
