@@ -69,7 +69,11 @@ async def stock(
             pass
         for sku, qty in levels.items():
             await inv.adjust_stock(
-                session, warehouse_code=warehouse, sku=sku, kind="receive", quantity=qty,
+                session,
+                warehouse_code=warehouse,
+                sku=sku,
+                kind="receive",
+                quantity=qty,
                 actor="test",
             )
 
@@ -92,7 +96,8 @@ INVARIANTS_SQL = {
         WHERE s.on_hand <> coalesce(m.q, 0)""",
     "open allocation of a closed order": """
         SELECT count(*) FROM allocations a JOIN orders o ON o.id = a.order_id
-        WHERE a.status = 'open' AND o.status IN ('cancelled', 'shipped', 'delivered', 'returned')""",
+        WHERE a.status = 'open'
+          AND o.status IN ('cancelled', 'shipped', 'delivered', 'returned')""",
 }
 
 

@@ -1,4 +1,4 @@
-"""The ``oms`` command: serve, migrate, openapi, apikey."""
+"""The ``oms`` command: serve, worker, migrate, openapi, apikey."""
 
 from __future__ import annotations
 
@@ -11,8 +11,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from oms.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from oms.inventory.service import BulkRow
 
 
 @contextmanager
@@ -156,6 +160,142 @@ def cmd_apikey(args: argparse.Namespace) -> int:
         return asyncio.run(_apikey(args, url))
 
 
+_CSV_COLUMNS = ("warehouse", "sku", "on_hand")
+_CSV_OPTIONAL = ("safety_stock", "low_stock_threshold", "reorder_point", "reorder_quantity")
+
+
+def _csv_int(raw: str, line: int, column: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"line {line}, column {column}: '{raw}' is not a whole number") from None
+    if value < 0:
+        raise ValueError(f"line {line}, column {column}: must not be negative")
+    return value
+
+
+def read_stock_csv(path: Path) -> list[BulkRow]:
+    """Parse a stock CSV; raise ValueError naming the line and column of the first bad value."""
+    import csv
+
+    from oms.inventory.service import BulkRow
+
+    rows: list[BulkRow] = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = list(reader.fieldnames or [])
+        missing = [c for c in _CSV_COLUMNS if c not in header]
+        unknown = [c for c in header if c not in _CSV_COLUMNS + _CSV_OPTIONAL]
+        if missing or unknown:
+            raise ValueError(
+                f"line 1: missing columns {missing or '-'}, unknown columns {unknown or '-'}"
+            )
+        for line, record in enumerate(reader, start=2):
+            cells = {c: (record.get(c) or "").strip() for c in header}
+            for column in ("warehouse", "sku"):
+                if not cells[column]:
+                    raise ValueError(f"line {line}, column {column}: empty")
+            optional = {
+                c: _csv_int(cells[c], line, c) if cells[c] else None
+                for c in _CSV_OPTIONAL
+                if c in cells
+            }
+            rows.append(
+                BulkRow(
+                    warehouse=cells["warehouse"],
+                    sku=cells["sku"],
+                    on_hand=_csv_int(cells["on_hand"], line, "on_hand"),
+                    **optional,
+                )
+            )
+    if not rows:
+        raise ValueError("the file has no rows")
+    return rows
+
+
+async def _import_stock(path: Path, url: str) -> int:
+    from oms.db import create_engine, create_sessionmaker
+    from oms.inventory.service import BulkLoadError, bulk_load
+    from oms.shared.errors import ProblemError
+
+    try:
+        rows = read_stock_csv(path)
+    except (ValueError, OSError) as exc:
+        print(f"oms: {path}: {exc}; nothing was imported", file=sys.stderr)
+        return 1
+    engine = create_engine(get_settings(), url)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            count = await bulk_load(
+                session, rows=rows, actor="cli:import", reason=f"import {path.name}"
+            )
+    except BulkLoadError as exc:
+        line = int(exc.extra["row"]) + 1  # the header is line 1
+        print(
+            f"oms: {path}: line {line}, column {exc.extra['column']}: "
+            f"{exc.detail.split(': ', 1)[-1]}; nothing was imported",
+            file=sys.stderr,
+        )
+        return 1
+    except ProblemError as exc:
+        print(f"oms: {path}: {exc.detail}; nothing was imported", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+    print(f"oms: imported {count} stock rows from {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    with database_url(get_settings()) as url:
+        return asyncio.run(_import_stock(Path(args.csv), url))
+
+
+async def _worker(args: argparse.Namespace, url: str, settings: Settings) -> int:
+    import signal
+
+    from oms.db import create_engine, create_sessionmaker
+    from oms.worker import Relay, http_client
+
+    engine = create_engine(settings, url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with http_client(settings) as client:
+            relay = Relay(
+                sessionmaker=create_sessionmaker(engine), client=client, settings=settings
+            )
+            stats = await relay.run(stop=stop, once=args.once)
+    finally:
+        await engine.dispose()
+    if args.once:
+        print(
+            json.dumps(
+                {"events_fanned_out": stats.fanned_out, "attempts": stats.attempts}
+                | stats.outcomes
+                | {"inbox_applied": stats.inbox_applied}
+            )
+        )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from oms.shared.logging import configure_logging
+
+    settings = get_settings()
+    overrides: dict[str, object] = {}
+    if args.concurrency:
+        overrides["worker_concurrency"] = args.concurrency
+    if args.poll_interval:
+        overrides["worker_poll_interval_s"] = args.poll_interval
+    settings = settings.model_copy(update=overrides)
+    configure_logging(settings.log_level, settings.log_format)
+    with database_url(settings) as url:
+        return asyncio.run(_worker(args, url, settings))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oms", description="oms order-management service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -187,6 +327,26 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = ak.add_parser("revoke", help="revoke a key by its prefix")
     revoke.add_argument("prefix")
     apikey.set_defaults(func=cmd_apikey)
+
+    worker = sub.add_parser(
+        "worker", help="deliver outbound webhooks and apply pending inbound events"
+    )
+    worker.add_argument("--once", action="store_true", help="drain what is due, then exit")
+    worker.add_argument("--concurrency", type=int, help="parallel sends (OMS_WORKER_CONCURRENCY)")
+    worker.add_argument(
+        "--poll-interval", type=float, help="idle sleep in seconds (OMS_WORKER_POLL_INTERVAL_S)"
+    )
+    worker.set_defaults(func=cmd_worker)
+
+    inventory = sub.add_parser("inventory", help="inventory tools")
+    inv = inventory.add_subparsers(dest="action", required=True)
+    imp = inv.add_parser(
+        "import",
+        help="load stock from CSV (warehouse,sku,on_hand[,safety_stock,low_stock_threshold,"
+        "reorder_point,reorder_quantity]); all rows or none",
+    )
+    imp.add_argument("csv")
+    inventory.set_defaults(func=cmd_inventory)
     return parser
 
 

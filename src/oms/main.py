@@ -26,6 +26,8 @@ from oms.shared import metrics
 from oms.shared.errors import PROBLEM_JSON, ProblemError, ServiceUnavailable
 from oms.shared.middleware import RequestContextMiddleware
 from oms.shared.openapi import Problem
+from oms.webhooks.inbound.router import router as inbound_webhooks_router
+from oms.webhooks.outbound.router import router as outbound_webhooks_router
 
 log = logging.getLogger("oms")
 
@@ -142,14 +144,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "inventory", "description": "Warehouses, stock, ledger, availability"},
             {"name": "routing", "description": "Where orders ship from, and why"},
             {"name": "fulfillment", "description": "Shipments and pick queues"},
+            {
+                "name": "inbound-webhooks",
+                "description": "Connectors post signed webhooks (Shopify, WooCommerce, oms "
+                "format); every delivery is kept in an inbox, deduplicated, replayable",
+            },
+            {
+                "name": "outbound-webhooks",
+                "description": "Subscriptions to oms events, signed per Standard Webhooks; "
+                "delivery log and redelivery",
+            },
             {"name": "meta", "description": "Health, readiness, metrics and the state machine"},
         ],
     )
     app.state.settings = settings
     install_exception_handlers(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        raw_body_prefixes=("/v1/webhooks/inbound/",),  # WooCommerce's setup ping is a form
+    )
     app.include_router(orders_router)
     app.include_router(inventory_router)
+    app.include_router(inbound_webhooks_router)
+    app.include_router(outbound_webhooks_router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process is up")
     async def healthz() -> dict[str, str]:

@@ -2,7 +2,13 @@
 
 from oms.auth.models import ApiKey
 from oms.db import Base
-from oms.inventory.models import Allocation, IncomingSupply, InventoryMovement, StockLevel, Warehouse
+from oms.inventory.models import (
+    Allocation,
+    IncomingSupply,
+    InventoryMovement,
+    StockLevel,
+    Warehouse,
+)
 from oms.orders.models import IdempotencyKey, Order, OrderEvent, OrderLine, Shipment
 from oms.outbox.models import OutboxEvent
 from oms.routing.models import RoutingPolicyRow

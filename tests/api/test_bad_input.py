@@ -118,12 +118,8 @@ async def test_wrong_content_type_is_415(client: httpx.AsyncClient, keys: dict[s
 
 async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) -> None:
     missing = await client.get("/v1/nothing-here")
-    assert (
-        missing.status_code == 404
-    )
-    assert (
-        missing.headers["content-type"] == "application/problem+json"
-    )
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
     wrong = await client.delete("/v1/order-state-machine")
     assert wrong.status_code == 405
     assert wrong.json()["code"] == "method_not_allowed"

@@ -33,7 +33,9 @@ async def _adjust(client: httpx.AsyncClient, token: str, **body: Any) -> httpx.R
     return await client.post("/v1/inventory/adjustments", json=body, headers=auth(token))
 
 
-async def test_warehouse_crud_and_deactivation(client: httpx.AsyncClient, keys: dict[str, str]) -> None:
+async def test_warehouse_crud_and_deactivation(
+    client: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
     admin = auth(keys["admin"])
     created = await client.post("/v1/warehouses", json=WAREHOUSE, headers=admin)
     assert created.status_code == 201, created.text
@@ -50,7 +52,9 @@ async def test_warehouse_crud_and_deactivation(client: httpx.AsyncClient, keys: 
     codes = [w["code"] for w in (await client.get("/v1/warehouses", headers=admin)).json()]
     assert "HAM" in codes  # deactivated warehouses keep their history
     assert (await client.get("/v1/warehouses/NOPE", headers=admin)).status_code == 404
-    forbidden = await client.post("/v1/warehouses", json=WAREHOUSE | {"code": "X"}, headers=auth(keys["storefront"]))
+    forbidden = await client.post(
+        "/v1/warehouses", json=WAREHOUSE | {"code": "X"}, headers=auth(keys["storefront"])
+    )
     assert forbidden.status_code == 403
 
 
@@ -59,7 +63,9 @@ async def test_availability_follows_the_order_life(
 ) -> None:
     admin = keys["admin"]
     await client.post("/v1/warehouses", json=WAREHOUSE, headers=auth(admin))
-    assert (await _adjust(client, admin, warehouse="HAM", sku="LAMP", type="receive", quantity=10)).status_code == 201
+    assert (
+        await _adjust(client, admin, warehouse="HAM", sku="LAMP", type="receive", quantity=10)
+    ).status_code == 201
     start = await _avail(client, admin, "LAMP")
     assert (start["on_hand"], start["reserved"], start["available"]) == (10, 0, 10)
 
@@ -70,8 +76,12 @@ async def test_availability_follows_the_order_life(
     after_place = await _avail(client, admin, "LAMP")
     assert (after_place["on_hand"], after_place["reserved"], after_place["available"]) == (10, 3, 7)
 
-    cancelled = (await client.post("/v1/orders", json=body, headers=auth(keys["storefront"]))).json()
-    await client.post(f"/v1/orders/{cancelled['id']}/transitions", json={"to": "cancelled"}, headers=auth(admin))
+    cancelled = (
+        await client.post("/v1/orders", json=body, headers=auth(keys["storefront"]))
+    ).json()
+    await client.post(
+        f"/v1/orders/{cancelled['id']}/transitions", json={"to": "cancelled"}, headers=auth(admin)
+    )
     after_cancel = await _avail(client, admin, "LAMP")
     assert (after_cancel["reserved"], after_cancel["available"]) == (3, 7)
 
@@ -118,7 +128,9 @@ async def test_not_enough_stock_is_409_naming_short_lines_and_stores_nothing(
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM orders"))).scalar_one() == 0
         assert (await conn.execute(text("SELECT count(*) FROM allocations"))).scalar_one() == 0
-        assert (await conn.execute(text("SELECT sum(reserved) FROM stock_levels"))).scalar_one() == 0
+        assert (
+            await conn.execute(text("SELECT sum(reserved) FROM stock_levels"))
+        ).scalar_one() == 0
 
 
 async def test_count_guard_and_reserved_floor(
@@ -132,14 +144,20 @@ async def test_count_guard_and_reserved_floor(
         json=order_body(lines=[{"sku": "LAMP", "quantity": 4, "unit_price": 1}]),
         headers=auth(keys["storefront"]),
     )
-    stale = await _adjust(client, ff, warehouse="HAM", sku="LAMP", type="count", quantity=8, expected_on_hand=9)
+    stale = await _adjust(
+        client, ff, warehouse="HAM", sku="LAMP", type="count", quantity=8, expected_on_hand=9
+    )
     assert stale.status_code == 409
     assert stale.json()["code"] == "count_guard_mismatch" and stale.json()["on_hand"] == 10
-    ok = await _adjust(client, ff, warehouse="HAM", sku="LAMP", type="count", quantity=8, expected_on_hand=10)
+    ok = await _adjust(
+        client, ff, warehouse="HAM", sku="LAMP", type="count", quantity=8, expected_on_hand=10
+    )
     assert ok.status_code == 201 and ok.json()["available"] == 4
     below = await _adjust(client, ff, warehouse="HAM", sku="LAMP", type="count", quantity=3)
     assert below.status_code == 409 and below.json()["code"] == "below_reserved"
-    fix = await _adjust(client, ff, warehouse="HAM", sku="LAMP", type="correct", quantity=-2, reason="damaged")
+    fix = await _adjust(
+        client, ff, warehouse="HAM", sku="LAMP", type="correct", quantity=-2, reason="damaged"
+    )
     assert fix.json()["on_hand"] == 6
     no_reason = await _adjust(client, ff, warehouse="HAM", sku="LAMP", type="correct", quantity=-1)
     assert no_reason.status_code == 422
@@ -154,14 +172,19 @@ async def test_adjustment_bad_input(client: httpx.AsyncClient, keys: dict[str, s
         ({"warehouse": "HAM", "sku": "LAMP", "type": "receive", "quantity": -5}, 422),
         ({"warehouse": "HAM", "sku": "LAMP", "type": "count", "quantity": -1}, 422),
         ({"warehouse": "NOPE", "sku": "LAMP", "type": "receive", "quantity": 1}, 404),
-        ({"warehouse": "HAM", "sku": "NEVER", "type": "correct", "quantity": 1, "reason": "x"}, 404),
+        (
+            {"warehouse": "HAM", "sku": "NEVER", "type": "correct", "quantity": 1, "reason": "x"},
+            404,
+        ),
         ({"warehouse": "HAM", "sku": "LAMP", "type": "teleport", "quantity": 1}, 422),
     ]
     for body, status in cases:
         resp = await client.post("/v1/inventory/adjustments", json=body, headers=auth(ff))
         assert resp.status_code == status, (body, resp.text)
         assert resp.headers["content-type"] == "application/problem+json"
-    assert (await client.get("/v1/inventory/levels", params={"warehouse": "HAM"}, headers=auth(ff))).json() == []
+    assert (
+        await client.get("/v1/inventory/levels", params={"warehouse": "HAM"}, headers=auth(ff))
+    ).json() == []
 
 
 async def test_bulk_load_is_all_or_nothing(
@@ -171,25 +194,42 @@ async def test_bulk_load_is_all_or_nothing(
     await client.post("/v1/warehouses", json=WAREHOUSE, headers=admin)
     bad = await client.post(
         "/v1/inventory/bulk",
-        json={"rows": [
-            {"warehouse": "HAM", "sku": "A", "on_hand": 5},
-            {"warehouse": "HAM", "sku": "B", "on_hand": 6},
-            {"warehouse": "NOWHERE", "sku": "C", "on_hand": 7},
-        ]},
+        json={
+            "rows": [
+                {"warehouse": "HAM", "sku": "A", "on_hand": 5},
+                {"warehouse": "HAM", "sku": "B", "on_hand": 6},
+                {"warehouse": "NOWHERE", "sku": "C", "on_hand": 7},
+            ]
+        },
         headers=admin,
     )
     assert bad.status_code == 422
     assert bad.json()["code"] == "bulk_row_invalid"
     assert (bad.json()["row"], bad.json()["column"]) == (3, "warehouse")
     async with engine.connect() as conn:
-        count = (await conn.execute(text("SELECT count(*) FROM inventory_movements m JOIN warehouses w ON w.id = m.warehouse_id WHERE w.code = 'HAM'"))).scalar_one()
+        count = (
+            await conn.execute(
+                text(
+                    "SELECT count(*) FROM inventory_movements m "
+                    "JOIN warehouses w ON w.id = m.warehouse_id WHERE w.code = 'HAM'"
+                )
+            )
+        ).scalar_one()
     assert count == 0
     ok = await client.post(
         "/v1/inventory/bulk",
-        json={"rows": [
-            {"warehouse": "HAM", "sku": "A", "on_hand": 5, "reorder_point": 10, "reorder_quantity": 20},
-            {"warehouse": "BER", "sku": "A", "on_hand": 6, "safety_stock": 2},
-        ]},
+        json={
+            "rows": [
+                {
+                    "warehouse": "HAM",
+                    "sku": "A",
+                    "on_hand": 5,
+                    "reorder_point": 10,
+                    "reorder_quantity": 20,
+                },
+                {"warehouse": "BER", "sku": "A", "on_hand": 6, "safety_stock": 2},
+            ]
+        },
         headers=admin,
     )
     assert ok.status_code == 200 and ok.json() == {"rows": 2}
@@ -197,10 +237,19 @@ async def test_bulk_load_is_all_or_nothing(
     assert (a["on_hand"], a["available"]) == (11, 9)
     assert {w["warehouse"]: w["available"] for w in a["warehouses"]} == {"HAM": 5, "BER": 4}
     repl = (await client.get("/v1/inventory/replenishment", headers=admin)).json()
-    assert repl == [{
-        "warehouse": "HAM", "sku": "A", "on_hand": 5, "reserved": 0, "available": 5,
-        "reorder_point": 10, "reorder_quantity": 20, "incoming": 0, "suggested_quantity": 25,
-    }]
+    assert repl == [
+        {
+            "warehouse": "HAM",
+            "sku": "A",
+            "on_hand": 5,
+            "reserved": 0,
+            "available": 5,
+            "reorder_point": 10,
+            "reorder_quantity": 20,
+            "incoming": 0,
+            "suggested_quantity": 25,
+        }
+    ]
     await assert_stock_invariants(engine)
 
 
@@ -210,14 +259,22 @@ async def test_incoming_supply_is_shown_beside_availability(
     ff = auth(keys["fulfillment"])
     created = await client.post(
         "/v1/inventory/incoming",
-        json={"warehouse": "BER", "sku": "MUG-01", "quantity": 40, "expected_on": "2026-12-01", "reference": "PO-7"},
+        json={
+            "warehouse": "BER",
+            "sku": "MUG-01",
+            "quantity": 40,
+            "expected_on": "2026-12-01",
+            "reference": "PO-7",
+        },
         headers=ff,
     )
     assert created.status_code == 201
     a = await _avail(client, keys["fulfillment"], "MUG-01")
     assert a["incoming"] == 40
     assert a["incoming_supply"][0]["reference"] == "PO-7"
-    closed = await client.post(f"/v1/inventory/incoming/{created.json()['id']}/received", headers=ff)
+    closed = await client.post(
+        f"/v1/inventory/incoming/{created.json()['id']}/received", headers=ff
+    )
     assert closed.status_code == 204
     assert (await _avail(client, keys["fulfillment"], "MUG-01"))["incoming"] == 0
 
@@ -233,10 +290,18 @@ async def test_low_stock_event_when_crossing_threshold(
     )
     body = order_body(lines=[{"sku": "MUG-01", "quantity": 3, "unit_price": 1}])
     for _ in range(3):  # 9997 (above), 9994 (crosses), 9991 (already below: no new event)
-        assert (await client.post("/v1/orders", json=body, headers=auth(keys["storefront"]))).status_code == 201
+        assert (
+            await client.post("/v1/orders", json=body, headers=auth(keys["storefront"]))
+        ).status_code == 201
     async with engine.connect() as conn:
         events = (
-            await conn.execute(select(OutboxEvent.payload).where(OutboxEvent.type == "inventory.low_stock"))
-        ).scalars().all()
+            (
+                await conn.execute(
+                    select(OutboxEvent.payload).where(OutboxEvent.type == "inventory.low_stock")
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert len(events) == 1
     assert events[0]["data"]["sku"] == "MUG-01" and events[0]["data"]["available"] == 9_994

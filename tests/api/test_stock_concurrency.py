@@ -24,7 +24,9 @@ async def test_flash_sale_sells_exactly_the_stock(
     responses = await asyncio.gather(
         *[
             client.post(
-                "/v1/orders", json=body, headers=auth(keys["storefront"]) | {"Idempotency-Key": f"k{i}"}
+                "/v1/orders",
+                json=body,
+                headers=auth(keys["storefront"]) | {"Idempotency-Key": f"k{i}"},
             )
             for i in range(200)
         ]
@@ -34,8 +36,12 @@ async def test_flash_sale_sells_exactly_the_stock(
     assert codes.count(409) == 150
     assert {r.json()["code"] for r in responses if r.status_code == 409} == {"insufficient_stock"}
     async with engine.connect() as conn:
-        sold = (await conn.execute(text("SELECT sum(quantity) FROM order_lines WHERE sku='HOT'"))).scalar_one()
-        reserved = (await conn.execute(text("SELECT sum(reserved) FROM stock_levels WHERE sku='HOT'"))).scalar_one()
+        sold = (
+            await conn.execute(text("SELECT sum(quantity) FROM order_lines WHERE sku='HOT'"))
+        ).scalar_one()
+        reserved = (
+            await conn.execute(text("SELECT sum(reserved) FROM stock_levels WHERE sku='HOT'"))
+        ).scalar_one()
         orders = (await conn.execute(text("SELECT count(*) FROM orders"))).scalar_one()
     assert sold == reserved == 50
     assert orders == 50
@@ -73,7 +79,9 @@ async def test_mixed_placements_cancellations_and_counts(
             if placed:
                 oid = placed[rng.randrange(len(placed))]
                 resp = await client.post(
-                    f"/v1/orders/{oid}/transitions", json={"to": "cancelled"}, headers=auth(keys["admin"])
+                    f"/v1/orders/{oid}/transitions",
+                    json={"to": "cancelled"},
+                    headers=auth(keys["admin"]),
                 )
                 codes.append(resp.status_code)
         return codes
@@ -84,8 +92,12 @@ async def test_mixed_placements_cancellations_and_counts(
             await asyncio.sleep(0)
             resp = await client.post(
                 "/v1/inventory/adjustments",
-                json={"warehouse": rng.choice(["HAM", "MUC"]), "sku": rng.choice(skus),
-                      "type": "count", "quantity": rng.randint(10, 40)},
+                json={
+                    "warehouse": rng.choice(["HAM", "MUC"]),
+                    "sku": rng.choice(skus),
+                    "type": "count",
+                    "quantity": rng.randint(10, 40),
+                },
                 headers=auth(keys["fulfillment"]),
             )
             codes.append(resp.status_code)

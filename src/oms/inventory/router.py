@@ -48,14 +48,22 @@ async def create_warehouse(body: WarehouseCreate, session: Session, _: Admin) ->
     return WarehouseRead.model_validate(wh)
 
 
-@router.get("/warehouses", response_model=list[WarehouseRead], summary="List warehouses",
-            responses=problems(*AUTH_PROBLEMS))
+@router.get(
+    "/warehouses",
+    response_model=list[WarehouseRead],
+    summary="List warehouses",
+    responses=problems(*AUTH_PROBLEMS),
+)
 async def list_warehouses(session: Session, _: Reader) -> list[WarehouseRead]:
     return [WarehouseRead.model_validate(w) for w in await service.list_warehouses(session)]
 
 
-@router.get("/warehouses/{code}", response_model=WarehouseRead, summary="Get a warehouse",
-            responses=problems(404, *AUTH_PROBLEMS))
+@router.get(
+    "/warehouses/{code}",
+    response_model=WarehouseRead,
+    summary="Get a warehouse",
+    responses=problems(404, *AUTH_PROBLEMS),
+)
 async def get_warehouse(code: str, session: Session, _: Reader) -> WarehouseRead:
     return WarehouseRead.model_validate(await service.get_warehouse(session, code=code))
 
@@ -183,14 +191,26 @@ async def movements(
     before_id: Annotated[int | None, Query(ge=1)] = None,
 ) -> list[MovementRead]:
     rows = await service.list_movements(
-        session, warehouse_code=warehouse, sku=sku, reference_id=reference_id, limit=limit,
+        session,
+        warehouse_code=warehouse,
+        sku=sku,
+        reference_id=reference_id,
+        limit=limit,
         before_id=before_id,
     )
     return [
         MovementRead(
-            id=m.id, warehouse=code, sku=m.sku, movement_type=m.movement_type, quantity=m.quantity,
-            on_hand_after=m.on_hand_after, reason=m.reason, reference_type=m.reference_type,
-            reference_id=m.reference_id, actor=m.actor, created_at=m.created_at,
+            id=m.id,
+            warehouse=code,
+            sku=m.sku,
+            movement_type=m.movement_type,
+            quantity=m.quantity,
+            on_hand_after=m.on_hand_after,
+            reason=m.reason,
+            reference_type=m.reference_type,
+            reference_id=m.reference_id,
+            actor=m.actor,
+            created_at=m.created_at,
         )
         for code, m in rows
     ]
@@ -205,12 +225,20 @@ async def movements(
 )
 async def add_incoming(body: IncomingCreate, session: Session, _: Stocker) -> IncomingRead:
     code, supply = await service.add_incoming(
-        session, warehouse_code=body.warehouse, sku=body.sku, quantity=body.quantity,
-        expected_on=body.expected_on, reference=body.reference,
+        session,
+        warehouse_code=body.warehouse,
+        sku=body.sku,
+        quantity=body.quantity,
+        expected_on=body.expected_on,
+        reference=body.reference,
     )
     return IncomingRead(
-        id=supply.id, warehouse=code, sku=supply.sku, quantity=supply.quantity,
-        expected_on=supply.expected_on, reference=supply.reference,
+        id=supply.id,
+        warehouse=code,
+        sku=supply.sku,
+        quantity=supply.quantity,
+        expected_on=supply.expected_on,
+        reference=supply.reference,
     )
 
 

@@ -25,7 +25,9 @@ class WarehouseFields(Strict):
     country: Country | None = None
     postal_code: Annotated[str, Field(max_length=32)] | None = None
     city: Annotated[str, Field(max_length=128)] | None = None
-    address_lines: list[Annotated[str, Field(max_length=200)]] | None = Field(default=None, max_length=4)
+    address_lines: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        default=None, max_length=4
+    )
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
     priority: int | None = Field(

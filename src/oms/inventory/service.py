@@ -72,7 +72,9 @@ async def update_warehouse(
     return wh
 
 
-async def list_warehouses(session: AsyncSession, *, include_inactive: bool = True) -> list[Warehouse]:
+async def list_warehouses(
+    session: AsyncSession, *, include_inactive: bool = True
+) -> list[Warehouse]:
     """Warehouses by priority rank, then code."""
     stmt = select(Warehouse).order_by(Warehouse.priority, Warehouse.code)
     if not include_inactive:
@@ -167,7 +169,9 @@ async def adjust_stock(
     if kind == "count" and quantity < 0:
         raise Unprocessable("a count cannot be negative", code="invalid_quantity")
     if kind == "correct" and (quantity == 0 or not reason):
-        raise Unprocessable("a correction needs a non-zero quantity and a reason", code="invalid_quantity")
+        raise Unprocessable(
+            "a correction needs a non-zero quantity and a reason", code="invalid_quantity"
+        )
     if kind != "correct":
         await session.execute(
             pg_insert(StockLevel)
@@ -209,7 +213,9 @@ async def adjust_stock(
             insert(InventoryMovement).values(
                 warehouse_id=wh.id,
                 sku=sku,
-                movement_type={"receive": "receipt", "count": "count", "correct": "correction"}[kind],
+                movement_type={"receive": "receipt", "count": "count", "correct": "correction"}[
+                    kind
+                ],
                 quantity=delta,
                 on_hand_after=new_on_hand,
                 reason=reason,
@@ -266,7 +272,9 @@ class BulkLoadError(Unprocessable):
     code = "bulk_row_invalid"
 
 
-async def bulk_load(session: AsyncSession, *, rows: Sequence[BulkRow], actor: str, reason: str) -> int:
+async def bulk_load(
+    session: AsyncSession, *, rows: Sequence[BulkRow], actor: str, reason: str
+) -> int:
     """Set absolute on-hand quantities (and settings) for many rows, all or nothing."""
     codes = {r.warehouse for r in rows}
     whs = {
@@ -308,7 +316,9 @@ async def list_levels(
     session: AsyncSession, *, warehouse_code: str | None, sku: str | None, limit: int, offset: int
 ) -> list[LevelView]:
     """Stock levels, optionally for one warehouse and/or SKU."""
-    stmt = select(Warehouse.code, StockLevel).join(Warehouse, Warehouse.id == StockLevel.warehouse_id)
+    stmt = select(Warehouse.code, StockLevel).join(
+        Warehouse, Warehouse.id == StockLevel.warehouse_id
+    )
     if warehouse_code:
         stmt = stmt.where(Warehouse.code == warehouse_code)
     if sku:
@@ -708,16 +718,24 @@ async def allocations_for_orders(
     return list((await session.scalars(stmt)).all())
 
 
-async def warehouse_codes(session: AsyncSession, *, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+async def warehouse_codes(
+    session: AsyncSession, *, ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, str]:
     """Codes for warehouse ids."""
     wanted = list(set(ids))
     if not wanted:
         return {}
-    rows = await session.execute(select(Warehouse.id, Warehouse.code).where(Warehouse.id.in_(wanted)))
+    rows = await session.execute(
+        select(Warehouse.id, Warehouse.code).where(Warehouse.id.in_(wanted))
+    )
     return {wid: code for wid, code in rows.all()}
 
 
-async def warehouse_ids_by_code(session: AsyncSession, *, codes: Iterable[str]) -> dict[str, uuid.UUID]:
+async def warehouse_ids_by_code(
+    session: AsyncSession, *, codes: Iterable[str]
+) -> dict[str, uuid.UUID]:
     """Ids for warehouse codes (unknown codes are absent)."""
-    rows = await session.execute(select(Warehouse.code, Warehouse.id).where(Warehouse.code.in_(list(codes))))
+    rows = await session.execute(
+        select(Warehouse.code, Warehouse.id).where(Warehouse.code.in_(list(codes)))
+    )
     return {code: wid for code, wid in rows.all()}

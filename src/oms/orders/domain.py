@@ -237,7 +237,9 @@ def next_shipment_status(current: ShipmentStatus, target: ShipmentStatus) -> Non
         or target not in SHIPMENT_FLOW
         or shipment_rank(target) != shipment_rank(current) + 1
     ):
-        nxt = [] if current not in SHIPMENT_FLOW[:-1] else [SHIPMENT_FLOW[shipment_rank(current) + 1]]
+        nxt = (
+            [] if current not in SHIPMENT_FLOW[:-1] else [SHIPMENT_FLOW[shipment_rank(current) + 1]]
+        )
         raise IllegalShipmentTransition(current, target, nxt)
 
 

@@ -13,8 +13,6 @@ from oms.auth.service import Principal
 from oms.deps import Session, require
 from oms.orders import domain, service
 from oms.orders.models import Order
-from oms.routing.domain import RoutePlan
-from oms.routing.service import Address as RouteAddress
 from oms.orders.schemas import (
     Address,
     Customer,
@@ -37,6 +35,8 @@ from oms.orders.schemas import (
     TransitionRead,
     TransitionRequest,
 )
+from oms.routing.domain import RoutePlan
+from oms.routing.service import Address as RouteAddress
 from oms.shared.logging import request_id_var
 from oms.shared.openapi import AUTH_PROBLEMS, problems
 from oms.shared.roles import Role
@@ -290,7 +290,7 @@ async def transition_order(
         principal=principal,
         request_id=request_id_var.get(),
     )
-    return to_read(order)
+    return (await read_orders(session, [order]))[0]
 
 
 @router.get(
@@ -339,9 +339,16 @@ async def state_machine() -> StateMachineRead:
     "explanation (every candidate, exclusion reasons, distances, the deciding rule, runner-up).",
     responses=problems(404, *AUTH_PROBLEMS),
 )
-async def order_routing(order_id: uuid.UUID, session: Session, principal: Reader) -> OrderRoutingRead:
+async def order_routing(
+    order_id: uuid.UUID, session: Session, principal: Reader
+) -> OrderRoutingRead:
     order = await service.get_order(session, order_id=order_id, principal=principal)
-    routing = order.routing or {"warehouses": [], "fully_filled": False, "backorders": [], "explanation": {}}
+    routing = order.routing or {
+        "warehouses": [],
+        "fully_filled": False,
+        "backorders": [],
+        "explanation": {},
+    }
     return OrderRoutingRead(order_id=order.id, **routing)
 
 
@@ -361,7 +368,10 @@ async def reroute(
     principal: Annotated[Principal, Depends(require(Role.ADMIN))],
 ) -> OrderRead:
     order = await service.reroute_order(
-        session, order_id=order_id, principal=principal, reason=body.reason,
+        session,
+        order_id=order_id,
+        principal=principal,
+        reason=body.reason,
         request_id=request_id_var.get(),
     )
     return (await read_orders(session, [order]))[0]
@@ -407,7 +417,9 @@ async def preview(body: RoutePreviewRequest, session: Session, principal: Reader
     plan = await service.preview_route(
         session,
         lines=[(ln.sku, ln.quantity) for ln in body.lines],
-        address=RouteAddress(addr.country, addr.postal_code, addr.city, addr.latitude, addr.longitude),
+        address=RouteAddress(
+            addr.country, addr.postal_code, addr.city, addr.latitude, addr.longitude
+        ),
         channel=body.channel,
         pickup_code=body.pickup_store,
     )
@@ -431,7 +443,10 @@ async def move_shipment(
     principal: Annotated[Principal, Depends(require(Role.FULFILLMENT))],
 ) -> ShipmentRead:
     shipment = await service.transition_shipment(
-        session, shipment_id=shipment_id, change=change, principal=principal,
+        session,
+        shipment_id=shipment_id,
+        change=change,
+        principal=principal,
         request_id=request_id_var.get(),
     )
     views = (await service.shipments_for(session, order_ids=[shipment.order_id]))[shipment.order_id]

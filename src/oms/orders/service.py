@@ -20,14 +20,14 @@ from sqlalchemy.orm import selectinload
 
 from oms.auth.service import Principal
 from oms.db import after_commit
+from oms.inventory import service as inventory_service
 from oms.orders import domain
 from oms.orders.domain import OrderStatus, PaymentMethod, ShipmentStatus
-from oms.inventory import service as inventory_service
 from oms.orders.models import IdempotencyKey, Order, OrderEvent, OrderLine, Shipment
-from oms.routing import service as routing_service
-from oms.routing.domain import RouteLine, RoutePlan
 from oms.orders.schemas import OrderCreate, ShipmentTransitionRequest, TransitionRequest
 from oms.outbox.service import record_event
+from oms.routing import service as routing_service
+from oms.routing.domain import RouteLine, RoutePlan
 from oms.shared import metrics
 from oms.shared.clock import utcnow
 from oms.shared.errors import Conflict, Forbidden, NotFound, ProblemError, Unprocessable
@@ -242,7 +242,9 @@ def insufficient_stock(plan: RoutePlan) -> Conflict:
     ]
     return Conflict(
         "not enough stock for: "
-        + ", ".join(f"{s['sku']} (requested {s['requested']}, available {s['available']})" for s in short),
+        + ", ".join(
+            f"{s['sku']} (requested {s['requested']}, available {s['available']})" for s in short
+        ),
         code="insufficient_stock",
         title="Insufficient stock",
         short_lines=short,
@@ -330,7 +332,9 @@ async def _write_plan(
         backordered[line_ids[s.line_id]] += s.missing
     for line_id in line_ids.values():
         await session.execute(
-            update(OrderLine).where(OrderLine.id == line_id).values(backordered=backordered[line_id])
+            update(OrderLine)
+            .where(OrderLine.id == line_id)
+            .values(backordered=backordered[line_id])
         )
     routing = {
         "warehouses": [codes[w] for w in plan.warehouses],
@@ -358,7 +362,9 @@ async def place_order(
         )
     now = utcnow()
     order_id = uuid.uuid4()
-    amounts = [domain.line_amounts(ln.quantity, ln.unit_price, ln.tax_rate_bps) for ln in data.lines]
+    amounts = [
+        domain.line_amounts(ln.quantity, ln.unit_price, ln.tax_rate_bps) for ln in data.lines
+    ]
     totals = domain.order_totals(amounts, data.shipping_fee)
     addr = data.shipping_address
     values = {
@@ -450,7 +456,10 @@ async def place_order(
         type="order.placed",
         aggregate_type="order",
         aggregate_id=str(order_id),
-        data={**order_summary(order), "warehouses": order.routing["warehouses"] if order.routing else []},
+        data={
+            **order_summary(order),
+            "warehouses": order.routing["warehouses"] if order.routing else [],
+        },
     )
 
     def _committed() -> None:
@@ -587,7 +596,9 @@ async def preview_route(
     pickup_code: str | None,
 ) -> RoutePlan:
     """Route without reserving: where an order would ship from, and why."""
-    route_lines = [RouteLine(line_id=str(i), sku=sku, quantity=q) for i, (sku, q) in enumerate(lines, 1)]
+    route_lines = [
+        RouteLine(line_id=str(i), sku=sku, quantity=q) for i, (sku, q) in enumerate(lines, 1)
+    ]
     return await routing_service.plan(
         session, lines=route_lines, address=address, channel=channel, pickup_code=pickup_code
     )
@@ -695,7 +706,11 @@ async def _apply_order_transition(
     except (domain.IllegalTransition, domain.RoleNotAllowed, domain.MissingShippingDetails) as exc:
         raise _problem_for(exc) from exc
     now = utcnow()
-    values: dict[str, Any] = {"status": target.value, "version": order.version + 1, "updated_at": now}
+    values: dict[str, Any] = {
+        "status": target.value,
+        "version": order.version + 1,
+        "updated_at": now,
+    }
     if target in _TIMESTAMP_FOR:
         values[_TIMESTAMP_FOR[target]] = now
     if target is OrderStatus.SHIPPED:
@@ -841,15 +856,19 @@ async def transition_order(
             )
         ).all()
     )
-    if change.to is OrderStatus.CANCELLED and any(
-        domain.shipment_rank(ShipmentStatus(sh.status)) >= domain.shipment_rank(ShipmentStatus.SHIPPED)
-        for sh in shipments
+    cod = order.payment_method == PaymentMethod.CASH_ON_DELIVERY
+    allowed = domain.allowed_next(OrderStatus(order.status), cash_on_delivery=cod)
+    shipped = domain.shipment_rank(ShipmentStatus.SHIPPED)
+    if (
+        change.to is OrderStatus.CANCELLED
+        and change.to in allowed
+        and any(domain.shipment_rank(ShipmentStatus(sh.status)) >= shipped for sh in shipments)
     ):
         raise Conflict(
             "part of this order has already shipped; it can no longer be cancelled",
             code="partially_shipped",
             current_status=order.status,
-            allowed_transitions=[],
+            allowed_transitions=[s.value for s in allowed if s is not OrderStatus.CANCELLED],
         )
     await _apply_order_transition(
         session,

@@ -105,6 +105,14 @@ class InboundPayment(Base):
     __table_args__ = (
         CheckConstraint("kind IN ('captured','refunded')", name="kind_valid"),
         CheckConstraint("amount > 0", name="amount_positive"),
+        Index(
+            "uq_webhook_payments_order_kind_reference",
+            "order_id",
+            "kind",
+            "reference",
+            unique=True,
+            postgresql_where=text("reference IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)

@@ -1,0 +1,256 @@
+"""Shopify order webhooks (REST-format JSON payloads).
+
+* Signature: ``X-Shopify-Hmac-Sha256`` = base64 HMAC-SHA256 of the raw body with the app's
+  client secret. Dedup id: ``X-Shopify-Webhook-Id`` (the same on Shopify's retries).
+* Replay: Shopify signs no timestamp. ``X-Shopify-Triggered-At`` (when present) must be at most
+  48 hours old, because Shopify retries a failed delivery for hours with the original trigger
+  time; the header is not covered by the HMAC, so this only stops stale replays of captured
+  traffic. The real protection is deduplication by webhook id, by (channel, Shopify order id)
+  for orders, and by payment reference for payments.
+* Topics: ``orders/create`` -> order.created (and payment.captured when ``financial_status`` is
+  ``paid``), ``orders/cancelled`` -> order.cancelled, ``orders/paid`` -> payment.captured,
+  ``refunds/create`` -> payment.refunded; any other topic is acknowledged and ignored.
+
+Money: ``price`` is the unit price before discounts; a line's discount allocations are taken off
+and spread over its units exactly (see ``split_line``). With ``taxes_included`` the prices are
+gross, so the oms tax rate is 0 and the fact is kept in ``attributes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from oms.webhooks.inbound.adapters.base import (
+    EventType,
+    InboundEvent,
+    InvalidPayload,
+    PaymentFact,
+    body_hash_id,
+    header,
+    load_object,
+    payment_method,
+    rate_to_bps,
+    split_line,
+    text,
+)
+from oms.webhooks.inbound.money import AmountError, to_decimal, to_minor
+from oms.webhooks.inbound.verify import SignatureRejected, check_timestamp, verify_hmac_base64
+
+RETRY_WINDOW = timedelta(hours=48)
+HMAC_HEADER = "X-Shopify-Hmac-Sha256"
+
+
+def _money(value: Any, currency: str, what: str) -> int:
+    try:
+        return to_minor(value, currency)
+    except AmountError as exc:
+        raise InvalidPayload(f"{what}: {exc}") from exc
+
+
+def _address(order: dict[str, Any]) -> dict[str, Any]:
+    addr = order.get("shipping_address") or order.get("billing_address")
+    if not isinstance(addr, dict):
+        raise InvalidPayload("the order has neither a shipping_address nor a billing_address")
+    name = text(addr.get("name"), 200) or text(
+        f"{addr.get('first_name') or ''} {addr.get('last_name') or ''}", 200
+    )
+    lines = [v for v in (text(addr.get("address1"), 200), text(addr.get("address2"), 200)) if v]
+    out: dict[str, Any] = {
+        "name": name,
+        "lines": lines,
+        "city": text(addr.get("city"), 128),
+        "postal_code": text(addr.get("zip"), 32),
+        "region": text(addr.get("province_code") or addr.get("province"), 128),
+        "country": text(addr.get("country_code"), 2),
+    }
+    lat, lng = addr.get("latitude"), addr.get("longitude")
+    if lat is not None and lng is not None:
+        out["latitude"], out["longitude"] = float(to_decimal(lat)), float(to_decimal(lng))
+    return out
+
+
+def _line(item: dict[str, Any], currency: str, taxes_included: bool) -> list[dict[str, Any]]:
+    quantity = int(item["quantity"])
+    sku = text(item.get("sku"), 64) or f"shopify-{item.get('variant_id') or item.get('product_id')}"
+    price = _money(item["price"], currency, f"line {sku} price")
+    allocations = item.get("discount_allocations") or []
+    if allocations:
+        discount = sum(_money(a["amount"], currency, f"line {sku} discount") for a in allocations)
+    else:
+        discount = _money(item.get("total_discount") or "0", currency, f"line {sku} discount")
+    rate = Decimal(0)
+    if not taxes_included:
+        rate = sum((to_decimal(t.get("rate") or 0) for t in item.get("tax_lines") or []), rate)
+    return split_line(
+        sku=sku,
+        name=text(item.get("name") or item.get("title"), 200),
+        quantity=quantity,
+        net_total=price * quantity - discount,
+        tax_rate_bps=rate_to_bps(rate),
+    )
+
+
+def _shipping_fee(order: dict[str, Any], currency: str) -> int:
+    shop_money = ((order.get("total_shipping_price_set") or {}).get("shop_money") or {}).get(
+        "amount"
+    )
+    if shop_money is not None:
+        return _money(shop_money, currency, "total_shipping_price_set")
+    return sum(
+        _money(s.get("discounted_price") or s.get("price") or "0", currency, "shipping_lines")
+        for s in order.get("shipping_lines") or []
+    )
+
+
+def map_order(order: dict[str, Any]) -> dict[str, Any]:
+    """A Shopify order object -> an oms OrderCreate body (without ``channel``)."""
+    currency = text(order.get("currency"), 3)
+    if currency is None:
+        raise InvalidPayload("the order has no currency")
+    currency = currency.upper()
+    taxes_included = bool(order.get("taxes_included"))
+    items = order.get("line_items")
+    if not isinstance(items, list) or not items:
+        raise InvalidPayload("the order has no line_items")
+    lines = [ln for item in items for ln in _line(item, currency, taxes_included)]
+    raw_customer = order.get("customer")
+    customer: dict[str, Any] = raw_customer if isinstance(raw_customer, dict) else {}
+    customer_id = customer.get("id")
+    email = text(order.get("email") or order.get("contact_email") or customer.get("email"), 320)
+    gateways = list(order.get("payment_gateway_names") or [])
+    if order.get("gateway"):
+        gateways.append(str(order["gateway"]))
+    attributes = {
+        "source": "shopify",
+        "source_order_id": str(order["id"]),
+        "source_order_name": order.get("name"),
+        "source_total": str(order.get("total_price")),
+        "financial_status": order.get("financial_status"),
+        "taxes_included": taxes_included,
+    }
+    return {
+        "external_reference": str(order["id"]),
+        "currency": currency,
+        "customer": {
+            "id": str(customer_id) if customer_id is not None else None,
+            "email": email,
+        },
+        "shipping_address": _address(order),
+        "payment_method": payment_method(gateways),
+        "shipping_fee": _shipping_fee(order, currency),
+        "lines": lines,
+        "notes": text(order.get("note"), 2000),
+        "attributes": {k: v for k, v in attributes.items() if v is not None},
+    }
+
+
+def _paid_reference(order: dict[str, Any]) -> str:
+    return f"shopify:order:{order['id']}:paid"
+
+
+class ShopifyAdapter:
+    format = "shopify"
+
+    def is_ping(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        return False
+
+    def verify(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        secret: str,
+        tolerance_s: int,
+        now: datetime,
+    ) -> None:
+        verify_hmac_base64(body, header(headers, HMAC_HEADER), secret=secret, header=HMAC_HEADER)
+        triggered = header(headers, "X-Shopify-Triggered-At")
+        if triggered is not None:
+            try:
+                stamp = datetime.fromisoformat(triggered.replace("Z", "+00:00"))
+            except ValueError as exc:
+                raise SignatureRejected(
+                    "X-Shopify-Triggered-At is not an ISO 8601 time",
+                    code="timestamp_out_of_tolerance",
+                ) from exc
+            if stamp.tzinfo is None:
+                stamp = stamp.replace(tzinfo=UTC)
+            check_timestamp(
+                stamp, now=now, max_age=RETRY_WINDOW, max_skew=timedelta(seconds=tolerance_s)
+            )
+
+    def event_id(self, body: bytes, headers: Mapping[str, str]) -> str:
+        return (
+            header(headers, "X-Shopify-Webhook-Id")
+            or header(headers, "X-Shopify-Event-Id")
+            or body_hash_id(body)
+        )
+
+    def topic(self, headers: Mapping[str, str]) -> str | None:
+        return header(headers, "X-Shopify-Topic")
+
+    def parse(self, body: bytes, headers: Mapping[str, str], *, channel: str) -> InboundEvent:
+        topic = self.topic(headers)
+        payload = load_object(body)
+        try:
+            return self._parse(topic, payload)
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise InvalidPayload(f"cannot read the Shopify {topic} payload: {what}") from exc
+
+    def _parse(self, topic: str | None, payload: dict[str, Any]) -> InboundEvent:
+        if topic == "orders/create":
+            order = map_order(payload)
+            payment = None
+            if payload.get("financial_status") == "paid":
+                payment = PaymentFact(
+                    amount=_money(payload["total_price"], order["currency"], "total_price"),
+                    currency=order["currency"],
+                    reference=_paid_reference(payload),
+                )
+            return InboundEvent(
+                type=EventType.ORDER_CREATED,
+                external_reference=order["external_reference"],
+                order=order,
+                payment=payment,
+            )
+        if topic == "orders/cancelled":
+            return InboundEvent(
+                type=EventType.ORDER_CANCELLED,
+                external_reference=str(payload["id"]),
+                reason=text(payload.get("cancel_reason"), 500) or "cancelled in Shopify",
+            )
+        if topic == "orders/paid":
+            currency = str(payload["currency"]).upper()
+            return InboundEvent(
+                type=EventType.PAYMENT_CAPTURED,
+                external_reference=str(payload["id"]),
+                payment=PaymentFact(
+                    amount=_money(payload["total_price"], currency, "total_price"),
+                    currency=currency,
+                    reference=_paid_reference(payload),
+                ),
+            )
+        if topic == "refunds/create":
+            refunds = [
+                t
+                for t in payload.get("transactions") or []
+                if t.get("kind") == "refund" and t.get("status") in (None, "success")
+            ]
+            if not refunds:
+                return InboundEvent(type=None, ignored="refund without a successful transaction")
+            currency = str(refunds[0].get("currency") or "").upper()
+            if not currency:
+                raise InvalidPayload("the refund transactions carry no currency")
+            amount = sum(_money(t["amount"], currency, "refund amount") for t in refunds)
+            return InboundEvent(
+                type=EventType.PAYMENT_REFUNDED,
+                external_reference=str(payload["order_id"]),
+                payment=PaymentFact(
+                    amount=amount, currency=currency, reference=f"shopify:refund:{payload['id']}"
+                ),
+            )
+        return InboundEvent(type=None, ignored=f"topic '{topic}' needs no action in oms")

@@ -1,0 +1,220 @@
+"""WooCommerce order webhooks (the REST API v3 order representation).
+
+* Signature: ``X-WC-Webhook-Signature`` = base64 HMAC-SHA256 of the raw body with the webhook's
+  secret. Dedup id: ``X-WC-Webhook-Delivery-ID``. WooCommerce signs no timestamp, so replays are
+  stopped by deduplication: by delivery id, by (channel, WooCommerce order id) for orders, and by
+  payment reference for payments.
+* When a webhook is saved WooCommerce sends an unsigned form-encoded ping (``webhook_id=N``);
+  it is answered 200 and nothing is stored.
+* Topics: ``order.created`` -> order.created (and payment.captured when the order is already
+  paid: ``date_paid`` set, status processing/completed, not cash on delivery);
+  ``order.updated`` -> by status: ``cancelled`` -> order.cancelled, ``refunded`` ->
+  payment.refunded, ``processing``/``completed`` with ``date_paid`` -> payment.captured, else
+  ignored. Other topics are acknowledged and ignored.
+
+Money: a line's ``total`` (after discounts, before tax) is spread exactly over its units; the tax
+rate is ``total_tax / total`` in basis points; ``shipping_total`` is the shipping fee.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from oms.webhooks.inbound.adapters.base import (
+    EventType,
+    InboundEvent,
+    InvalidPayload,
+    PaymentFact,
+    body_hash_id,
+    header,
+    load_object,
+    payment_method,
+    rate_to_bps,
+    split_line,
+    text,
+)
+from oms.webhooks.inbound.money import AmountError, to_decimal, to_minor
+from oms.webhooks.inbound.verify import verify_hmac_base64
+
+SIGNATURE_HEADER = "X-WC-Webhook-Signature"
+_PING = re.compile(rb"^webhook_id=\d+$")
+_PAID_STATUSES = {"processing", "completed"}
+
+
+def _money(value: Any, currency: str, what: str) -> int:
+    try:
+        return to_minor(value, currency)
+    except AmountError as exc:
+        raise InvalidPayload(f"{what}: {exc}") from exc
+
+
+def _address(order: dict[str, Any]) -> dict[str, Any]:
+    shipping = order.get("shipping") or {}
+    addr = shipping if shipping.get("address_1") and shipping.get("country") else None
+    addr = addr or order.get("billing") or {}
+    if not addr.get("address_1") or not addr.get("country"):
+        raise InvalidPayload("the order has no usable shipping or billing address")
+    name = text(f"{addr.get('first_name') or ''} {addr.get('last_name') or ''}", 200)
+    lines = [v for v in (text(addr.get("address_1"), 200), text(addr.get("address_2"), 200)) if v]
+    return {
+        "name": name,
+        "lines": lines,
+        "city": text(addr.get("city"), 128),
+        "postal_code": text(addr.get("postcode"), 32),
+        "region": text(addr.get("state"), 128),
+        "country": text(addr.get("country"), 2),
+    }
+
+
+def _line(item: dict[str, Any], currency: str) -> list[dict[str, Any]]:
+    quantity = int(item["quantity"])
+    variation = item.get("variation_id") or 0
+    fallback = f"woocommerce-{item.get('product_id')}" + (f"-{variation}" if variation else "")
+    sku = text(item.get("sku"), 64) or fallback
+    total = to_decimal(item["total"])
+    total_tax = to_decimal(item.get("total_tax") or 0)
+    rate = total_tax / total if total > 0 else Decimal(0)
+    return split_line(
+        sku=sku,
+        name=text(item.get("name"), 200),
+        quantity=quantity,
+        net_total=_money(total, currency, f"line {sku} total"),
+        tax_rate_bps=rate_to_bps(rate),
+    )
+
+
+def _is_paid(order: dict[str, Any]) -> bool:
+    return (
+        bool(order.get("date_paid") or order.get("date_paid_gmt"))
+        and order.get("status") in _PAID_STATUSES
+        and order.get("payment_method") != "cod"
+    )
+
+
+def map_order(order: dict[str, Any]) -> dict[str, Any]:
+    """A WooCommerce order -> an oms OrderCreate body (without ``channel``)."""
+    currency = text(order.get("currency"), 3)
+    if currency is None:
+        raise InvalidPayload("the order has no currency")
+    currency = currency.upper()
+    items = order.get("line_items")
+    if not isinstance(items, list) or not items:
+        raise InvalidPayload("the order has no line_items")
+    lines = [ln for item in items for ln in _line(item, currency)]
+    billing = order.get("billing") or {}
+    customer_id = order.get("customer_id") or None
+    attributes = {
+        "source": "woocommerce",
+        "source_order_id": str(order["id"]),
+        "source_order_number": str(order.get("number") or order["id"]),
+        "source_status": order.get("status"),
+        "source_total": str(order.get("total")),
+        "shipping_tax": str(order.get("shipping_tax") or "0"),
+        "payment_method_title": text(order.get("payment_method_title"), 200),
+    }
+    return {
+        "external_reference": str(order["id"]),
+        "currency": currency,
+        "customer": {
+            "id": str(customer_id) if customer_id else None,
+            "email": text(billing.get("email"), 320),
+        },
+        "shipping_address": _address(order),
+        "payment_method": payment_method([str(order.get("payment_method") or "")]),
+        "shipping_fee": _money(order.get("shipping_total") or "0", currency, "shipping_total"),
+        "lines": lines,
+        "notes": text(order.get("customer_note"), 2000),
+        "attributes": {k: v for k, v in attributes.items() if v is not None},
+    }
+
+
+class WooCommerceAdapter:
+    format = "woocommerce"
+
+    def is_ping(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        return header(headers, SIGNATURE_HEADER) is None and bool(_PING.match(body.strip()))
+
+    def verify(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        secret: str,
+        tolerance_s: int,
+        now: datetime,
+    ) -> None:
+        verify_hmac_base64(
+            body, header(headers, SIGNATURE_HEADER), secret=secret, header=SIGNATURE_HEADER
+        )
+
+    def event_id(self, body: bytes, headers: Mapping[str, str]) -> str:
+        return header(headers, "X-WC-Webhook-Delivery-ID") or body_hash_id(body)
+
+    def topic(self, headers: Mapping[str, str]) -> str | None:
+        return header(headers, "X-WC-Webhook-Topic")
+
+    def parse(self, body: bytes, headers: Mapping[str, str], *, channel: str) -> InboundEvent:
+        topic = self.topic(headers)
+        payload = load_object(body)
+        try:
+            return self._parse(topic, payload)
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise InvalidPayload(f"cannot read the WooCommerce {topic} payload: {what}") from exc
+
+    def _parse(self, topic: str | None, payload: dict[str, Any]) -> InboundEvent:
+        if topic == "order.created":
+            order = map_order(payload)
+            payment = None
+            if _is_paid(payload):
+                payment = PaymentFact(
+                    amount=_money(payload["total"], order["currency"], "total"),
+                    currency=order["currency"],
+                    reference=f"woocommerce:order:{payload['id']}:paid",
+                )
+            return InboundEvent(
+                type=EventType.ORDER_CREATED,
+                external_reference=order["external_reference"],
+                order=order,
+                payment=payment,
+            )
+        if topic != "order.updated":
+            return InboundEvent(type=None, ignored=f"topic '{topic}' needs no action in oms")
+        status = payload.get("status")
+        reference = str(payload["id"])
+        currency = str(payload.get("currency") or "").upper()
+        if status == "cancelled":
+            return InboundEvent(
+                type=EventType.ORDER_CANCELLED,
+                external_reference=reference,
+                reason="cancelled in WooCommerce",
+            )
+        if status == "refunded":
+            refunds = payload.get("refunds") or []
+            amount = sum(abs(_money(r.get("total") or "0", currency, "refund")) for r in refunds)
+            amount = amount or _money(payload["total"], currency, "total")
+            ids = ",".join(str(r.get("id")) for r in refunds) or "all"
+            return InboundEvent(
+                type=EventType.PAYMENT_REFUNDED,
+                external_reference=reference,
+                payment=PaymentFact(
+                    amount=amount,
+                    currency=currency,
+                    reference=f"woocommerce:order:{reference}:refund:{ids}",
+                ),
+            )
+        if _is_paid(payload):
+            return InboundEvent(
+                type=EventType.PAYMENT_CAPTURED,
+                external_reference=reference,
+                payment=PaymentFact(
+                    amount=_money(payload["total"], currency, "total"),
+                    currency=currency,
+                    reference=f"woocommerce:order:{reference}:paid",
+                ),
+            )
+        return InboundEvent(type=None, ignored=f"order status '{status}' needs no action in oms")
