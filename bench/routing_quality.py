@@ -185,7 +185,7 @@ def generate(
     zipf = [1.0 / (j + 1) for j in range(n_skus)]
     pop = [c[4] for c in CITIES]
     orders: list[Order] = []
-    for o in range(n_orders):
+    for k in range(n_orders):
         name, cc, lat, lon, _ = rng.choices(CITIES, weights=pop)[0]
         lat, lon = _jitter(rng, lat, lon, 30.0)
         n_lines = min(max_lines, n_skus, 1 + int(rng.expovariate(lines_rate)))
@@ -194,7 +194,7 @@ def generate(
             s = rng.choices(skus, weights=zipf)[0]
             if s not in chosen:
                 chosen.append(s)
-        orders.append(Order(f"o{o:05d}", cc, lat, lon, [(s, rng.randint(1, 3)) for s in chosen]))
+        orders.append(Order(f"o{k:05d}", cc, lat, lon, [(s, rng.randint(1, 3)) for s in chosen]))
     # stock: the batch's realised demand / rho per SKU, over a random half of the warehouses,
     # weighted by warehouse size
     realised = dict.fromkeys(skus, 0)
@@ -229,6 +229,10 @@ def _serves(w: Warehouse, country: str) -> bool:
     return w.ships_to is None or country in w.ships_to
 
 
+def _pct(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
+
+
 @dataclass
 class Outcome:
     cost: float = 0.0
@@ -238,6 +242,7 @@ class Outcome:
     filled: int = 0
     orders: int = 0
     times_us: list[float] = field(default_factory=list)
+    with_dict_us: list[float] = field(default_factory=list)  # plan_route + explanation.to_dict()
 
     def add(self, scen: Scenario, order: Order, used: set[str], filled: int) -> None:
         units = sum(q for _, q in order.lines)
@@ -260,10 +265,14 @@ class Outcome:
             out["ratio_to_optimum"] = round(self.cost / optimum, 4)
         if self.times_us:
             ts = sorted(self.times_us)
-            out["p50_us"] = round(ts[len(ts) // 2], 1)
-            out["p99_us"] = round(ts[min(len(ts) - 1, int(len(ts) * 0.99))], 1)
+            out["p50_us"] = round(_pct(ts, 0.50), 1)
+            out["p99_us"] = round(_pct(ts, 0.99), 1)
             out["max_us"] = round(ts[-1], 1)
             out["mean_us"] = round(statistics.fmean(ts), 1)
+        if self.with_dict_us:
+            ts = sorted(self.with_dict_us)
+            out["with_to_dict_p50_us"] = round(_pct(ts, 0.50), 1)
+            out["with_to_dict_p99_us"] = round(_pct(ts, 0.99), 1)
         return out
 
 
@@ -294,7 +303,10 @@ def run_oms(scen: Scenario, policy: RoutingPolicy | None = None, timed: bool = F
         plan = plan_route(lines, dest, cands, policy)
         t1 = time.perf_counter_ns()
         if timed:
+            plan.explanation.to_dict()
+            t2 = time.perf_counter_ns()
             out.times_us.append((t1 - t0) / 1000.0)
+            out.with_dict_us.append((t2 - t0) / 1000.0)
         filled = 0
         for a in plan.allocations:
             have = by_wh[a.warehouse_id].get(a.sku, 0)
@@ -346,7 +358,7 @@ def solve_mip(
 
     orders = scen.orders if orders is None else orders
     stock = scen.stock if stock is None else stock
-    h = highspy.Highs()
+    h = highspy.Highs()  # type: ignore[no-untyped-call]
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", float(time_limit))
     h.setOptionValue("mip_rel_gap", 1e-6)
@@ -383,9 +395,7 @@ def solve_mip(
         integ.append(0)
     ncol = len(costs)
     h.addCols(ncol, np.array(costs), np.zeros(ncol), np.array(ub), 0, [], [], [])
-    h.changeColsIntegrality(
-        ncol, np.arange(ncol, dtype=np.int32), np.array(integ, dtype=np.uint8)
-    )
+    h.changeColsIntegrality(ncol, np.arange(ncol, dtype=np.int32), np.array(integ, dtype=np.uint8))
     rows_lo: list[float] = []
     rows_hi: list[float] = []
     starts: list[int] = []
@@ -473,12 +483,13 @@ def run_per_order_exact(scen: Scenario) -> Outcome:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     ap.add_argument("--orders", type=int, default=120, help="orders per quality batch")
     ap.add_argument("--warehouses", type=int, default=10, help="warehouses in quality runs")
     ap.add_argument("--skus", type=int, default=40)
     ap.add_argument("--rhos", type=float, nargs="+", default=[0.7, 1.0])
     ap.add_argument("--mip-time-limit", type=float, default=25.0)
+    ap.add_argument("--no-per-order-exact", action="store_true", help="skip that baseline")
     ap.add_argument("--timing-orders", type=int, default=3000)
     ap.add_argument("--timing-warehouses", type=int, default=50)
     ap.add_argument("--timing-skus", type=int, default=400)
@@ -498,51 +509,91 @@ def main(argv: list[str] | None = None) -> int:
             "mip_time_limit_s": args.mip_time_limit,
             "cost": f"{PARCEL_BASE} + {PARCEL_PER_BAND}*band per parcel (band={BAND_KM:.0f} km), "
             f"{UNFILLED_PENALTY} per unfilled unit",
+            "timing_warehouses": args.timing_warehouses,
+            "timing_skus": args.timing_skus,
+            "timing_orders": args.timing_orders,
             "python": sys.version.split()[0],
         },
         "quality": [],
+        "quality_mean": [],
         "timing": [],
     }
     print(
-        f"quality: {args.warehouses} warehouses, {args.skus} SKUs, {args.orders} orders per batch, "
-        f"seeds {args.seeds}; MIP time limit {args.mip_time_limit:.0f} s"
+        f"quality: {args.warehouses} warehouses, {args.skus} SKUs, {args.orders} orders per "
+        f"batch, seeds {args.seeds}; OPT = clairvoyant batch MIP (HiGHS, "
+        f"{args.mip_time_limit:.0f} s limit)"
+    )
+    print(
+        "cost ratios to OPT; poe = per-order exact (each order optimal alone, in sequence); "
+        "parcels per order / split share / fill rate"
     )
     hdr = (
-        f"{'rho':>4} {'seed':>4} | {'OPT':>8} {'gap':>7} {'mip s':>6} | "
-        f"{'oms/OPT':>7} {'greedy/OPT':>10} | {'parcels/o':>9} {'split%':>6} {'fill%':>6} "
-        f"(oms) | {'parcels/o':>9} {'split%':>6} {'fill%':>6} (greedy)"
+        f"{'rho':>4} {'seed':>4} | {'OPT':>7} {'gap':>6} {'s':>5} | {'oms':>6} {'poe':>6} "
+        f"{'greedy':>6} | {'OPT parcels/split/fill':>22} | {'oms parcels/split/fill':>22} | "
+        f"{'greedy parcels/split/fill':>25}"
     )
     print(hdr)
     print("-" * len(hdr))
+
+    def pss(d: dict[str, Any]) -> str:
+        return f"{d['parcels_per_order']:.3f} {d['split_share']:>6.1%} {d['fill_rate']:>6.1%}"
+
     for rho in args.rhos:
-        agg: dict[str, list[float]] = {"oms": [], "greedy": []}
+        agg: dict[str, list[float]] = {"oms": [], "poe": [], "greedy": [], "gap": []}
         for seed in args.seeds:
             scen = generate(seed, args.warehouses, args.skus, args.orders, rho)
             mip = solve_mip(scen, args.mip_time_limit)
+            mip.pop("x")
             opt = mip["objective"]
             oms = run_oms(scen).summary(opt)
             greedy = run_greedy(scen).summary(opt)
+            poe = None if args.no_per_order_exact else run_per_order_exact(scen).summary(opt)
             agg["oms"].append(oms["ratio_to_optimum"])
             agg["greedy"].append(greedy["ratio_to_optimum"])
+            agg["gap"].append(mip["gap"])
+            if poe is not None:
+                agg["poe"].append(poe["ratio_to_optimum"])
             results["quality"].append(
-                {"rho": rho, "seed": seed, "mip": mip, "oms": oms, "greedy": greedy}
+                {
+                    "rho": rho,
+                    "seed": seed,
+                    "mip": mip,
+                    "oms": oms,
+                    "per_order_exact": poe,
+                    "greedy": greedy,
+                }
             )
+            poe_s = f"{poe['ratio_to_optimum']:>6.3f}" if poe else f"{'-':>6}"
             print(
-                f"{rho:>4.2f} {seed:>4} | {opt:>8.1f} {mip['gap']:>7.2%} {mip['seconds']:>6.1f} | "
-                f"{oms['ratio_to_optimum']:>7.4f} {greedy['ratio_to_optimum']:>10.4f} | "
-                f"{oms['parcels_per_order']:>9.3f} {oms['split_share']:>6.1%} "
-                f"{oms['fill_rate']:>6.1%}       | {greedy['parcels_per_order']:>9.3f} "
-                f"{greedy['split_share']:>6.1%} {greedy['fill_rate']:>6.1%}"
+                f"{rho:>4.2f} {seed:>4} | {opt:>7.1f} {mip['gap']:>6.2%} {mip['seconds']:>5.1f} | "
+                f"{oms['ratio_to_optimum']:>6.3f} {poe_s} {greedy['ratio_to_optimum']:>6.3f} | "
+                f"{pss(mip):>22} | {pss(oms):>22} | {pss(greedy):>25}"
             )
+        mean = {
+            "rho": rho,
+            "oms_ratio_mean": round(statistics.fmean(agg["oms"]), 4),
+            "oms_ratio_max": round(max(agg["oms"]), 4),
+            "per_order_exact_ratio_mean": round(statistics.fmean(agg["poe"]), 4)
+            if agg["poe"]
+            else None,
+            "greedy_ratio_mean": round(statistics.fmean(agg["greedy"]), 4),
+            "greedy_ratio_max": round(max(agg["greedy"]), 4),
+            "max_mip_gap": max(agg["gap"]),
+        }
+        results["quality_mean"].append(mean)
+        poe_m = mean["per_order_exact_ratio_mean"]
         print(
-            f"{rho:>4.2f} mean | oms/OPT {statistics.fmean(agg['oms']):.4f} "
-            f"(max {max(agg['oms']):.4f}), greedy/OPT {statistics.fmean(agg['greedy']):.4f} "
-            f"(max {max(agg['greedy']):.4f})"
+            f"{rho:>4.2f} mean | oms/OPT {mean['oms_ratio_mean']:.4f} "
+            f"(max {mean['oms_ratio_max']:.4f}) | per-order-exact/OPT "
+            f"{poe_m if poe_m is not None else '-'} | greedy/OPT "
+            f"{mean['greedy_ratio_mean']:.4f} (max {mean['greedy_ratio_max']:.4f}) | "
+            f"max MIP gap {mean['max_mip_gap']:.2%}"
         )
     print()
     print(
         f"latency: plan_route per order, {args.timing_warehouses} warehouses, "
-        f"{args.timing_skus} SKUs, {args.timing_orders} orders (sequential, stock consumed)"
+        f"{args.timing_skus} SKUs, {args.timing_orders} orders (sequential, stock consumed; "
+        "+dict = plan_route + explanation.to_dict())"
     )
     for rho in args.rhos:
         for label, rate in (("typical", 1.2), ("heavy", 0.5)):
@@ -562,6 +613,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "rho": rho,
                     "mix": label,
+                    "lines_rate": rate,
                     "mean_lines": round(mean_lines, 2),
                     "max_lines": max_lines,
                     **res,
@@ -569,9 +621,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 f"  rho {rho:.2f} {label:<7} (lines mean {mean_lines:.2f}, max {max_lines:>2}): "
-                f"p50 {res['p50_us']:7.1f} us  p99 {res['p99_us']:7.1f} us  "
-                f"max {res['max_us']:8.1f} us | parcels/o {res['parcels_per_order']:.3f} "
-                f"split {res['split_share']:.1%} fill {res['fill_rate']:.1%}"
+                f"p50 {res['p50_us']:6.0f} us  p99 {res['p99_us']:6.0f} us  "
+                f"max {res['max_us']:6.0f} us  | +dict p99 {res['with_to_dict_p99_us']:6.0f} us "
+                f"| parcels/o {res['parcels_per_order']:.3f} split {res['split_share']:.1%} "
+                f"fill {res['fill_rate']:.1%}"
             )
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from oms.config import Settings, get_settings
 from oms.db import create_engine, create_sessionmaker
 from oms.inventory.router import router as inventory_router
 from oms.orders.router import router as orders_router
+from oms.routing.router import router as routing_router
 from oms.shared import metrics
 from oms.shared.errors import PROBLEM_JSON, ProblemError, ServiceUnavailable
 from oms.shared.middleware import RequestContextMiddleware
@@ -166,6 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(orders_router)
     app.include_router(inventory_router)
+    app.include_router(routing_router)
     app.include_router(inbound_webhooks_router)
     app.include_router(outbound_webhooks_router)
 
