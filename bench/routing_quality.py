@@ -243,6 +243,7 @@ class Outcome:
     orders: int = 0
     times_us: list[float] = field(default_factory=list)
     with_dict_us: list[float] = field(default_factory=list)  # plan_route + explanation.to_dict()
+    single_shot_us: list[float] = field(default_factory=list)  # first call only
 
     def add(self, scen: Scenario, order: Order, used: set[str], filled: int) -> None:
         units = sum(q for _, q in order.lines)
@@ -269,6 +270,10 @@ class Outcome:
             out["p99_us"] = round(_pct(ts, 0.99), 1)
             out["max_us"] = round(ts[-1], 1)
             out["mean_us"] = round(statistics.fmean(ts), 1)
+        if self.single_shot_us:
+            ts = sorted(self.single_shot_us)
+            out["single_shot_p50_us"] = round(_pct(ts, 0.50), 1)
+            out["single_shot_p99_us"] = round(_pct(ts, 0.99), 1)
         if self.with_dict_us:
             ts = sorted(self.with_dict_us)
             out["with_to_dict_p50_us"] = round(_pct(ts, 0.50), 1)
@@ -276,7 +281,9 @@ class Outcome:
         return out
 
 
-def run_oms(scen: Scenario, policy: RoutingPolicy | None = None, timed: bool = False) -> Outcome:
+def run_oms(
+    scen: Scenario, policy: RoutingPolicy | None = None, timed: bool = False, repeats: int = 1
+) -> Outcome:
     policy = policy or RoutingPolicy(allow_backorder=True, distance_band_km=BAND_KM)
     stock = dict(scen.stock)
     by_wh: dict[str, dict[str, int]] = {w.id: {} for w in scen.warehouses}
@@ -305,8 +312,18 @@ def run_oms(scen: Scenario, policy: RoutingPolicy | None = None, timed: bool = F
         if timed:
             plan.explanation.to_dict()
             t2 = time.perf_counter_ns()
-            out.times_us.append((t1 - t0) / 1000.0)
-            out.with_dict_us.append((t2 - t0) / 1000.0)
+            out.single_shot_us.append((t1 - t0) / 1000.0)
+            best, best_dict = t1 - t0, t2 - t0
+            for _ in range(repeats - 1):  # pure function: same input, same plan
+                t0 = time.perf_counter_ns()
+                plan_route(lines, dest, cands, policy).explanation.to_dict()
+                t2 = time.perf_counter_ns()
+                best_dict = min(best_dict, t2 - t0)
+                t0 = time.perf_counter_ns()
+                plan_route(lines, dest, cands, policy)
+                best = min(best, time.perf_counter_ns() - t0)
+            out.times_us.append(best / 1000.0)
+            out.with_dict_us.append(best_dict / 1000.0)
         filled = 0
         for a in plan.allocations:
             have = by_wh[a.warehouse_id].get(a.sku, 0)
@@ -490,9 +507,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rhos", type=float, nargs="+", default=[0.7, 1.0])
     ap.add_argument("--mip-time-limit", type=float, default=25.0)
     ap.add_argument("--no-per-order-exact", action="store_true", help="skip that baseline")
+    ap.add_argument("--skip-quality", action="store_true", help="latency figures only")
     ap.add_argument("--timing-orders", type=int, default=3000)
     ap.add_argument("--timing-warehouses", type=int, default=50)
     ap.add_argument("--timing-skus", type=int, default=400)
+    ap.add_argument(
+        "--timing-repeats",
+        type=int,
+        default=3,
+        help="time each order this many times and keep the fastest (noisy shared hosts)",
+    )
     ap.add_argument(
         "--json", type=Path, default=Path(__file__).parent / "results" / "routing_quality.json"
     )
@@ -512,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
             "timing_warehouses": args.timing_warehouses,
             "timing_skus": args.timing_skus,
             "timing_orders": args.timing_orders,
+            "timing_repeats": args.timing_repeats,
             "python": sys.version.split()[0],
         },
         "quality": [],
@@ -538,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
     def pss(d: dict[str, Any]) -> str:
         return f"{d['parcels_per_order']:.3f} {d['split_share']:>6.1%} {d['fill_rate']:>6.1%}"
 
-    for rho in args.rhos:
+    for rho in [] if args.skip_quality else args.rhos:
         agg: dict[str, list[float]] = {"oms": [], "poe": [], "greedy": [], "gap": []}
         for seed in args.seeds:
             scen = generate(seed, args.warehouses, args.skus, args.orders, rho)
@@ -592,8 +617,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"latency: plan_route per order, {args.timing_warehouses} warehouses, "
-        f"{args.timing_skus} SKUs, {args.timing_orders} orders (sequential, stock consumed; "
-        "+dict = plan_route + explanation.to_dict())"
+        f"{args.timing_skus} SKUs, {args.timing_orders} orders (sequential, stock consumed); "
+        f"fastest of {args.timing_repeats} calls per order; +dict = with explanation.to_dict(); "
+        "1st = first call only"
     )
     for rho in args.rhos:
         for label, rate in (("typical", 1.2), ("heavy", 0.5)):
@@ -606,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
                 lines_rate=rate,
             )
             run_oms(scen, timed=False)  # warm-up
-            res = run_oms(scen, timed=True).summary()
+            res = run_oms(scen, timed=True, repeats=args.timing_repeats).summary()
             mean_lines = statistics.fmean(len(o.lines) for o in scen.orders)
             max_lines = max(len(o.lines) for o in scen.orders)
             results["timing"].append(
@@ -622,7 +648,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  rho {rho:.2f} {label:<7} (lines mean {mean_lines:.2f}, max {max_lines:>2}): "
                 f"p50 {res['p50_us']:6.0f} us  p99 {res['p99_us']:6.0f} us  "
-                f"max {res['max_us']:6.0f} us  | +dict p99 {res['with_to_dict_p99_us']:6.0f} us "
+                f"max {res['max_us']:6.0f} us | +dict p99 {res['with_to_dict_p99_us']:6.0f} us "
+                f"| 1st p99 {res['single_shot_p99_us']:6.0f} us "
                 f"| parcels/o {res['parcels_per_order']:.3f} split {res['split_share']:.1%} "
                 f"fill {res['fill_rate']:.1%}"
             )

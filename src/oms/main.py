@@ -22,6 +22,9 @@ from oms.config import Settings, get_settings
 from oms.db import create_engine, create_sessionmaker
 from oms.inventory.router import router as inventory_router
 from oms.orders.router import router as orders_router
+from oms.reports.router import router as reports_router
+from oms.payments.router import router as payments_router
+from oms.returns.router import router as returns_router
 from oms.routing.router import router as routing_router
 from oms.shared import metrics
 from oms.shared.errors import PROBLEM_JSON, ProblemError, ServiceUnavailable
@@ -145,6 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "inventory", "description": "Warehouses, stock, ledger, availability"},
             {"name": "routing", "description": "Where orders ship from, and why"},
             {"name": "fulfillment", "description": "Shipments and pick queues"},
+            {"name": "payments", "description": "Payments, captures and refunds"},
+            {"name": "returns", "description": "Returns (RMAs), restocking"},
             {
                 "name": "inbound-webhooks",
                 "description": "Connectors post signed webhooks (Shopify, WooCommerce, oms "
@@ -154,6 +159,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "name": "outbound-webhooks",
                 "description": "Subscriptions to oms events, signed per Standard Webhooks; "
                 "delivery log and redelivery",
+            },
+            {
+                "name": "reports",
+                "description": "Best sellers, customers, countries, channels, days and "
+                "fulfilment KPIs (admin); JSON or CSV",
             },
             {"name": "meta", "description": "Health, readiness, metrics and the state machine"},
         ],
@@ -168,8 +178,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(orders_router)
     app.include_router(inventory_router)
     app.include_router(routing_router)
+    app.include_router(payments_router)
+    app.include_router(returns_router)
     app.include_router(inbound_webhooks_router)
     app.include_router(outbound_webhooks_router)
+    app.include_router(reports_router)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process is up")
     async def healthz() -> dict[str, str]:

@@ -11,6 +11,8 @@ from oms.inventory.models import (
 )
 from oms.orders.models import IdempotencyKey, Order, OrderEvent, OrderLine, Shipment
 from oms.outbox.models import OutboxEvent
+from oms.payments.models import Payment, Refund
+from oms.returns.models import Return, ReturnLine
 from oms.routing.models import RoutingPolicyRow
 from oms.webhooks.inbound.models import Connector, InboundPayment, InboxMessage
 from oms.webhooks.outbound.models import (
@@ -38,6 +40,10 @@ __all__ = [
     "OrderEvent",
     "OrderLine",
     "OutboxEvent",
+    "Payment",
+    "Refund",
+    "Return",
+    "ReturnLine",
     "RelayState",
     "RoutingPolicyRow",
     "Shipment",

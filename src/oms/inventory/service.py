@@ -739,3 +739,45 @@ async def warehouse_ids_by_code(
         select(Warehouse.code, Warehouse.id).where(Warehouse.code.in_(list(codes)))
     )
     return {code: wid for code, wid in rows.all()}
+
+
+async def restock(
+    session: AsyncSession,
+    *,
+    warehouse_id: uuid.UUID,
+    sku: str,
+    quantity: int,
+    reference_type: str,
+    reference_id: str,
+    actor: str,
+) -> int:
+    """Put returned units back on hand (ledger movement ``return``); returns on hand after."""
+    now = utcnow()
+    await session.execute(
+        pg_insert(StockLevel)
+        .values(warehouse_id=warehouse_id, sku=sku, on_hand=0, reserved=0, safety_stock=0)
+        .on_conflict_do_nothing()
+    )
+    on_hand = (
+        await session.execute(
+            update(StockLevel)
+            .where(StockLevel.warehouse_id == warehouse_id, StockLevel.sku == sku)
+            .values(on_hand=StockLevel.on_hand + quantity, updated_at=now)
+            .returning(StockLevel.on_hand)
+        )
+    ).scalar_one()
+    await session.execute(
+        insert(InventoryMovement).values(
+            warehouse_id=warehouse_id,
+            sku=sku,
+            movement_type="return",
+            quantity=quantity,
+            on_hand_after=on_hand,
+            reason=None,
+            reference_type=reference_type,
+            reference_id=reference_id,
+            actor=actor,
+            created_at=now,
+        )
+    )
+    return int(on_hand)

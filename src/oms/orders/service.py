@@ -17,6 +17,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from oms.auth.service import Principal
 from oms.db import after_commit
@@ -753,6 +754,12 @@ async def _apply_order_transition(
         aggregate_id=str(order.id),
         data={**order_summary(order), "previous_status": current.value, **data},
     )
+    if target is OrderStatus.DELIVERED and order.payment_method == PaymentMethod.CASH_ON_DELIVERY:
+        # cash is collected at the door: record it (imported here: payments builds on orders)
+        from oms.payments import service as payments_service
+
+        await payments_service.record_cash_on_delivery(session, order=order, actor=principal.actor)
+        await mark_paid(session, order_id=order.id, actor=principal.actor)
     order_id = order.id
 
     def _committed() -> None:
@@ -968,3 +975,33 @@ async def transition_shipment(
             request_id=request_id,
         )
     return shipment
+
+
+async def mark_paid(session: AsyncSession, *, order_id: uuid.UUID, actor: str) -> None:
+    """Record that an order past `placed` (e.g. cash on delivery) is now fully paid."""
+    now = utcnow()
+    result = await session.execute(
+        update(Order)
+        .where(Order.id == order_id, Order.paid_at.is_(None))
+        .values(paid_at=now, updated_at=now)
+        .returning(Order.status)
+        .execution_options(synchronize_session=False)
+    )
+    status = result.scalar_one_or_none()
+    loaded = session.identity_map.get(session.identity_key(Order, order_id))
+    if isinstance(loaded, Order) and status is not None:
+        set_committed_value(loaded, "paid_at", now)
+        set_committed_value(loaded, "updated_at", now)
+    if status is not None:
+        session.add(
+            OrderEvent(
+                order_id=order_id,
+                kind="payment_settled",
+                from_status=status,
+                to_status=status,
+                actor=actor,
+                reason="captured payments cover the total",
+                data={},
+                created_at=utcnow(),
+            )
+        )

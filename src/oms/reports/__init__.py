@@ -1,0 +1,1 @@
+"""Reporting: best sellers, customers, countries, channels, days, and fulfilment KPIs."""

@@ -1,0 +1,474 @@
+"""Reports computed in SQL over the order history: one aggregate query per figure set.
+
+Definitions (the API documentation repeats them):
+
+* **Window**: orders *placed* (``orders.created_at``) in ``[start, end)``, optionally of one
+  channel and/or one currency. Every report looks at the orders of its window, so a figure
+  always belongs to the day the order was placed (cohort view), whenever it later shipped.
+* **Sale**: an order of the window that is not ``cancelled``. Returned orders stay sales
+  (revenue is gross of returns; the return figures show what came back).
+* **Revenue**: ``sum(orders.total_amount)`` of sales (tax and shipping included), in minor
+  units, **per currency**: amounts of different currencies are never added up.
+* **Product revenue**: ``sum(order_lines.total_amount)`` of the sales' lines (tax included,
+  shipping excluded), per currency.
+
+Every query is plain SQL with bound parameters; the few pieces spliced into the text (sort
+columns, the optional channel/currency predicates) come from fixed whitelists, never from input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+OPEN_STATUSES = "('placed', 'paid', 'picked', 'packed')"
+"""Statuses before shipping; the late-order partial index uses the same predicate."""
+
+RETURNED_UNITS_SQL = """
+    SELECT r.order_id, rl.sku, rl.quantity, rl.reason_code AS reason
+    FROM returns r
+    JOIN return_lines rl ON rl.return_id = r.id
+    WHERE r.status <> 'rejected'
+"""
+"""The one place that says which units came back: ``(order_id, sku, quantity, reason)``.
+
+A unit counts as returned once a return (RMA) for it exists and was not rejected (requested,
+approved, received or closed); ``reason`` is the line's reason code.
+"""
+
+RETURNED_UNITS_FROM_STATUS_SQL = """
+    SELECT a.order_id, a.sku, a.quantity,
+           coalesce(nullif(btrim(ev.reason), ''), 'unspecified') AS reason
+    FROM orders ro
+    JOIN allocations a ON a.order_id = ro.id AND a.status = 'consumed'
+    LEFT JOIN LATERAL (
+        SELECT e.reason FROM order_events e
+        WHERE e.order_id = ro.id AND e.to_status = 'returned'
+        ORDER BY e.id DESC LIMIT 1
+    ) ev ON true
+    WHERE ro.status = 'returned'
+"""
+"""Fallback without the returns tables: every shipped unit of a ``returned`` order, with the
+free-text reason of the order's ``returned`` transition."""
+
+Sort = Literal["revenue", "units", "orders"]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Which orders a report looks at: placed in ``[start, end)``, optionally narrowed."""
+
+    start: datetime
+    end: datetime
+    channel: str | None = None
+    currency: str | None = None
+
+
+def _where(window: Window, alias: str = "o") -> tuple[str, dict[str, Any]]:
+    """The window as a SQL predicate on ``alias`` with its bound parameters."""
+    parts = [f"{alias}.created_at >= :start", f"{alias}.created_at < :end"]
+    params: dict[str, Any] = {"start": window.start, "end": window.end}
+    if window.channel is not None:
+        parts.append(f"{alias}.channel = :channel")
+        params["channel"] = window.channel
+    if window.currency is not None:
+        parts.append(f"{alias}.currency = :currency")
+        params["currency"] = window.currency
+    return " AND ".join(parts), params
+
+
+async def _prepare(session: AsyncSession) -> None:
+    """Settings for this transaction only: room to hash and sort in memory, no JIT compile
+    (it costs more than it saves at these sizes), and plans made for the actual dates."""
+    await session.execute(
+        text(
+            "SELECT set_config('work_mem', '64MB', true), set_config('jit', 'off', true), "
+            "set_config('plan_cache_mode', 'force_custom_plan', true)"
+        )
+    )
+
+
+async def _rows(session: AsyncSession, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    await _prepare(session)
+    result = await session.execute(text(sql), params)
+    return [dict(row) for row in result.mappings().all()]
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(part / whole, 6)
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return round(value.total_seconds(), 3)
+    return round(float(Decimal(value)), 3)
+
+
+_TOP_SORT = {"revenue": "revenue DESC", "units": "units DESC", "orders": "orders DESC"}
+
+
+async def top_products(
+    session: AsyncSession, *, window: Window, limit: int, sort: Sort = "revenue"
+) -> list[dict[str, Any]]:
+    """Best-selling SKUs per currency: units, lines and product revenue of the sales."""
+    where, params = _where(window)
+    order = _TOP_SORT["units" if sort == "units" else "revenue"]
+    sql = f"""
+        SELECT currency, rank, sku, name, units, orders, revenue FROM (
+            SELECT o.currency, l.sku, max(l.name) AS name,
+                   CAST(sum(l.quantity) AS bigint) AS units,
+                   count(*) AS orders,
+                   CAST(sum(l.total_amount) AS bigint) AS revenue,
+                   row_number() OVER (
+                       PARTITION BY o.currency ORDER BY {order}, l.sku) AS rank
+            FROM orders o
+            JOIN order_lines l ON l.order_id = o.id
+            WHERE {where} AND o.status <> 'cancelled'
+            GROUP BY o.currency, l.sku
+        ) t
+        WHERE rank <= :limit
+        ORDER BY currency, rank
+    """
+    return await _rows(session, sql, params | {"limit": limit})
+
+
+async def top_customers(
+    session: AsyncSession, *, window: Window, limit: int, sort: Sort = "revenue"
+) -> list[dict[str, Any]]:
+    """Best customers per currency (by customer id; guests by email)."""
+    where, params = _where(window)
+    order = _TOP_SORT["orders" if sort == "orders" else "revenue"]
+    sql = f"""
+        SELECT currency, rank, customer_id, customer_email, orders, revenue,
+               first_order_at, last_order_at FROM (
+            SELECT o.currency, o.customer_id, max(o.customer_email) AS customer_email,
+                   count(*) AS orders,
+                   CAST(sum(o.total_amount) AS bigint) AS revenue,
+                   min(o.created_at) AS first_order_at,
+                   max(o.created_at) AS last_order_at,
+                   row_number() OVER (
+                       PARTITION BY o.currency
+                       ORDER BY {order}, o.customer_id,
+                                max(o.customer_email)) AS rank
+            FROM orders o
+            WHERE {where} AND o.status <> 'cancelled'
+            GROUP BY o.currency, o.customer_id,
+                     CASE WHEN o.customer_id IS NULL THEN o.customer_email END
+        ) t
+        WHERE rank <= :limit
+        ORDER BY currency, rank
+    """
+    return await _rows(session, sql, params | {"limit": limit})
+
+
+async def _top_by(
+    session: AsyncSession, *, window: Window, limit: int, sort: Sort, column: str
+) -> list[dict[str, Any]]:
+    where, params = _where(window)
+    order = _TOP_SORT["orders" if sort == "orders" else "revenue"]
+    sql = f"""
+        SELECT currency, rank, key, orders, revenue FROM (
+            SELECT o.currency, o.{column} AS key, count(*) AS orders,
+                   CAST(sum(o.total_amount) AS bigint) AS revenue,
+                   row_number() OVER (
+                       PARTITION BY o.currency ORDER BY {order}, o.{column}) AS rank
+            FROM orders o
+            WHERE {where} AND o.status <> 'cancelled'
+            GROUP BY o.currency, o.{column}
+        ) t
+        WHERE rank <= :limit
+        ORDER BY currency, rank
+    """
+    return await _rows(session, sql, params | {"limit": limit})
+
+
+async def top_countries(
+    session: AsyncSession, *, window: Window, limit: int, sort: Sort = "revenue"
+) -> list[dict[str, Any]]:
+    """Destination countries per currency: sales and revenue."""
+    rows = await _top_by(session, window=window, limit=limit, sort=sort, column="ship_country")
+    return [{"country": r.pop("key"), **r} for r in rows]
+
+
+async def top_channels(
+    session: AsyncSession, *, window: Window, limit: int, sort: Sort = "revenue"
+) -> list[dict[str, Any]]:
+    """Sales channels per currency: sales and revenue."""
+    rows = await _top_by(session, window=window, limit=limit, sort=sort, column="channel")
+    return [{"channel": r.pop("key"), **r} for r in rows]
+
+
+async def daily(session: AsyncSession, *, window: Window, tz: str) -> list[dict[str, Any]]:
+    """Sales, cancellations and revenue per local day in ``tz``, per currency.
+
+    Every day from the window's first to its last local day is listed for each currency that
+    has orders in the window (zero rows included); days cut by the window only count the part
+    inside it.
+    """
+    where, params = _where(window)
+    sql = f"""
+        WITH agg AS (
+            SELECT o.currency, CAST(o.created_at AT TIME ZONE :tz AS date) AS day,
+                   count(*) FILTER (WHERE o.status <> 'cancelled') AS orders,
+                   count(*) FILTER (WHERE o.status = 'cancelled') AS cancelled,
+                   CAST(coalesce(sum(o.total_amount) FILTER (WHERE o.status <> 'cancelled'), 0)
+                        AS bigint) AS revenue
+            FROM orders o
+            WHERE {where}
+            GROUP BY 1, 2
+        ), days AS (
+            SELECT CAST(d AS date) AS day
+            FROM generate_series(
+                CAST(CAST(:start AS timestamptz) AT TIME ZONE :tz AS date),
+                CAST((CAST(:end AS timestamptz) - interval '1 microsecond') AT TIME ZONE :tz
+                     AS date),
+                interval '1 day') AS d
+        ), currencies AS (
+            SELECT DISTINCT currency FROM agg
+        )
+        SELECT c.currency, d.day, coalesce(a.orders, 0) AS orders,
+               coalesce(a.cancelled, 0) AS cancelled, coalesce(a.revenue, 0) AS revenue
+        FROM currencies c
+        CROSS JOIN days d
+        LEFT JOIN agg a ON a.currency = c.currency AND a.day = d.day
+        ORDER BY c.currency, d.day
+    """
+    return await _rows(session, sql, params | {"tz": tz})
+
+
+async def fulfilment(
+    session: AsyncSession, *, window: Window, late_after: timedelta, as_of: datetime
+) -> dict[str, Any]:
+    """Fulfilment KPIs of the window's orders (see the API description for each figure)."""
+    where, params = _where(window)
+    params |= {"late_after": late_after, "late_before": as_of - late_after}
+    await _prepare(session)
+    orders = (
+        (
+            await session.execute(
+                text(f"""
+        SELECT count(*) AS placed,
+               count(*) FILTER (WHERE o.status = 'cancelled') AS cancelled,
+               count(o.paid_at) AS paid,
+               percentile_cont(ARRAY[0.5, 0.9])
+                   WITHIN GROUP (ORDER BY o.paid_at - o.created_at) AS paid_p,
+               count(o.shipped_at) AS shipped,
+               percentile_cont(ARRAY[0.5, 0.9])
+                   WITHIN GROUP (ORDER BY o.shipped_at - o.created_at) AS shipped_p,
+               count(o.delivered_at) AS delivered,
+               percentile_cont(ARRAY[0.5, 0.9])
+                   WITHIN GROUP (ORDER BY o.delivered_at - o.created_at) AS delivered_p,
+               count(*) FILTER (WHERE o.status IN {OPEN_STATUSES}
+                                  AND o.created_at < :late_before) AS late_open,
+               count(*) FILTER (WHERE o.shipped_at > o.created_at + :late_after) AS late_shipped
+        FROM orders o
+        WHERE {where}
+        """),
+                params,
+            )
+        )
+        .mappings()
+        .one()
+    )
+    split = (
+        (
+            await session.execute(
+                text(f"""
+        SELECT count(*) AS with_shipments, count(*) FILTER (WHERE n > 1) AS split
+        FROM (
+            SELECT s.order_id, count(*) AS n
+            FROM orders o
+            JOIN shipments s ON s.order_id = o.id
+            WHERE {where} AND s.status <> 'cancelled'
+            GROUP BY s.order_id
+        ) t
+        """),
+                params,
+            )
+        )
+        .mappings()
+        .one()
+    )
+    ordered = (
+        (
+            await session.execute(
+                text(f"""
+        SELECT coalesce(sum(l.quantity), 0) AS units,
+               coalesce(sum(l.quantity) FILTER (WHERE o.shipped_at IS NOT NULL), 0)
+                   AS units_of_shipped
+        FROM orders o
+        JOIN order_lines l ON l.order_id = o.id
+        WHERE {where} AND o.status <> 'cancelled'
+        """),
+                params,
+            )
+        )
+        .mappings()
+        .one()
+    )
+    shipped = (
+        (
+            await session.execute(
+                text(f"""
+        SELECT coalesce(sum(a.quantity), 0) AS units,
+               coalesce(sum(a.quantity) FILTER (WHERE o.shipped_at IS NOT NULL), 0)
+                   AS units_of_shipped
+        FROM orders o
+        JOIN allocations a ON a.order_id = o.id
+        WHERE {where} AND o.status <> 'cancelled' AND a.status = 'consumed'
+        """),
+                params,
+            )
+        )
+        .mappings()
+        .one()
+    )
+    returned = (
+        (
+            await session.execute(
+                text(f"""
+        WITH returned_units AS ({RETURNED_UNITS_SQL})
+        SELECT coalesce(sum(ru.quantity), 0) AS units, count(DISTINCT ru.order_id) AS orders
+        FROM returned_units ru
+        JOIN orders o ON o.id = ru.order_id
+        WHERE {where}
+        """),
+                params,
+            )
+        )
+        .mappings()
+        .one()
+    )
+
+    def durations(count: int, pair: list[Any] | None) -> dict[str, Any]:
+        p50, p90 = pair if pair else (None, None)
+        return {"orders": count, "median_s": _seconds(p50), "p90_s": _seconds(p90)}
+
+    placed, cancelled = int(orders["placed"]), int(orders["cancelled"])
+    sales = placed - cancelled
+    late_open, late_shipped = int(orders["late_open"]), int(orders["late_shipped"])
+    units_ordered, units_shipped = int(ordered["units"]), int(shipped["units"])
+    return {
+        "orders_placed": placed,
+        "orders_cancelled": cancelled,
+        "cancellation_rate": _ratio(cancelled, placed),
+        "time_to_paid": durations(int(orders["paid"]), orders["paid_p"]),
+        "time_to_shipped": durations(int(orders["shipped"]), orders["shipped_p"]),
+        "time_to_delivered": durations(int(orders["delivered"]), orders["delivered_p"]),
+        "split": {
+            "orders_with_shipments": int(split["with_shipments"]),
+            "orders_split": int(split["split"]),
+            "share": _ratio(int(split["split"]), int(split["with_shipments"])),
+        },
+        "fill": {
+            "units_ordered": units_ordered,
+            "units_shipped": units_shipped,
+            "rate": _ratio(units_shipped, units_ordered),
+            "units_ordered_of_shipped_orders": int(ordered["units_of_shipped"]),
+            "units_shipped_of_shipped_orders": int(shipped["units_of_shipped"]),
+            "rate_of_shipped_orders": _ratio(
+                int(shipped["units_of_shipped"]), int(ordered["units_of_shipped"])
+            ),
+        },
+        "returns": {
+            "orders_with_returns": int(returned["orders"]),
+            "units_returned": int(returned["units"]),
+            "rate": _ratio(int(returned["units"]), units_shipped),
+        },
+        "late": {
+            "after_hours": late_after.total_seconds() / 3600,
+            "open": late_open,
+            "shipped_late": late_shipped,
+            "total": late_open + late_shipped,
+            "rate": _ratio(late_open + late_shipped, sales),
+        },
+    }
+
+
+async def returns_by_product(
+    session: AsyncSession, *, window: Window, limit: int
+) -> list[dict[str, Any]]:
+    """SKUs with the most returned units: shipped and returned units and the return rate."""
+    where, params = _where(window)
+    sql = f"""
+        WITH returned_units AS ({RETURNED_UNITS_SQL}),
+        returned AS (
+            SELECT ru.sku, CAST(sum(ru.quantity) AS bigint) AS units_returned,
+                   count(DISTINCT ru.order_id) AS orders_with_returns
+            FROM returned_units ru
+            JOIN orders o ON o.id = ru.order_id
+            WHERE {where}
+            GROUP BY ru.sku
+            ORDER BY units_returned DESC, ru.sku
+            LIMIT :limit
+        ),
+        shipped AS (
+            SELECT a.sku, CAST(sum(a.quantity) AS bigint) AS units_shipped
+            FROM orders o
+            JOIN allocations a ON a.order_id = o.id
+            WHERE {where} AND a.status = 'consumed' AND a.sku IN (SELECT sku FROM returned)
+            GROUP BY a.sku
+        )
+        SELECT r.sku, coalesce(s.units_shipped, 0) AS units_shipped, r.units_returned,
+               r.orders_with_returns
+        FROM returned r
+        LEFT JOIN shipped s ON s.sku = r.sku
+        ORDER BY r.units_returned DESC, r.sku
+    """
+    rows = await _rows(session, sql, params | {"limit": limit})
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+        row["return_rate"] = _ratio(row["units_returned"], row["units_shipped"])
+    return rows
+
+
+async def returns_by_reason(session: AsyncSession, *, window: Window) -> list[dict[str, Any]]:
+    """Returned units per reason, with each reason's share of all returned units."""
+    where, params = _where(window)
+    sql = f"""
+        WITH returned_units AS ({RETURNED_UNITS_SQL})
+        SELECT ru.reason, CAST(sum(ru.quantity) AS bigint) AS units_returned,
+               count(DISTINCT ru.order_id) AS orders_with_returns
+        FROM returned_units ru
+        JOIN orders o ON o.id = ru.order_id
+        WHERE {where}
+        GROUP BY ru.reason
+        ORDER BY units_returned DESC, ru.reason
+    """
+    rows = await _rows(session, sql, params)
+    total = sum(int(r["units_returned"]) for r in rows)
+    for row in rows:
+        row["share"] = _ratio(int(row["units_returned"]), total)
+    return rows
+
+
+async def late_orders(
+    session: AsyncSession, *, window: Window, late_after: timedelta, as_of: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """Orders of the window still not shipped ``late_after`` after placement, oldest first."""
+    where, params = _where(window)
+    sql = f"""
+        SELECT o.id, o.number, o.status, o.channel, o.currency, o.total_amount AS total,
+               o.ship_country AS country, o.created_at, o.paid_at,
+               round(CAST(extract(epoch FROM CAST(:as_of AS timestamptz) - o.created_at)
+                          / 3600 AS numeric), 2) AS age_hours
+        FROM orders o
+        WHERE {where} AND o.status IN {OPEN_STATUSES} AND o.created_at < :late_before
+        ORDER BY o.created_at, o.id
+        LIMIT :limit
+    """
+    rows = await _rows(
+        session,
+        sql,
+        params | {"as_of": as_of, "late_before": as_of - late_after, "limit": limit},
+    )
+    for row in rows:
+        row["age_hours"] = float(row["age_hours"])
+    return rows
