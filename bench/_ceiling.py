@@ -193,7 +193,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             amounts = [
                 (
                     ln["quantity"] * ln["unit_price"],
-                    ln["quantity"] * ln["unit_price"] * ln["tax_rate_bps"] // 10_000,
+                    ln["quantity"] * ln["unit_price"] * ln.get("tax_rate_bps", 0) // 10_000,
                 )
                 for ln in lines
             ]
@@ -233,10 +233,10 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 line_ids,
                 list(range(1, len(lines) + 1)),
                 skus,
-                [ln["name"] for ln in lines],
+                [ln.get("name") for ln in lines],
                 [ln["quantity"] for ln in lines],
                 [ln["unit_price"] for ln in lines],
-                [ln["tax_rate_bps"] for ln in lines],
+                [ln.get("tax_rate_bps", 0) for ln in lines],
                 [a for a, _ in amounts],
                 [t for _, t in amounts],
                 [a + t for a, t in amounts],

@@ -119,7 +119,7 @@ def database(url: str | None, keep: bool) -> Iterator[Database]:
         data_dir = temp_data_dir(prefix="oms-bench-")
         pg = EmbeddedPostgres(data_dir, database="oms_bench")
         pg.start()
-        print(f"bench: embedded Postgres in {data_dir}", file=sys.stderr)
+        log(f"embedded Postgres in {data_dir}")
         try:
             yield Database(pg.dsn, "oms_bench")
         finally:
@@ -131,13 +131,13 @@ def database(url: str | None, keep: bool) -> Iterator[Database]:
     name = f"oms_bench_{secrets.token_hex(4)}"
     admin = urlunsplit(parts)
     asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
-    print(f"bench: created database {name}", file=sys.stderr)
+    log(f"created database {name}")
     try:
         yield Database(urlunsplit(parts._replace(path="/" + name)), name)
     finally:
         if not keep:
             asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            print(f"bench: dropped database {name}", file=sys.stderr)
+            log(f"dropped database {name}")
 
 
 async def _admin(dsn: str, sql: str) -> None:
@@ -149,6 +149,7 @@ async def _admin(dsn: str, sql: str) -> None:
 
 
 async def postmaster_pid(dsn: str) -> int | None:
+    """The Postgres server's main process (None when it runs on another machine)."""
     conn = await asyncpg.connect(dsn)
     try:
         backend = await conn.fetchval("SELECT pg_backend_pid()")
@@ -156,21 +157,20 @@ async def postmaster_pid(dsn: str) -> int | None:
             r["name"]: r["setting"]
             for r in await conn.fetch(
                 "SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])",
-                ["server_version", "shared_buffers", "synchronous_commit", "fsync",
-                 "max_connections"],
+                ["server_version", "shared_buffers", "synchronous_commit", "fsync"],
             )
         }
-        print(f"bench: postgres {settings}", file=sys.stderr)
+        log(f"postgres {settings}")
+        try:  # read while the backend is alive
+            with open(f"/proc/{backend}/status") as fh:
+                for line in fh:
+                    if line.startswith("PPid:"):
+                        return int(line.split()[1])
+        except OSError:
+            return None
+        return None
     finally:
         await conn.close()
-    try:
-        with open(f"/proc/{backend}/status") as fh:
-            for line in fh:
-                if line.startswith("PPid:"):
-                    return int(line.split()[1])
-    except OSError:  # the server runs elsewhere: no Postgres CPU figures
-        return None
-    return None
 
 
 async def create_keys(url: str) -> dict[str, Any]:
@@ -313,6 +313,13 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+_T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"bench [{time.monotonic() - _T0:6.1f}s]: {msg}", file=sys.stderr, flush=True)
 
 
 def run_child(script: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -550,11 +557,13 @@ def main(argv: list[str] | None = None) -> int:
 
         report["database"] = "embedded" if args.database_url is None else "given server"
         upgrade_head(db.sqlalchemy_url)
+        log("migrated")
         pm_pid = asyncio.run(postmaster_pid(db.dsn))
         keys = asyncio.run(create_keys(db.sqlalchemy_url))
         server = Server(db.sqlalchemy_url, args.workers, server_env, workdir)
         try:
             server.wait_ready()
+            log(f"oms is ready on port {server.port}")
             from oms.config import Settings
 
             settings = Settings(**({"workers": args.workers} if args.workers else {}))
@@ -565,10 +574,11 @@ def main(argv: list[str] | None = None) -> int:
                 "env": server_env,
             }
             create_warehouses(server.base, keys["admin"])
+            log("warehouses created")
             report["catalogue"] = asyncio.run(
                 load_stock(db.dsn, expected_units=expected_units, flash=flash_skus)
             )
-            print(f"bench: catalogue {report['catalogue']}", file=sys.stderr)
+            log(f"catalogue {report['catalogue']}")
             cpu = {"server_pid": server.proc.pid, "postmaster_pid": pm_pid, "database": db.name}
             base_spec = {
                 "host": "127.0.0.1",
@@ -602,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
                             "flash_sku": f"FLASH-HTTP-{conc}",
                             "requests": int(flash_stock * 1.25),
                         }
-                    print(f"bench: oms {scenario} c={conc}", file=sys.stderr)
+                    log(f"oms {scenario} c={conc}")
                     result = run_child("_loadgen.py", spec)
                     if scenario == "flash":
                         check = asyncio.run(flash_check(db.dsn, f"FLASH-HTTP-{conc}", flash_stock))
@@ -623,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
                                 "flash_sku": f"FLASH-SQL-{conc}",
                                 "requests": int(flash_stock * 1.25),
                             }
-                        print(f"bench: ceiling {scenario} c={conc}", file=sys.stderr)
+                        log(f"ceiling {scenario} c={conc}")
                         ceiling = run_child("_ceiling.py", cspec)
                         ceiling["cpu"]["other_cores"] = round(
                             ceiling["cpu"]["machine_busy_cores"]
@@ -644,10 +654,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"bench: wrote {out}", file=sys.stderr)
+    log(f"wrote {out}")
     if args.plot:
         plot(report, Path(args.plot))
-        print(f"bench: wrote {args.plot}", file=sys.stderr)
+        log(f"wrote {args.plot}")
     bad = any(report["invariants"].values()) or not all(
         f["exactly_sold_out"] for f in report["flash_checks"]
     )

@@ -430,9 +430,7 @@ async def amain(args: argparse.Namespace) -> int:
         results["postgres"] = (await conn.execute(text("SHOW server_version"))).scalar_one()
     await engine.dispose()
     print(f"timing each report ({args.repeat} calls after one warm-up), data up to {now} ...")
-    results["latency"] = await measure(
-        args.database_url, repeat=args.repeat, now=now, csv=args.csv
-    )
+    results["latency"] = await measure(args.database_url, repeat=args.repeat, now=now, csv=args.csv)
     slowest = max(results["latency"], key=lambda r: r["p50_ms"])
     results["slowest_p50"] = {k: slowest[k] for k in ("report", "range_days", "p50_ms")}
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -454,9 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="drop the indexes of migration 0005 before timing",
     )
-    ap.add_argument(
-        "--json", type=Path, default=Path(__file__).parent / "results" / "reports.json"
-    )
+    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "reports.json")
     return asyncio.run(amain(ap.parse_args(argv)))
 
 

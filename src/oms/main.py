@@ -22,18 +22,19 @@ from oms.config import Settings, get_settings
 from oms.db import create_engine, create_sessionmaker
 from oms.inventory.router import router as inventory_router
 from oms.orders.router import router as orders_router
-from oms.reports.router import router as reports_router
 from oms.payments.router import router as payments_router
+from oms.reports.router import router as reports_router
 from oms.returns.router import router as returns_router
 from oms.routing.router import router as routing_router
 from oms.shared import metrics
 from oms.shared.errors import PROBLEM_JSON, ProblemError, ServiceUnavailable
 from oms.shared.middleware import RequestContextMiddleware
-from oms.shared.openapi import Problem
+from oms.shared.openapi import Problem, document_transport_problems
 from oms.webhooks.inbound.router import router as inbound_webhooks_router
 from oms.webhooks.outbound.router import router as outbound_webhooks_router
 
 log = logging.getLogger("oms")
+RAW_BODY_PREFIXES = ("/v1/webhooks/inbound/",)  # WooCommerce's setup ping is a form
 
 DESCRIPTION = """
 **oms** is a headless order-management service: a guarded order lifecycle, multi-warehouse
@@ -90,7 +91,12 @@ def install_exception_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
+        codes = {
+            400: "malformed_json",  # a body FastAPI cannot parse (e.g. not UTF-8)
+            404: "not_found",
+            405: "method_not_allowed",
+            415: "unsupported_media_type",
+        }
         problem = ProblemError(
             str(exc.detail),
             status=exc.status_code,
@@ -116,12 +122,38 @@ def install_exception_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _dbapi(request: Request, exc: DBAPIError) -> JSONResponse:
-        if exc.connection_invalidated or "QueryCanceled" in type(exc.orig).__name__:
+        # asyncpg errors reach us as SQLAlchemy's generic adapter class: branch on SQLSTATE
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        if exc.connection_invalidated or sqlstate in _UNAVAILABLE or sqlstate.startswith("08"):
             return await _db_down(request, exc)
+        if sqlstate in _UNSTORABLE_TEXT:
+            return _problem_response(
+                request,
+                ProblemError(
+                    "text cannot contain the NUL character (\\u0000)",
+                    status=422,
+                    code="invalid_character",
+                    title="The request is not valid",
+                ),
+            )
         log.exception("database error", exc_info=exc)
-        return _problem_response(
-            request, ProblemError("internal error", status=500, code="internal_error")
-        )
+        return _problem_response(request, _internal_error())
+
+    @app.exception_handler(Exception)
+    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+        # a bug: answer with a problem (no details), Starlette re-raises it to the server's log
+        return _problem_response(request, _internal_error())
+
+
+def _internal_error() -> ProblemError:
+    return ProblemError("internal error", status=500, code="internal_error", title="Internal error")
+
+
+# query_canceled (statement_timeout), lock_not_available (lock_timeout), admin/crash shutdown,
+# cannot_connect_now (starting up), too_many_connections; class 08 is connection exceptions
+_UNAVAILABLE = frozenset({"57014", "55P03", "57P01", "57P02", "57P03", "53300"})
+# character_not_in_repertoire (NUL in text), untranslatable_character (\u0000 in jsonb)
+_UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -173,7 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
-        raw_body_prefixes=("/v1/webhooks/inbound/",),  # WooCommerce's setup ping is a form
+        raw_body_prefixes=RAW_BODY_PREFIXES,
     )
     app.include_router(orders_router)
     app.include_router(inventory_router)
@@ -226,6 +258,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
             Problem.model_json_schema(ref_template="#/components/schemas/{model}")
         )
+        document_transport_problems(schema, raw_body_prefixes=RAW_BODY_PREFIXES)
         app.openapi_schema = schema
         return schema
 

@@ -4,6 +4,7 @@ retry policy, disabling, redelivery, concurrent workers, and the subscription AP
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -162,10 +163,8 @@ async def test_worker_crash_mid_delivery_loses_nothing(
         task = asyncio.create_task(crashing.deliver())
         await asyncio.wait_for(receiver.arrived.wait(), 5)
         task.cancel()  # the worker dies while the request is in flight
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
         assert (await _statuses(engine)) == {"delivering": 1}
         receiver.hang = None
         # another worker, before the lease expires: leaves it alone
@@ -480,4 +479,37 @@ async def test_oms_worker_command_drains_once(
     summary = json.loads(out.decode().strip().splitlines()[-1])
     assert summary["succeeded"] == 1
     assert receiver.by_type() == ["order.placed"]
+    assert (await _statuses(engine)) == {"succeeded": 1}
+
+
+async def test_crash_on_the_last_attempt_leaves_a_visible_dead_delivery(
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    keys: dict[str, str],
+    relay_factory: RelayFactory,
+    engine: AsyncEngine,
+) -> None:
+    async with Receiver(hang=asyncio.Event()) as receiver:
+        await _subscribe(client, admin, receiver.url)
+        await _place(client, keys)
+        crashing = relay_factory(webhook_max_attempts=1)
+        await crashing.fan_out()
+        task = asyncio.create_task(crashing.deliver())
+        await asyncio.wait_for(receiver.arrived.wait(), 5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        later = relay_factory(
+            webhook_max_attempts=1, clock=lambda: datetime.now(UTC) + timedelta(seconds=31)
+        )
+        assert await later.deliver() == 0
+    dead = (await client.get("/v1/webhooks/deliveries", headers=admin)).json()["items"]
+    assert [(d["status"], d["last_error"]) for d in dead] == [("dead", "gave up after 1 attempts")]
+    detail = (await client.get(f"/v1/webhooks/deliveries/{dead[0]['id']}", headers=admin)).json()
+    assert [a["outcome"] for a in detail["attempt_log"]] == ["lease_expired"]
+    # and it can still be sent by hand
+    await client.post(f"/v1/webhooks/deliveries/{dead[0]['id']}/redeliver", headers=admin)
+    async with Receiver(port=receiver.port) as back:
+        await _drain(relay_factory())
+    assert back.by_type() == ["order.placed"]
     assert (await _statuses(engine)) == {"succeeded": 1}

@@ -26,7 +26,7 @@ from oms.inventory.schemas import (
     WarehouseUpdate,
     level_read,
 )
-from oms.shared.openapi import AUTH_PROBLEMS, problems
+from oms.shared.openapi import AUTH_PROBLEMS, MAX_BIGINT, problems
 from oms.shared.roles import Role
 
 router = APIRouter(prefix="/v1", tags=["inventory"])
@@ -188,7 +188,7 @@ async def movements(
     sku: Annotated[str | None, Query(max_length=64)] = None,
     reference_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
 ) -> list[MovementRead]:
     rows = await service.list_movements(
         session,

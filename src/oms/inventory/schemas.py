@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from oms.shared.codes import normalize_country
 
@@ -53,8 +53,19 @@ class WarehouseCreate(WarehouseFields):
         return self
 
 
+def _not_null(value: Any) -> Any:
+    """PATCH fields that may be omitted but not set to null (their columns are NOT NULL)."""
+    if value is None:
+        raise ValueError("may be omitted, but not null")
+    return value
+
+
 class WarehouseUpdate(WarehouseFields):
     active: bool | None = Field(default=None, description="false = deactivate (keeps history)")
+
+    _required = field_validator(
+        "name", "country", "address_lines", "priority", "is_pickup_store", "active", mode="before"
+    )(_not_null)
 
 
 class WarehouseRead(BaseModel):
@@ -108,10 +119,12 @@ class LevelRead(BaseModel):
 
 
 class LevelSettings(Strict):
-    safety_stock: Qty | None = None
+    safety_stock: Qty | None = Field(default=None, description="May be omitted, but not null")
     low_stock_threshold: Qty | None = None
     reorder_point: Qty | None = None
     reorder_quantity: Qty | None = None
+
+    _required = field_validator("safety_stock", mode="before")(_not_null)
 
 
 class BulkRowIn(Strict):

@@ -516,6 +516,7 @@ class WarehouseStock:
 
     id: uuid.UUID
     code: str
+    country: str
     latitude: float | None
     longitude: float | None
     priority: int
@@ -540,6 +541,7 @@ async def routing_snapshot(session: AsyncSession, *, skus: Iterable[str]) -> lis
         WarehouseStock(
             id=w.id,
             code=w.code,
+            country=w.country,
             latitude=w.latitude,
             longitude=w.longitude,
             priority=w.priority,

@@ -114,27 +114,45 @@ def _seconds(value: Any) -> float | None:
 _TOP_SORT = {"revenue": "revenue DESC", "units": "units DESC", "orders": "orders DESC"}
 
 
+def _top_per_currency(aggregate: str, order: str) -> str:
+    """Rank the rows of ``aggregate`` (one per currency and key) within each currency and keep
+    the first ``:limit`` of each: a bounded top-N sort per currency, not a sort of all rows."""
+    return f"""
+        WITH agg AS MATERIALIZED ({aggregate})
+        SELECT t.*, row_number() OVER (PARTITION BY t.currency ORDER BY {order}) AS rank
+        FROM (SELECT DISTINCT currency FROM agg) c
+        CROSS JOIN LATERAL (
+            SELECT * FROM agg a WHERE a.currency = c.currency ORDER BY {order} LIMIT :limit
+        ) t
+    """
+
+
 async def top_products(
     session: AsyncSession, *, window: Window, limit: int, sort: Sort = "revenue"
 ) -> list[dict[str, Any]]:
     """Best-selling SKUs per currency: units, lines and product revenue of the sales."""
     where, params = _where(window)
-    order = _TOP_SORT["units" if sort == "units" else "revenue"]
+    order = _TOP_SORT["units" if sort == "units" else "revenue"] + ", sku"
+    ranked = _top_per_currency(
+        f"""
+        SELECT o.currency, l.sku, CAST(sum(l.quantity) AS bigint) AS units,
+               count(*) AS orders, CAST(sum(l.total_amount) AS bigint) AS revenue
+        FROM orders o
+        JOIN order_lines l ON l.order_id = o.id
+        WHERE {where} AND o.status <> 'cancelled'
+        GROUP BY o.currency, l.sku
+        """,
+        order,
+    )
+    # the name is looked up for the rows shown only (any line's name for the SKU)
     sql = f"""
-        SELECT currency, rank, sku, name, units, orders, revenue FROM (
-            SELECT o.currency, l.sku, max(l.name) AS name,
-                   CAST(sum(l.quantity) AS bigint) AS units,
-                   count(*) AS orders,
-                   CAST(sum(l.total_amount) AS bigint) AS revenue,
-                   row_number() OVER (
-                       PARTITION BY o.currency ORDER BY {order}, l.sku) AS rank
-            FROM orders o
-            JOIN order_lines l ON l.order_id = o.id
-            WHERE {where} AND o.status <> 'cancelled'
-            GROUP BY o.currency, l.sku
-        ) t
-        WHERE rank <= :limit
-        ORDER BY currency, rank
+        SELECT r.currency, r.rank, r.sku, n.name, r.units, r.orders, r.revenue
+        FROM ({ranked}) r
+        LEFT JOIN LATERAL (
+            SELECT nl.name FROM order_lines nl
+            WHERE nl.sku = r.sku AND nl.name IS NOT NULL LIMIT 1
+        ) n ON true
+        ORDER BY r.currency, r.rank
     """
     return await _rows(session, sql, params | {"limit": limit})
 
@@ -144,26 +162,34 @@ async def top_customers(
 ) -> list[dict[str, Any]]:
     """Best customers per currency (by customer id; guests by email)."""
     where, params = _where(window)
+    latest_where, _ = _where(window, "lo")
     order = _TOP_SORT["orders" if sort == "orders" else "revenue"]
+    ranked = _top_per_currency(
+        f"""
+        SELECT o.currency, o.customer_id,
+               CASE WHEN o.customer_id IS NULL THEN o.customer_email END AS guest_email,
+               count(*) AS orders, CAST(sum(o.total_amount) AS bigint) AS revenue,
+               min(o.created_at) AS first_order_at, max(o.created_at) AS last_order_at
+        FROM orders o
+        WHERE {where} AND o.status <> 'cancelled'
+        GROUP BY o.currency, o.customer_id,
+                 CASE WHEN o.customer_id IS NULL THEN o.customer_email END
+        """,
+        f"{order}, customer_id, guest_email",
+    )
+    # a known customer's email: the one on their latest sale of the window (rows shown only)
     sql = f"""
-        SELECT currency, rank, customer_id, customer_email, orders, revenue,
-               first_order_at, last_order_at FROM (
-            SELECT o.currency, o.customer_id, max(o.customer_email) AS customer_email,
-                   count(*) AS orders,
-                   CAST(sum(o.total_amount) AS bigint) AS revenue,
-                   min(o.created_at) AS first_order_at,
-                   max(o.created_at) AS last_order_at,
-                   row_number() OVER (
-                       PARTITION BY o.currency
-                       ORDER BY {order}, o.customer_id,
-                                max(o.customer_email)) AS rank
-            FROM orders o
-            WHERE {where} AND o.status <> 'cancelled'
-            GROUP BY o.currency, o.customer_id,
-                     CASE WHEN o.customer_id IS NULL THEN o.customer_email END
-        ) t
-        WHERE rank <= :limit
-        ORDER BY currency, rank
+        SELECT r.currency, r.rank, r.customer_id,
+               coalesce(r.guest_email, e.customer_email) AS customer_email,
+               r.orders, r.revenue, r.first_order_at, r.last_order_at
+        FROM ({ranked}) r
+        LEFT JOIN LATERAL (
+            SELECT lo.customer_email FROM orders lo
+            WHERE r.customer_id IS NOT NULL AND lo.customer_id = r.customer_id
+              AND {latest_where} AND lo.currency = r.currency AND lo.status <> 'cancelled'
+            ORDER BY lo.created_at DESC LIMIT 1
+        ) e ON true
+        ORDER BY r.currency, r.rank
     """
     return await _rows(session, sql, params | {"limit": limit})
 
@@ -175,14 +201,15 @@ async def _top_by(
     order = _TOP_SORT["orders" if sort == "orders" else "revenue"]
     sql = f"""
         SELECT currency, rank, key, orders, revenue FROM (
-            SELECT o.currency, o.{column} AS key, count(*) AS orders,
-                   CAST(sum(o.total_amount) AS bigint) AS revenue,
-                   row_number() OVER (
-                       PARTITION BY o.currency ORDER BY {order}, o.{column}) AS rank
-            FROM orders o
-            WHERE {where} AND o.status <> 'cancelled'
-            GROUP BY o.currency, o.{column}
-        ) t
+            SELECT t.*, row_number() OVER (PARTITION BY currency ORDER BY {order}, key) AS rank
+            FROM (
+                SELECT o.currency, o.{column} AS key, count(*) AS orders,
+                       CAST(sum(o.total_amount) AS bigint) AS revenue
+                FROM orders o
+                WHERE {where} AND o.status <> 'cancelled'
+                GROUP BY o.currency, o.{column}
+            ) t
+        ) r
         WHERE rank <= :limit
         ORDER BY currency, rank
     """

@@ -114,6 +114,7 @@ def _candidate(w: inventory_service.WarehouseStock) -> WarehouseCandidate:
         ships_to=w.ships_to,
         is_pickup_store=w.is_pickup_store,
         available=w.available,
+        country=w.country,
     )
 
 

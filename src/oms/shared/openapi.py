@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, Field
 
 from oms.shared.errors import PROBLEM_JSON
@@ -51,3 +52,39 @@ def problems(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, A
 
 
 AUTH_PROBLEMS = (401, 403, 422, 503)
+
+MAX_BIGINT = 2**63 - 1
+BigId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="A bigint id")]
+"""A bigint primary key in a path: out-of-range numbers are 422, not a database error."""
+
+_BODY_METHODS = ("post", "put", "patch")
+
+
+def document_transport_problems(
+    schema: dict[str, Any], *, raw_body_prefixes: tuple[str, ...] = ()
+) -> None:
+    """Document, on every operation, the errors raised before its handler runs.
+
+    The middleware answers 413 (body too large) and 415 (not JSON) to any POST/PUT/PATCH, and
+    a body that is not valid JSON is 400 ``malformed_json`` wherever a JSON body is read.
+    Raw-body routes take any content type, so they get no 415. Problems are only ever sent as
+    ``application/problem+json``, so that is the one media type documented for them.
+    """
+    for path, item in schema.get("paths", {}).items():
+        for method, operation in item.items():
+            responses = operation.setdefault("responses", {})
+            if method in _BODY_METHODS:
+                statuses = [413]
+                if not path.startswith(raw_body_prefixes):
+                    statuses.append(415)
+                if "requestBody" in operation:
+                    statuses.append(400)
+                for status, entry in problems(*statuses).items():
+                    if str(status) not in responses:
+                        entry.pop("model")
+                        responses[str(status)] = entry
+            for status, entry in responses.items():
+                content = entry.get("content", {})
+                if status.isdigit() and int(status) >= 400 and PROBLEM_JSON in content:
+                    content.pop("application/json", None)
+            operation["responses"] = dict(sorted(responses.items()))

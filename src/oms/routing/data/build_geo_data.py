@@ -73,6 +73,10 @@ def _weighted_centroid(points: list[tuple[float, float, float]]) -> tuple[float,
     return round(lat, 4), round(lon, 4)
 
 
+def _by_length(name: str) -> tuple[int, str]:
+    return len(name), name
+
+
 def _write_gzip_csv(path: Path, rows: list[list[str]]) -> None:
     """Byte-reproducible gzip (no timestamp, no file name in the header)."""
     buf = io.StringIO()
@@ -114,7 +118,7 @@ def main() -> None:
         if pop >= CITY_MIN_POPULATION:
             listed = set(names)
             if pop >= ALTERNATE_NAMES_MIN_POPULATION:
-                alternates = sorted({a for a in all_names - names if _latin(a)}, key=len)
+                alternates = sorted({a for a in all_names - names if _latin(a)}, key=_by_length)
                 listed |= set(alternates[:MAX_ALTERNATE_NAMES])
             for name in listed:
                 key = (cc, normalise_place_name(name))

@@ -14,7 +14,7 @@ from oms.auth.service import Principal
 from oms.deps import Session, require
 from oms.shared.errors import PROBLEM_JSON
 from oms.shared.logging import request_id_var
-from oms.shared.openapi import AUTH_PROBLEMS, problems
+from oms.shared.openapi import AUTH_PROBLEMS, BigId, problems
 from oms.webhooks.inbound import service
 from oms.webhooks.inbound.models import Connector, InboxMessage
 from oms.webhooks.inbound.schemas import (
@@ -47,7 +47,10 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
             ref = node.get("$ref")
             if isinstance(ref, str) and ref.startswith("#/$defs/"):
                 return walk(dict(defs[ref.removeprefix("#/$defs/")]))
-            return {k: walk(v) for k, v in node.items()}
+            out = {k: walk(v) for k, v in node.items()}
+            if isinstance(out.get("discriminator"), dict):  # its mapping points into $defs
+                out["discriminator"] = {"propertyName": out["discriminator"]["propertyName"]}
+            return out
         if isinstance(node, list):
             return [walk(v) for v in node]
         return node
@@ -322,7 +325,7 @@ async def list_inbox(
     summary="Get one inbound delivery with its raw body and headers",
     responses=problems(404, *AUTH_PROBLEMS),
 )
-async def get_inbox_message(inbox_id: int, session: Session, _: Admin) -> InboxMessageDetail:
+async def get_inbox_message(inbox_id: BigId, session: Session, _: Admin) -> InboxMessageDetail:
     return _inbox_detail(await service.get_inbox_message(session, inbox_id=inbox_id))
 
 
@@ -339,6 +342,6 @@ async def get_inbox_message(inbox_id: int, session: Session, _: Admin) -> InboxM
         404, 409, *AUTH_PROBLEMS, d409="Already processed, or its connector was deleted"
     ),
 )
-async def replay_inbox_message(inbox_id: int, session: Session, _: Admin) -> InboxMessageDetail:
+async def replay_inbox_message(inbox_id: BigId, session: Session, _: Admin) -> InboxMessageDetail:
     row = await service.replay(session, inbox_id=inbox_id, request_id=request_id_var.get())
     return _inbox_detail(row)

@@ -199,13 +199,25 @@ class ConnectorCreate(Strict):
         str_strip_whitespace=True,
         json_schema_extra={
             "examples": [
-                {"name": "shopify-eu", "channel": "shopify-eu", "format": "shopify", "secret": "…"}
+                {
+                    "name": "shopify-eu",
+                    "channel": "shopify-eu",
+                    "format": "shopify",
+                    "secret": "shpss_0123456789abcdef",
+                },
+                {"name": "stripe", "channel": "web", "format": "oms"},
             ]
         },
     )
 
 
 class ConnectorUpdate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={"examples": [{"enabled": False}, {"secret": "shpss_0123456789abcdef"}]},
+    )
+
     channel: Channel | None = None
     format: ConnectorFormat | None = None
     secret: Secret | None = Field(default=None, description="Write-only; replaces the secret")

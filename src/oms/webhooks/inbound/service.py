@@ -806,6 +806,8 @@ async def list_inbox(
     if cursor:
         try:
             before = int(cursor)
+            if not 0 < before < 2**63:
+                raise ValueError(cursor)
         except ValueError as exc:
             raise ProblemError("the cursor is not valid", code="invalid_cursor") from exc
         stmt = stmt.where(InboxMessage.id < before)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from oms.auth.service import Principal
 from oms.deps import Session, require
-from oms.shared.openapi import AUTH_PROBLEMS, problems
+from oms.shared.openapi import AUTH_PROBLEMS, BigId, problems
 from oms.webhooks.events import EVENT_TYPES
 from oms.webhooks.outbound import service
 from oms.webhooks.outbound.models import Attempt, Delivery, Subscription
@@ -211,7 +211,7 @@ def _attempt_read(a: Attempt) -> AttemptRead:
     description="Each attempt: HTTP status, duration, error and the start of the response.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
-async def get_delivery(delivery_id: int, session: Session, _: Admin) -> DeliveryDetail:
+async def get_delivery(delivery_id: BigId, session: Session, _: Admin) -> DeliveryDetail:
     delivery, payload, attempts = await service.get_delivery(session, delivery_id=delivery_id)
     return DeliveryDetail(
         **_delivery_read(delivery).model_dump(),
@@ -229,5 +229,5 @@ async def get_delivery(delivery_id: int, session: Session, _: Admin) -> Delivery
         404, 409, *AUTH_PROBLEMS, d409="Being sent right now (`delivery_in_progress`)"
     ),
 )
-async def redeliver(delivery_id: int, session: Session, _: Admin) -> DeliveryRead:
+async def redeliver(delivery_id: BigId, session: Session, _: Admin) -> DeliveryRead:
     return _delivery_read(await service.redeliver(session, delivery_id=delivery_id))

@@ -41,6 +41,12 @@ class SubscriptionCreate(Strict):
 
 
 class SubscriptionUpdate(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={"examples": [{"enabled": True}, {"event_types": ["order.*"]}]},
+    )
+
     url: Url | None = None
     event_types: list[EventPattern] | None = Field(default=None, min_length=1, max_length=50)
     description: Annotated[str, Field(max_length=200)] | None = None
@@ -78,6 +84,16 @@ class SecretRotated(BaseModel):
 
 
 class RedeliverRequest(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"since": "2026-11-20T00:00:00Z"},
+                {"since": "2026-11-20T00:00:00Z", "only_failed": True},
+            ]
+        },
+    )
+
     since: datetime = Field(description="Re-send events recorded at or after this time")
     until: datetime | None = Field(default=None, description="...and before this time")
     only_failed: bool = Field(

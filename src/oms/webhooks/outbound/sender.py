@@ -36,9 +36,13 @@ class SendResult:
     retry_after_s: float | None = None
 
 
+_FIRST = ("id", "type", "occurred_at")
+
+
 def encode(payload: dict[str, Any]) -> bytes:
-    """The exact bytes that are signed and sent."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    """The exact bytes that are signed and sent: ``{id, type, occurred_at, data}``, compact."""
+    ordered = {k: payload[k] for k in _FIRST if k in payload} | payload
+    return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def signed_headers(*, secret: str, msg_id: str, timestamp: datetime, body: bytes) -> dict[str, str]:

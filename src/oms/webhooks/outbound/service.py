@@ -329,6 +329,25 @@ async def claim(
 ) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries to this worker (SKIP LOCKED)."""
     now = now or utcnow()
+    for _ in range(10):  # rows whose last attempt was used up by a crash are buried, then retry
+        live = await _claim_batch(
+            session, limit=limit, lease=lease, max_attempts=max_attempts, worker=worker, now=now
+        )
+        if live is not None:
+            return live
+    return []
+
+
+async def _claim_batch(
+    session: AsyncSession,
+    *,
+    limit: int,
+    lease: timedelta,
+    max_attempts: int,
+    worker: str,
+    now: datetime,
+) -> list[Claimed] | None:
+    """Claim one batch; None when every claimed row had exhausted its attempts."""
     token = uuid.uuid4()
     claimed = (
         await session.execute(
@@ -370,7 +389,7 @@ async def claim(
         )
     live = [row.id for row in claimed if row.attempts <= max_attempts]
     if not live:
-        return []
+        return None
     details = (
         await session.execute(
             select(
@@ -403,6 +422,9 @@ async def claim(
         )
         for d in details
     ]
+
+
+SUCCESS_STAMP_EVERY = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,9 +522,19 @@ async def _endpoint_health(
     session: AsyncSession, *, claimed: Claimed, ok: bool, policy: RetryPolicy, now: datetime
 ) -> None:
     if ok:
+        # The subscription row is shared by all of its deliveries: touch (and lock) it only when
+        # something changes, and refresh last_success_at at most every few seconds, so that
+        # concurrent successes do not queue on one row lock held until each commit.
         await session.execute(
             update(Subscription)
-            .where(Subscription.id == claimed.subscription_id)
+            .where(
+                Subscription.id == claimed.subscription_id,
+                or_(
+                    Subscription.consecutive_failures != 0,
+                    Subscription.last_success_at.is_(None),
+                    Subscription.last_success_at < now - SUCCESS_STAMP_EVERY,
+                ),
+            )
             .values(consecutive_failures=0, failing_since=None, last_success_at=now)
         )
         return
@@ -600,7 +632,10 @@ async def list_deliveries(
         stmt = stmt.where(Delivery.ordering_key == f"order:{filters.order_id}")
     if cursor:
         try:
-            stmt = stmt.where(Delivery.id < int(cursor))
+            before = int(cursor)
+            if not 0 < before < 2**63:
+                raise ValueError(cursor)
+            stmt = stmt.where(Delivery.id < before)
         except ValueError as exc:
             raise ProblemError("the cursor is not valid", code="invalid_cursor") from exc
     rows = list((await session.scalars(stmt.order_by(Delivery.id.desc()).limit(limit + 1))).all())

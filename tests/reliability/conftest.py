@@ -1,0 +1,223 @@
+"""Shared pieces of the reliability suite: a stocked "world" with real ids, table cleanup,
+and `oms serve` as a subprocess (crash and outage tests)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from oms.shared.roles import Role
+from tests.helpers import auth, make_key, order_body, stock
+
+OMS = [sys.executable, "-m", "oms.cli"]
+SKUS = ("TSHIRT-RED-M", "MUG-01")
+
+
+async def truncate_all(engine: AsyncEngine) -> None:
+    """Empty every table but the migration stamp (like the `clean_db` fixture, any scope)."""
+    async with engine.begin() as conn:
+        tables = (
+            await conn.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname='public' "
+                    "AND tablename <> 'alembic_version'"
+                )
+            )
+        ).scalars()
+        names = ", ".join(f'"{t}"' for t in tables)
+        if names:
+            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@dataclass
+class World:
+    """Keys per role and real ids of every kind of resource, for fuzzing and error tables."""
+
+    keys: dict[str, str]
+    ids: dict[str, list[str]] = field(default_factory=dict)
+
+    def headers(self, role: str = "admin") -> dict[str, str]:
+        return auth(self.keys[role])
+
+
+async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]) -> World:
+    """Keys for every role, a stocked warehouse and one of each resource, created via the API."""
+    keys = {role.value: await make_key(sessionmaker, role) for role in Role}
+    keys["storefront_web"] = await make_key(sessionmaker, Role.STOREFRONT, "web")
+    await stock(
+        sessionmaker, "BER", dict.fromkeys(SKUS, 100_000), latitude=52.52, longitude=13.405
+    )
+    world = World(keys=keys)
+    admin = world.headers()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://oms.test") as c:
+
+        async def post(path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+            resp = await c.post(path, json=body or {}, headers=admin)
+            assert resp.status_code in (200, 201), (path, resp.text)
+            return dict(resp.json())
+
+        placed = await post("/v1/orders", order_body())
+        paid = await post("/v1/orders", order_body())
+        await post(f"/v1/orders/{paid['id']}/transitions", {"to": "paid"})
+        delivered = await post("/v1/orders", order_body(payment_method="cash_on_delivery"))
+        for step in ("picked", "packed"):
+            await post(f"/v1/orders/{delivered['id']}/transitions", {"to": step})
+        await post(
+            f"/v1/orders/{delivered['id']}/transitions",
+            {"to": "shipped", "carrier": "DHL", "tracking_number": "JJD1"},
+        )
+        await post(f"/v1/orders/{delivered['id']}/transitions", {"to": "delivered"})
+        payment = await post(
+            f"/v1/orders/{placed['id']}/payments",
+            {
+                "method": "card",
+                "provider": "stripe",
+                "provider_reference": "pi_world",
+                "amount": 100,
+                "currency": "EUR",
+                "status": "authorized",
+            },
+        )
+        line = delivered["lines"][0]
+        ret = await post(
+            f"/v1/orders/{delivered['id']}/returns",
+            {"lines": [{"order_line_id": line["id"], "quantity": 1, "reason_code": "damaged"}]},
+        )
+        connector = await post(
+            "/v1/connectors", {"name": "shop", "channel": "web", "format": "oms"}
+        )
+        sub = await post(
+            "/v1/webhooks/subscriptions",
+            {"url": "http://127.0.0.1:9/hooks", "event_types": ["order.*"]},
+        )
+        supply = await post(
+            "/v1/inventory/incoming",
+            {"warehouse": "BER", "sku": "MUG-01", "quantity": 5, "expected_on": "2030-01-01"},
+        )
+    world.ids = {
+        "order_id": [placed["id"], paid["id"], delivered["id"]],
+        "shipment_id": [s["id"] for o in (placed, delivered) for s in o["shipments"]],
+        "payment_id": [payment["id"]],
+        "return_id": [ret["id"]],
+        "customer_id": ["cus_1"],
+        "code": ["BER"],
+        "warehouse": ["BER"],
+        "sku": list(SKUS),
+        "channel": ["web"],
+        "connector_name": [connector["name"]],
+        "name": [connector["name"]],
+        "subscription_id": [sub["id"]],
+        "supply_id": [supply["id"]],
+    }
+    return world
+
+
+# ---- `oms serve` as a real process ------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """One `oms serve` process on 127.0.0.1:port (OMS_WORKERS=1), its output in a file."""
+
+    database_url: str
+    port: int = field(default_factory=free_port)
+    log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout: float = 60) -> Server:
+        env = os.environ | {
+            "OMS_DATABASE_URL": self.database_url,
+            "OMS_PORT": str(self.port),
+            "OMS_WORKERS": "1",
+            "OMS_RUN_MIGRATIONS_ON_START": "false",
+        } | self.env
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self._log = self.log_path.open("ab") if self.log_path else None
+        self.proc = subprocess.Popen(
+            OMS + ["serve"],
+            env=env,
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"oms serve exited with {self.proc.returncode}: {self.tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return self
+            time.sleep(0.1)
+        self.kill()
+        raise AssertionError(f"oms serve did not become ready: {self.tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, no chance to finish in-flight requests."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self._close_log()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def tail(self, chars: int = 4000) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+
+@contextlib.contextmanager
+def serving(database_url: str, log_path: Path, **env: str) -> Iterator[Server]:
+    server = Server(database_url, log_path=log_path, env=env).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def world(
+    app: FastAPI, clean_db: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[World]:
+    yield await build_world(app, sessionmaker)

@@ -1,0 +1,484 @@
+"""Every figure of every report, checked against hand-computed values (see data.py)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import auth
+from tests.reports.data import W_FROM, W_TO, Spec
+
+W = {"from": W_FROM, "to": W_TO}
+
+
+async def report(
+    client: httpx.AsyncClient, keys: dict[str, str], name: str, **params: Any
+) -> dict[str, Any]:
+    resp = await client.get(f"/v1/reports/{name}", params=params, headers=auth(keys["admin"]))
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def pick(items: list[dict[str, Any]], *fields: str) -> list[tuple[Any, ...]]:
+    return [tuple(item[f] for f in fields) for item in items]
+
+
+# ---- top lists ----------------------------------------------------------------------------
+
+
+async def test_top_products_by_revenue_per_currency(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    body = await report(client, keys, "top-products", **W)
+    assert body["from"] == "2025-03-01T00:00:00Z"
+    assert body["to"] == "2025-03-04T00:00:00Z"
+    assert body["sort"] == "revenue"
+    # EUR sales O1, O2, O5 (O4 cancelled): A-1 2+1 units 2000+1000; D-4 3 units 600;
+    # B-2 1 unit 500 and C-3 2 units 500 tie on revenue -> by SKU. USD: O3 A-1 3 x 1100.
+    assert pick(body["items"], "currency", "rank", "sku", "units", "orders", "revenue") == [
+        ("EUR", 1, "A-1", 3, 2, 3000),
+        ("EUR", 2, "D-4", 3, 1, 600),
+        ("EUR", 3, "B-2", 1, 1, 500),
+        ("EUR", 4, "C-3", 2, 1, 500),
+        ("USD", 1, "A-1", 3, 1, 3300),
+    ]
+    assert body["items"][0]["name"] == "Product A-1"
+
+
+async def test_top_products_by_units_with_limit(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    body = await report(client, keys, "top-products", **W, sort="units", limit=2)
+    assert pick(body["items"], "currency", "rank", "sku", "units") == [
+        ("EUR", 1, "A-1", 3),
+        ("EUR", 2, "D-4", 3),
+        ("USD", 1, "A-1", 3),
+    ]
+
+
+async def test_top_products_filtered_by_channel_and_currency(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    body = await report(client, keys, "top-products", **W, channel="web", currency="eur")
+    assert (body["channel"], body["currency"]) == ("web", "EUR")
+    assert pick(body["items"], "sku", "units", "revenue") == [
+        ("A-1", 3, 3000),
+        ("B-2", 1, 500),
+        ("C-3", 2, 500),
+    ]
+    usd_web = await report(client, keys, "top-products", **W, channel="web", currency="USD")
+    assert usd_web["items"] == []
+
+
+async def test_top_customers(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    body = await report(client, keys, "top-customers", **W)
+    assert pick(
+        body["items"], "currency", "rank", "customer_id", "customer_email", "orders", "revenue"
+    ) == [
+        ("EUR", 1, "cus_1", "ada@example.com", 2, 3000 + 1500),
+        ("EUR", 2, None, "guest@example.com", 1, 1000),
+        ("USD", 1, "cus_2", "bob@example.com", 1, 4000),
+    ]
+    first = body["items"][0]
+    assert first["first_order_at"] == "2025-03-01T10:00:00Z"
+    assert first["last_order_at"] == "2025-03-01T23:30:00Z"
+    by_orders = await report(client, keys, "top-customers", **W, sort="orders", limit=1)
+    assert pick(by_orders["items"], "currency", "customer_id", "orders") == [
+        ("EUR", "cus_1", 2),
+        ("USD", "cus_2", 1),
+    ]
+
+
+async def test_top_countries_and_channels(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    countries = await report(client, keys, "top-countries", **W)
+    # FR had only the cancelled O4
+    assert pick(countries["items"], "currency", "rank", "country", "orders", "revenue") == [
+        ("EUR", 1, "DE", 2, 4500),
+        ("EUR", 2, "AT", 1, 1000),
+        ("USD", 1, "US", 1, 4000),
+    ]
+    channels = await report(client, keys, "top-channels", **W, sort="orders")
+    assert pick(channels["items"], "currency", "rank", "channel", "orders", "revenue") == [
+        ("EUR", 1, "web", 2, 4500),
+        ("EUR", 2, "amazon", 1, 1000),
+        ("USD", 1, "app", 1, 4000),
+    ]
+
+
+async def test_the_window_is_inclusive_exclusive(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    # O6 was placed exactly at 2025-03-04T00:00Z: outside W, inside the next window
+    body = await report(client, keys, "top-channels", **{"from": W_TO, "to": "2025-03-05T00:00Z"})
+    assert pick(body["items"], "currency", "channel", "orders", "revenue") == [
+        ("EUR", "web", 1, 1000)
+    ]
+
+
+# ---- per day and time zones ---------------------------------------------------------------
+
+
+async def test_daily_in_utc(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    body = await report(client, keys, "daily", **W)
+    assert body["tz"] == "UTC"
+    assert pick(body["items"], "currency", "day", "orders", "cancelled", "revenue") == [
+        ("EUR", "2025-03-01", 2, 0, 4500),  # O1, O2 (23:30)
+        ("EUR", "2025-03-02", 0, 1, 0),  # O4 cancelled
+        ("EUR", "2025-03-03", 1, 0, 1000),  # O5
+        ("USD", "2025-03-01", 0, 0, 0),
+        ("USD", "2025-03-02", 1, 0, 4000),  # O3
+        ("USD", "2025-03-03", 0, 0, 0),
+    ]
+
+
+async def test_daily_in_berlin_moves_the_late_order_to_the_next_day(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    # same UTC window; 00:00Z is 01:00 in Berlin, so the local days run 03-01 .. 03-04
+    body = await report(client, keys, "daily", **W, tz="Europe/Berlin")
+    assert pick(body["items"], "currency", "day", "orders", "cancelled", "revenue") == [
+        ("EUR", "2025-03-01", 1, 0, 3000),  # O1 only
+        ("EUR", "2025-03-02", 1, 1, 1500),  # O2 at 00:30 local, O4 cancelled
+        ("EUR", "2025-03-03", 1, 0, 1000),
+        ("EUR", "2025-03-04", 0, 0, 0),  # 00:00-01:00 local, inside the window, empty
+        ("USD", "2025-03-01", 0, 0, 0),
+        ("USD", "2025-03-02", 1, 0, 4000),
+        ("USD", "2025-03-03", 0, 0, 0),
+        ("USD", "2025-03-04", 0, 0, 0),
+    ]
+
+
+async def test_daily_with_local_bounds(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    # bounds without an offset are read in tz: [02-28 23:00Z, 03-03 23:00Z) takes in O7
+    body = await report(
+        client,
+        keys,
+        "daily",
+        **{"from": "2025-03-01T00:00:00", "to": "2025-03-04T00:00:00", "tz": "Europe/Berlin"},
+    )
+    assert body["from"] == "2025-02-28T23:00:00Z"
+    assert body["to"] == "2025-03-03T23:00:00Z"
+    assert pick(body["items"], "currency", "day", "orders", "cancelled", "revenue") == [
+        ("EUR", "2025-03-01", 1, 0, 3000),
+        ("EUR", "2025-03-02", 1, 1, 1500),
+        ("EUR", "2025-03-03", 1, 0, 1000),
+        ("GBP", "2025-03-01", 1, 0, 900),  # O7: 02-28 23:30Z is 03-01 00:30 in Berlin
+        ("GBP", "2025-03-02", 0, 0, 0),
+        ("GBP", "2025-03-03", 0, 0, 0),
+        ("USD", "2025-03-01", 0, 0, 0),
+        ("USD", "2025-03-02", 1, 0, 4000),
+        ("USD", "2025-03-03", 0, 0, 0),
+    ]
+
+
+async def test_daily_west_of_utc_starts_a_day_earlier(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    body = await report(client, keys, "daily", **W, tz="America/New_York", currency="EUR")
+    assert pick(body["items"], "day", "orders", "cancelled", "revenue") == [
+        ("2025-02-28", 0, 0, 0),  # 19:00-24:00 local
+        ("2025-03-01", 2, 0, 4500),  # O1 05:00, O2 18:30 local
+        ("2025-03-02", 0, 1, 0),  # O4 03:00 local
+        ("2025-03-03", 1, 0, 1000),  # O5 04:00 local
+    ]
+
+
+async def test_daily_across_a_daylight_saving_change(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    # Berlin moved to summer time on 2025-03-30: that local day has 23 hours
+    body = await report(
+        client,
+        keys,
+        "daily",
+        **{"from": "2025-03-29T00:00:00", "to": "2025-04-01T00:00:00", "tz": "Europe/Berlin"},
+    )
+    assert body["from"] == "2025-03-28T23:00:00Z"
+    assert body["to"] == "2025-03-31T22:00:00Z"
+    assert body["items"] == []  # no orders: no rows
+
+
+# ---- fulfilment ---------------------------------------------------------------------------
+
+
+async def test_fulfilment_kpis(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    body = await report(client, keys, "fulfilment", **W, late_after_hours=48)
+    assert body["orders_placed"] == 5
+    assert body["orders_cancelled"] == 1
+    assert body["cancellation_rate"] == 0.2
+    # paid after 1 h, 2 h, 3 h, 30 min: sorted 1800, 3600, 7200, 10800 s
+    # median = (3600 + 7200) / 2; p90 at rank 0.9 * 3 = 2.7: 7200 + 0.7 * 3600
+    assert body["time_to_paid"] == {"orders": 4, "median_s": 5400.0, "p90_s": 9720.0}
+    # shipped after 25 h, 50 h, 5 h: 18000, 90000, 180000; p90 at 1.8: 90000 + 0.8 * 90000
+    assert body["time_to_shipped"] == {"orders": 3, "median_s": 90000.0, "p90_s": 162000.0}
+    # delivered after 73 h and 29 h: 104400, 262800; p90 at 0.9: 104400 + 0.9 * 158400
+    assert body["time_to_delivered"] == {"orders": 2, "median_s": 183600.0, "p90_s": 246960.0}
+    # live shipments: O1 1, O2 2, O3 1, O5 1 (O4's was cancelled)
+    assert body["split"] == {"orders_with_shipments": 4, "orders_split": 1, "share": 0.25}
+    # ordered units of the sales: 3 + 3 + 3 + 3; shipped: O1 3, O2 2 (1 backordered), O3 3
+    assert body["fill"] == {
+        "units_ordered": 12,
+        "units_shipped": 8,
+        "rate": 0.666667,
+        "units_ordered_of_shipped_orders": 9,
+        "units_shipped_of_shipped_orders": 8,
+        "rate_of_shipped_orders": 0.888889,
+    }
+    # returned (not rejected): O3 3 x A-1, O1 1 x B-2; per unit shipped
+    assert body["returns"] == {"orders_with_returns": 2, "units_returned": 4, "rate": 0.5}
+    # open: O5 (paid, never shipped); shipped late: O2 after 50 h; of 4 sales
+    assert body["late"] == {
+        "after_hours": 48.0,
+        "open": 1,
+        "shipped_late": 1,
+        "total": 2,
+        "rate": 0.5,
+    }
+
+
+async def test_fulfilment_late_threshold_and_filters(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    body = await report(client, keys, "fulfilment", **W, late_after_hours=24)
+    # O1 shipped after 25 h and O2 after 50 h are late at 24 h; O3 (5 h) is not
+    assert body["late"]["shipped_late"] == 2
+    assert body["late"]["total"] == 3
+    usd = await report(client, keys, "fulfilment", **W, currency="USD")
+    assert usd["orders_placed"] == 1
+    assert usd["cancellation_rate"] == 0.0
+    assert usd["time_to_paid"] == {"orders": 1, "median_s": 10800.0, "p90_s": 10800.0}
+    assert usd["fill"]["rate"] == 1.0
+    assert usd["returns"] == {"orders_with_returns": 1, "units_returned": 3, "rate": 1.0}
+    assert usd["split"]["share"] == 0.0
+
+
+async def test_empty_window_gives_empty_lists_and_null_ratios(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    empty = {"from": "2020-01-01T00:00:00Z", "to": "2020-02-01T00:00:00Z"}
+    for name in (
+        "top-products",
+        "top-customers",
+        "top-countries",
+        "top-channels",
+        "daily",
+        "returns/by-product",
+        "returns/by-reason",
+        "late-orders",
+    ):
+        assert (await report(client, keys, name, **empty))["items"] == [], name
+    body = await report(client, keys, "fulfilment", **empty)
+    assert body["orders_placed"] == 0
+    assert body["cancellation_rate"] is None
+    for step in ("time_to_paid", "time_to_shipped", "time_to_delivered"):
+        assert body[step] == {"orders": 0, "median_s": None, "p90_s": None}
+    assert body["split"] == {"orders_with_shipments": 0, "orders_split": 0, "share": None}
+    assert body["fill"]["rate"] is None
+    assert body["fill"]["rate_of_shipped_orders"] is None
+    assert body["returns"] == {"orders_with_returns": 0, "units_returned": 0, "rate": None}
+    assert body["late"]["total"] == 0
+    assert body["late"]["rate"] is None
+
+
+async def test_empty_database(client: httpx.AsyncClient, keys: dict[str, str]) -> None:
+    body = await report(client, keys, "fulfilment")
+    assert body["orders_placed"] == 0
+    assert (await report(client, keys, "daily"))["items"] == []
+
+
+# ---- returns and late orders --------------------------------------------------------------
+
+
+async def test_returns_by_product_and_reason(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    products = await report(client, keys, "returns/by-product", **W)
+    # A-1 shipped: O1 2, O2 1, O3 3 = 6, returned 3 (O3); B-2 shipped 1 (O1), returned 1
+    assert pick(
+        products["items"],
+        "rank",
+        "sku",
+        "units_shipped",
+        "units_returned",
+        "orders_with_returns",
+        "return_rate",
+    ) == [(1, "A-1", 6, 3, 1, 0.5), (2, "B-2", 1, 1, 1, 1.0)]
+    reasons = await report(client, keys, "returns/by-reason", **W)
+    assert pick(reasons["items"], "reason", "units_returned", "orders_with_returns", "share") == [
+        ("size_or_fit", 3, 1, 0.75),
+        ("damaged", 1, 1, 0.25),
+    ]
+    eur = await report(client, keys, "returns/by-product", **W, currency="EUR", limit=1)
+    assert pick(eur["items"], "sku", "units_shipped", "units_returned") == [("B-2", 1, 1)]
+
+
+async def test_late_orders_oldest_first(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    body = await report(client, keys, "late-orders", **W)
+    assert [item["id"] for item in body["items"]] == [str(dataset["O5"].id)]
+    item = body["items"][0]
+    assert (item["status"], item["currency"], item["total"], item["country"]) == (
+        "paid",
+        "EUR",
+        1000,
+        "AT",
+    )
+    assert item["age_hours"] > 48
+    assert item["paid_at"] == "2025-03-03T09:30:00Z"
+    wide = await report(
+        client, keys, "late-orders", **{"from": "2025-01-01T00:00:00Z", "to": W_TO}
+    )
+    assert [i["id"] for i in wide["items"]] == [str(dataset["O7"].id), str(dataset["O5"].id)]
+
+
+# ---- CSV ----------------------------------------------------------------------------------
+
+
+def _csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _as_text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("top-products", {}),
+        ("top-customers", {}),
+        ("top-countries", {}),
+        ("top-channels", {}),
+        ("daily", {"tz": "Europe/Berlin"}),
+        ("returns/by-product", {}),
+        ("returns/by-reason", {}),
+        ("late-orders", {}),
+    ],
+)
+async def test_csv_matches_json(
+    name: str,
+    params: dict[str, str],
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    dataset: dict[str, Spec],
+) -> None:
+    body = await report(client, keys, name, **W, **params)
+    resp = await client.get(
+        f"/v1/reports/{name}", params=W | params | {"format": "csv"}, headers=auth(keys["admin"])
+    )
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "text/csv; charset=utf-8"
+    assert resp.headers["content-disposition"].startswith("attachment; filename=")
+    rows = _csv(resp.text)
+    assert body["items"], "the data set should give rows"
+    assert len(rows) == len(body["items"])
+    header = resp.text.splitlines()[0].split(",")
+    assert header == list(body["items"][0])
+    for row, item in zip(rows, body["items"], strict=True):
+        if name == "late-orders":  # the age grows between the two calls
+            row.pop("age_hours"), item.pop("age_hours")
+        assert row == {k: _as_text(v) for k, v in item.items()}
+
+
+async def test_csv_by_accept_header_and_empty_csv_has_a_header(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    resp = await client.get(
+        "/v1/reports/top-countries",
+        params={"from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z"},
+        headers=auth(keys["admin"]) | {"Accept": "text/csv"},
+    )
+    assert resp.status_code == 200
+    assert resp.text == "currency,rank,country,orders,revenue\r\n"
+    as_json = await client.get(
+        "/v1/reports/top-countries",
+        params={"format": "json"},
+        headers=auth(keys["admin"]) | {"Accept": "text/csv"},
+    )
+    assert as_json.headers["content-type"] == "application/json"
+
+
+async def test_fulfilment_csv_is_one_flat_row(
+    client: httpx.AsyncClient, keys: dict[str, str], dataset: dict[str, Spec]
+) -> None:
+    body = await report(client, keys, "fulfilment", **W)
+    resp = await client.get(
+        "/v1/reports/fulfilment", params=W | {"format": "csv"}, headers=auth(keys["admin"])
+    )
+    (row,) = _csv(resp.text)
+    assert row["orders_placed"] == "5"
+    assert row["from"] == "2025-03-01T00:00:00Z"
+    assert row["time_to_paid_median_s"] == "5400.0"
+    assert row["fill_rate"] == "0.666667"
+    assert row["late_shipped_late"] == "1"
+    assert row["split_share"] == str(body["split"]["share"])
+    assert len(row) == 5 + 2 + 1 + 3 * 3 + 3 + 6 + 3 + 5  # every figure, flattened
+
+
+# ---- access and bad input -----------------------------------------------------------------
+
+
+async def test_only_admins(client: httpx.AsyncClient, keys: dict[str, str]) -> None:
+    for role in ("storefront", "fulfillment", "connector"):
+        resp = await client.get("/v1/reports/daily", headers=auth(keys[role]))
+        assert resp.status_code == 403, role
+        assert resp.json()["code"] == "role_not_allowed"
+    assert (await client.get("/v1/reports/fulfilment")).status_code == 401
+
+
+BAD = {
+    "unknown time zone": {"tz": "Mars/Olympus_Mons"},
+    "path-like time zone": {"tz": "../../etc/passwd"},
+    "from after to": {"from": "2025-03-04T00:00:00Z", "to": "2025-03-01T00:00:00Z"},
+    "empty range": {"from": W_FROM, "to": W_FROM},
+    "more than 5 years": {"from": "2019-01-01T00:00:00Z", "to": "2025-01-01T00:00:00Z"},
+    "not a date": {"from": "yesterday"},
+    "limit zero": {"limit": "0"},
+    "limit too big": {"limit": "1001"},
+    "unknown currency": {"currency": "XXY"},
+    "bad channel": {"channel": "Web Shop"},
+    "unknown format": {"format": "xml"},
+    "unknown sort": {"sort": "margin"},
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+async def test_bad_input_is_a_422_problem(
+    case: str, client: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    resp = await client.get(
+        "/v1/reports/top-products", params=BAD[case], headers=auth(keys["admin"])
+    )
+    assert resp.status_code == 422, resp.text
+    assert resp.headers["content-type"] == "application/problem+json"
+    problem = resp.json()
+    assert problem["code"] == "validation_error"
+    assert problem["errors"][0]["field"].startswith("query.")
+
+
+async def test_late_after_hours_is_checked(
+    client: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    for value in ("0", "8761", "soon"):
+        resp = await client.get(
+            "/v1/reports/fulfilment",
+            params={"late_after_hours": value},
+            headers=auth(keys["admin"]),
+        )
+        assert resp.status_code == 422, value
