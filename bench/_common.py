@@ -88,6 +88,9 @@ def sku_name(i: int) -> str:
     return f"SKU-{i:05d}"
 
 
+SKU_NAMES = [sku_name(i) for i in range(1, SKU_COUNT + 1)]
+
+
 def zipf_weights(n: int = SKU_COUNT, s: float = ZIPF_S) -> list[float]:
     raw = [1.0 / (r**s) for r in range(1, n + 1)]
     total = sum(raw)
@@ -119,7 +122,7 @@ def order_body(
             i = min(len(cum) - 1, _bisect(cum, rng.random()))
             if i not in picked:
                 picked.append(i)
-        names = skus or [sku_name(i + 1) for i in range(len(cum))]
+        names = skus or SKU_NAMES
         lines = [
             {
                 "sku": names[i],

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import sys
@@ -54,8 +55,8 @@ from oms.schema import upgrade_head
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1/oms_bench_reports"
 REPORT_INDEXES = (
     "ix_orders_reporting",
-    "ix_order_lines_order_id_reporting",
-    "ix_allocations_consumed_order_id",
+    "ix_shipments_live_created_at",
+    "ix_allocations_consumed_created_at",
 )
 
 # ---- data generation ----------------------------------------------------------------------
@@ -385,6 +386,7 @@ async def measure(url: str, *, repeat: int, now: datetime, csv: bool) -> list[di
                             "range_days": days,
                             "format": fmt,
                             "p50_ms": round(statistics.median(samples), 1),
+                            "min_ms": round(min(samples), 1),
                             "max_ms": round(max(samples), 1),
                             "samples_ms": [round(s, 1) for s in samples],
                             "response_bytes": size,
@@ -392,7 +394,7 @@ async def measure(url: str, *, repeat: int, now: datetime, csv: bool) -> list[di
                         out.append(row)
                         print(
                             f"  {report:<20} {days:>4} d  {fmt:<4}  p50 {row['p50_ms']:7.1f} ms"
-                            f"   max {row['max_ms']:7.1f} ms",
+                            f"   min {row['min_ms']:7.1f}   max {row['max_ms']:7.1f} ms",
                             flush=True,
                         )
     return out
@@ -404,7 +406,11 @@ async def amain(args: argparse.Namespace) -> int:
         "orders": args.orders,
         "days": args.days,
         "repeat": args.repeat,
-        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
         "started_at": now.isoformat(),
     }
     if not args.reuse:
@@ -430,7 +436,9 @@ async def amain(args: argparse.Namespace) -> int:
         results["postgres"] = (await conn.execute(text("SHOW server_version"))).scalar_one()
     await engine.dispose()
     print(f"timing each report ({args.repeat} calls after one warm-up), data up to {now} ...")
+    results["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
     results["latency"] = await measure(args.database_url, repeat=args.repeat, now=now, csv=args.csv)
+    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     slowest = max(results["latency"], key=lambda r: r["p50_ms"])
     results["slowest_p50"] = {k: slowest[k] for k in ("report", "range_days", "p50_ms")}
     args.json.parent.mkdir(parents=True, exist_ok=True)

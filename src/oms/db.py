@@ -53,6 +53,30 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     )
 
 
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's transaction, for hot paths that send
+    hand-written SQL with asyncpg's prepared-statement cache instead of building SQLAlchemy
+    statements per request (order placement). Starts the transaction if it has not begun.
+
+    Through this connection JSON/JSONB parameters are passed as JSON text and come back decoded
+    (SQLAlchemy's codecs), timestamps are aware datetimes, UUIDs are ``uuid.UUID``.
+    """
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if not driver.is_in_transaction():
+        # SQLAlchemy's adapter begins lazily on its first statement; begin it the same way so
+        # that the session's commit/rollback still apply to what we send.
+        start = getattr(raw.dbapi_connection, "_start_transaction", None)
+        if start is not None:
+            await start()
+        else:  # pragma: no cover - other SQLAlchemy versions
+            await conn.exec_driver_sql("SELECT 1")
+    if not driver.is_in_transaction():  # pragma: no cover - never send SQL outside it
+        raise RuntimeError("the session's transaction did not begin")
+    return driver
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 

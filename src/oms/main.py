@@ -117,8 +117,8 @@ def install_exception_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(OperationalError, _db_down)
     app.add_exception_handler(PoolTimeout, _db_down)
-    app.add_exception_handler(ConnectionError, _db_down)
-    app.add_exception_handler(TimeoutError, _db_down)
+    # refused, reset, timed out, or the embedded server's Unix socket gone (FileNotFoundError)
+    app.add_exception_handler(OSError, _db_down)
 
     @app.exception_handler(DBAPIError)
     async def _dbapi(request: Request, exc: DBAPIError) -> JSONResponse:

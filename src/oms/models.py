@@ -14,7 +14,7 @@ from oms.outbox.models import OutboxEvent
 from oms.payments.models import Payment, Refund
 from oms.returns.models import Return, ReturnLine
 from oms.routing.models import RoutingPolicyRow
-from oms.webhooks.inbound.models import Connector, InboundPayment, InboxMessage
+from oms.webhooks.inbound.models import Connector, InboxMessage
 from oms.webhooks.outbound.models import (
     Attempt,
     Delivery,
@@ -32,7 +32,6 @@ __all__ = [
     "Delivery",
     "DispatchedEvent",
     "IdempotencyKey",
-    "InboundPayment",
     "InboxMessage",
     "IncomingSupply",
     "InventoryMovement",

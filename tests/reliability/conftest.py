@@ -4,14 +4,16 @@ and `oms serve` as a subprocess (crash and outage tests)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,22 +48,48 @@ async def truncate_all(engine: AsyncEngine) -> None:
 
 @dataclass
 class World:
-    """Keys per role and real ids of every kind of resource, for fuzzing and error tables."""
+    """Keys per role and real resources of every kind, created through the API.
+
+    ``named`` holds one id per purpose (e.g. ``order_delivered``, ``return_approved``);
+    ``ids`` maps OpenAPI path parameter names to real values (for the fuzzer).
+    """
 
     keys: dict[str, str]
+    named: dict[str, str] = field(default_factory=dict)
     ids: dict[str, list[str]] = field(default_factory=dict)
 
     def headers(self, role: str = "admin") -> dict[str, str]:
         return auth(self.keys[role])
 
 
+def signed(secret: str, body: bytes, msg_id: str) -> dict[str, str]:
+    """Standard Webhooks headers, as a connector of format `oms` sends them."""
+    from standardwebhooks import Webhook
+
+    now = datetime.now(UTC)
+    return {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, now, body.decode()),
+    }
+
+
+def inbound_order(reference: str, sku: str = "MUG-01") -> bytes:
+    data = order_body(
+        external_reference=reference, lines=[{"sku": sku, "quantity": 1, "unit_price": 850}]
+    )
+    data.pop("channel")
+    return json.dumps({"type": "order.created", "data": data}).encode()
+
+
 async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]) -> World:
     """Keys for every role, a stocked warehouse and one of each resource, created via the API."""
+    from oms.webhooks.outbound import service as outbound
+
     keys = {role.value: await make_key(sessionmaker, role) for role in Role}
     keys["storefront_web"] = await make_key(sessionmaker, Role.STOREFRONT, "web")
-    await stock(
-        sessionmaker, "BER", dict.fromkeys(SKUS, 100_000), latitude=52.52, longitude=13.405
-    )
+    await stock(sessionmaker, "BER", dict.fromkeys(SKUS, 100_000), latitude=52.52, longitude=13.4)
     world = World(keys=keys)
     admin = world.headers()
     transport = httpx.ASGITransport(app=app)
@@ -72,16 +100,18 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
             assert resp.status_code in (200, 201), (path, resp.text)
             return dict(resp.json())
 
+        sub = await post(
+            "/v1/webhooks/subscriptions",
+            {"url": "http://127.0.0.1:9/hooks", "event_types": ["order.*"]},
+        )
         placed = await post("/v1/orders", order_body())
         paid = await post("/v1/orders", order_body())
         await post(f"/v1/orders/{paid['id']}/transitions", {"to": "paid"})
         delivered = await post("/v1/orders", order_body(payment_method="cash_on_delivery"))
         for step in ("picked", "packed"):
             await post(f"/v1/orders/{delivered['id']}/transitions", {"to": step})
-        await post(
-            f"/v1/orders/{delivered['id']}/transitions",
-            {"to": "shipped", "carrier": "DHL", "tracking_number": "JJD1"},
-        )
+        ship = {"to": "shipped", "carrier": "DHL", "tracking_number": "JJD1"}
+        await post(f"/v1/orders/{delivered['id']}/transitions", ship)
         await post(f"/v1/orders/{delivered['id']}/transitions", {"to": "delivered"})
         payment = await post(
             f"/v1/orders/{placed['id']}/payments",
@@ -94,27 +124,73 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
                 "status": "authorized",
             },
         )
-        line = delivered["lines"][0]
-        ret = await post(
+        line_a, line_b = delivered["lines"]
+        requested = await post(
             f"/v1/orders/{delivered['id']}/returns",
-            {"lines": [{"order_line_id": line["id"], "quantity": 1, "reason_code": "damaged"}]},
+            {"lines": [{"order_line_id": line_a["id"], "quantity": 1, "reason_code": "damaged"}]},
         )
+        approved = await post(
+            f"/v1/orders/{delivered['id']}/returns",
+            {"lines": [{"order_line_id": line_b["id"], "quantity": 1, "reason_code": "other"}]},
+        )
+        await post(f"/v1/returns/{approved['id']}/approve")
         connector = await post(
             "/v1/connectors", {"name": "shop", "channel": "web", "format": "oms"}
-        )
-        sub = await post(
-            "/v1/webhooks/subscriptions",
-            {"url": "http://127.0.0.1:9/hooks", "event_types": ["order.*"]},
         )
         supply = await post(
             "/v1/inventory/incoming",
             {"warehouse": "BER", "sku": "MUG-01", "quantity": 5, "expected_on": "2030-01-01"},
         )
+        inbox: dict[str, int] = {}
+        for name, body in (
+            ("processed", inbound_order("SHOP-1")),
+            ("failed", inbound_order("SHOP-2", sku="NO-STOCK-1")),
+        ):
+            resp = await c.post(
+                "/v1/webhooks/inbound/shop",
+                content=body,
+                headers=signed(connector["secret"], body, f"msg_{name}"),
+            )
+            assert resp.status_code in (200, 409), resp.text
+            inbox[name] = int(resp.json()["inbox_id"])
+    async with sessionmaker() as session, session.begin():
+        await outbound.fan_out(session, batch=500, grace=timedelta(0))
+    async with sessionmaker() as session, session.begin():
+        deliveries = [
+            str(i)
+            for i in (
+                await session.scalars(text("SELECT id FROM webhook_deliveries ORDER BY id"))
+            ).all()
+        ]
+        # a delivery a worker is sending right now (redelivering it is a conflict)
+        await session.execute(
+            text("UPDATE webhook_deliveries SET status = 'delivering' WHERE id = :id"),
+            {"id": int(deliveries[-1])},
+        )
+    world.named = {
+        "order_placed": placed["id"],
+        "order_paid": paid["id"],
+        "order_delivered": delivered["id"],
+        "shipment_pending": placed["shipments"][0]["id"],
+        "payment_authorized": payment["id"],
+        "order_line": line_a["id"],
+        "return_requested": requested["id"],
+        "return_approved": approved["id"],
+        "return_line": requested["lines"][0]["id"],
+        "connector": connector["name"],
+        "connector_secret": connector["secret"],
+        "subscription": sub["id"],
+        "supply": supply["id"],
+        "inbox_processed": str(inbox["processed"]),
+        "inbox_failed": str(inbox["failed"]),
+        "delivery": deliveries[0],
+        "delivery_sending": deliveries[-1],
+    }
     world.ids = {
         "order_id": [placed["id"], paid["id"], delivered["id"]],
         "shipment_id": [s["id"] for o in (placed, delivered) for s in o["shipments"]],
         "payment_id": [payment["id"]],
-        "return_id": [ret["id"]],
+        "return_id": [requested["id"], approved["id"]],
         "customer_id": ["cus_1"],
         "code": ["BER"],
         "warehouse": ["BER"],
@@ -124,6 +200,9 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
         "name": [connector["name"]],
         "subscription_id": [sub["id"]],
         "supply_id": [supply["id"]],
+        "outcome": ["received", "cancelled"],
+        "inbox_id": [str(inbox["processed"]), str(inbox["failed"])],
+        "delivery_id": deliveries[:2],
     }
     return world
 
@@ -153,12 +232,16 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, timeout: float = 60) -> Server:
-        env = os.environ | {
-            "OMS_DATABASE_URL": self.database_url,
-            "OMS_PORT": str(self.port),
-            "OMS_WORKERS": "1",
-            "OMS_RUN_MIGRATIONS_ON_START": "false",
-        } | self.env
+        env = (
+            os.environ
+            | {
+                "OMS_DATABASE_URL": self.database_url,
+                "OMS_PORT": str(self.port),
+                "OMS_WORKERS": "1",
+                "OMS_RUN_MIGRATIONS_ON_START": "false",
+            }
+            | self.env
+        )
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self._log = self.log_path.open("ab") if self.log_path else None
         self.proc = subprocess.Popen(
@@ -219,5 +302,5 @@ def serving(database_url: str, log_path: Path, **env: str) -> Iterator[Server]:
 @pytest.fixture
 async def world(
     app: FastAPI, clean_db: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[World]:
-    yield await build_world(app, sessionmaker)
+) -> World:
+    return await build_world(app, sessionmaker)

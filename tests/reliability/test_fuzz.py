@@ -91,7 +91,9 @@ def flatmap_path_parameters(
 
 @pytest.fixture(scope="module")
 async def fuzz_world(
-    app: FastAPI, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession],
+    app: FastAPI,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
 ) -> AsyncIterator[World]:
     from schemathesis.python import asgi

@@ -133,13 +133,21 @@ def _at(spec: Spec, delta: timedelta | None) -> datetime | None:
     return None if delta is None else spec.placed + delta
 
 
-async def load(engine: AsyncEngine) -> dict[str, Spec]:
-    """Insert the data set; returns the specs by key (with their generated ids)."""
+async def load(
+    engine: AsyncEngine,
+    *,
+    specs: list[Spec] | None = None,
+    returns: list[tuple[str, str, list[tuple[str, int, str]]]] | None = None,
+) -> dict[str, Spec]:
+    """Insert the data set (or the given orders); returns the specs by key."""
+    specs = SPECS if specs is None else specs
+    returns_spec = RETURNS if returns is None else returns
+    by_key = {s.key: s for s in specs}
     orders: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
     shipments: list[dict[str, Any]] = []
     allocations: list[dict[str, Any]] = []
-    for s in SPECS:
+    for s in specs:
         orders.append(
             {
                 "id": s.id,
@@ -229,14 +237,12 @@ async def load(engine: AsyncEngine) -> dict[str, Spec]:
                     "created_at": s.placed,
                 }
             )
-    returns: list[dict[str, Any]] = []
+    return_rows: list[dict[str, Any]] = []
     return_lines: list[dict[str, Any]] = []
-    for key, status, items in RETURNS:
-        spec = BY_KEY[key]
+    for key, status, items in returns_spec:
+        spec = by_key[key]
         rid = uuid.uuid4()
-        returns.append(
-            {"id": rid, "order_id": spec.id, "status": status, "created_by": "test"}
-        )
+        return_rows.append({"id": rid, "order_id": spec.id, "status": status, "created_by": "test"})
         for sku, qty, reason in items:
             line = next(ln for ln in spec.lines if ln.sku == sku)
             return_lines.append(
@@ -251,7 +257,6 @@ async def load(engine: AsyncEngine) -> dict[str, Spec]:
                     "discarded_quantity": 0,
                 }
             )
-    o3 = BY_KEY["O3"]
     async with engine.begin() as conn:
         await conn.execute(
             insert(Warehouse),
@@ -265,20 +270,22 @@ async def load(engine: AsyncEngine) -> dict[str, Spec]:
         await conn.execute(insert(OrderLine), lines)
         await conn.execute(insert(Shipment), shipments)
         await conn.execute(insert(Allocation), allocations)
-        await conn.execute(insert(Return), returns)
-        await conn.execute(insert(ReturnLine), return_lines)
-        await conn.execute(
-            insert(OrderEvent),
-            [
-                {
-                    "order_id": o3.id,
-                    "kind": "transition",
-                    "from_status": "delivered",
-                    "to_status": "returned",
-                    "actor": "test",
-                    "reason": "every delivered unit came back",
-                    "created_at": o3.placed + 40 * H,
-                }
-            ],
-        )
-    return BY_KEY
+        if return_rows:
+            await conn.execute(insert(Return), return_rows)
+            await conn.execute(insert(ReturnLine), return_lines)
+        events = [
+            {
+                "order_id": s.id,
+                "kind": "transition",
+                "from_status": "delivered",
+                "to_status": "returned",
+                "actor": "test",
+                "reason": "every delivered unit came back",
+                "created_at": s.placed + 40 * H,
+            }
+            for s in specs
+            if s.status == "returned"
+        ]
+        if events:
+            await conn.execute(insert(OrderEvent), events)
+    return by_key

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.helpers import auth
-from tests.reports.data import W_FROM, W_TO, Spec
+from tests.reports.data import W_FROM, W_TO, Line, Spec, load, t
 
 W = {"from": W_FROM, "to": W_TO}
 
@@ -341,9 +344,7 @@ async def test_late_orders_oldest_first(
     )
     assert item["age_hours"] > 48
     assert item["paid_at"] == "2025-03-03T09:30:00Z"
-    wide = await report(
-        client, keys, "late-orders", **{"from": "2025-01-01T00:00:00Z", "to": W_TO}
-    )
+    wide = await report(client, keys, "late-orders", **{"from": "2025-01-01T00:00:00Z", "to": W_TO})
     assert [i["id"] for i in wide["items"]] == [str(dataset["O7"].id), str(dataset["O5"].id)]
 
 
@@ -472,9 +473,7 @@ async def test_bad_input_is_a_422_problem(
     assert problem["errors"][0]["field"].startswith("query.")
 
 
-async def test_late_after_hours_is_checked(
-    client: httpx.AsyncClient, keys: dict[str, str]
-) -> None:
+async def test_late_after_hours_is_checked(client: httpx.AsyncClient, keys: dict[str, str]) -> None:
     for value in ("0", "8761", "soon"):
         resp = await client.get(
             "/v1/reports/fulfilment",
@@ -482,3 +481,75 @@ async def test_late_after_hours_is_checked(
             headers=auth(keys["admin"]),
         )
         assert resp.status_code == 422, value
+
+
+async def test_split_counts_live_shipments_only(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    """A rerouted order (first shipment cancelled, one live) is not split; two live are."""
+    specs = [
+        Spec("R1", t(1, 10, month=4), "EUR", "web", "DE", ("c", "c@example.com"), "paid",
+             [Line("A-1", 1, 100)], paid=timedelta(hours=1)),
+        Spec("R2", t(1, 11, month=4), "EUR", "web", "DE", ("c", "c@example.com"), "paid",
+             [Line("A-1", 1, 100), Line("B-2", 1, 100, warehouse="AMS")],
+             paid=timedelta(hours=1)),
+    ]  # fmt: skip
+    await load(engine, specs=specs, returns=[])
+    async with engine.begin() as conn:
+        # R1 was rerouted: its first shipment was cancelled and a second one made (seq 2);
+        # R2 lost its BER parcel the same way but still has two live ones (AMS and seq 3)
+        for key, cancel_code in (("R1", "BER"), ("R2", "BER")):
+            order_id = next(s.id for s in specs if s.key == key)
+            await conn.execute(
+                text(
+                    "UPDATE shipments SET status = 'cancelled' "
+                    "WHERE order_id = :o AND warehouse_code = :c"
+                ),
+                {"o": order_id, "c": cancel_code},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO shipments (id, order_id, seq, warehouse_id, warehouse_code, "
+                    "status, version, created_at, updated_at) "
+                    "SELECT gen_random_uuid(), order_id, 3, warehouse_id, 'AMS', 'pending', 1, "
+                    "created_at + interval '1 hour', created_at + interval '1 hour' "
+                    "FROM shipments WHERE order_id = :o AND seq = 1"
+                ),
+                {"o": order_id},
+            )
+    body = await report(
+        client,
+        keys,
+        "fulfilment",
+        **{"from": "2025-04-01T00:00:00Z", "to": "2025-04-02T00:00:00Z"},
+    )
+    assert body["split"] == {"orders_with_shipments": 2, "orders_split": 1, "share": 0.5}
+
+
+async def test_an_order_returned_without_a_return_record_counts_its_shipped_units(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    """The plain admin transition delivered -> returned, with no RMA: reason `unspecified`."""
+    specs = [
+        Spec("X1", t(1, 10, month=4), "EUR", "web", "DE", ("c", "c@example.com"), "returned",
+             [Line("A-1", 2, 100), Line("B-2", 3, 100, backordered=1)],
+             paid=timedelta(hours=1), shipped=timedelta(hours=2), delivered=timedelta(hours=3)),
+        Spec("X2", t(1, 11, month=4), "EUR", "web", "DE", ("c", "c@example.com"), "returned",
+             [Line("A-1", 1, 100)],
+             paid=timedelta(hours=1), shipped=timedelta(hours=2), delivered=timedelta(hours=3)),
+    ]  # fmt: skip
+    # X2 has a (received) return record: only its lines count, with their reason
+    await load(engine, specs=specs, returns=[("X2", "received", [("A-1", 1, "defective")])])
+    window = {"from": "2025-04-01T00:00:00Z", "to": "2025-04-02T00:00:00Z"}
+    reasons = await report(client, keys, "returns/by-reason", **window)
+    assert pick(reasons["items"], "reason", "units_returned", "orders_with_returns") == [
+        ("unspecified", 4, 1),  # X1: 2 x A-1 and the 2 B-2 that shipped
+        ("defective", 1, 1),
+    ]
+    products = await report(client, keys, "returns/by-product", **window)
+    assert pick(products["items"], "sku", "units_shipped", "units_returned", "return_rate") == [
+        ("A-1", 3, 3, 1.0),
+        ("B-2", 2, 2, 1.0),
+    ]
+    kpis = await report(client, keys, "fulfilment", **window)
+    assert kpis["returns"] == {"orders_with_returns": 2, "units_returned": 5, "rate": 1.0}

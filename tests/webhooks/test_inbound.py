@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from oms.orders.models import Order
 from oms.outbox.models import OutboxEvent
-from oms.webhooks.inbound.models import InboundPayment, InboxMessage
+from oms.payments.models import Payment
+from oms.webhooks.inbound.models import InboxMessage
 from tests.helpers import auth, order_body
 from tests.webhooks.conftest import (
     RelayFactory,
@@ -251,11 +252,11 @@ async def test_payment_before_order_is_kept_and_applied(
     assert history[-1]["actor"] == "connector:psp"
     left = await client.get("/v1/webhooks/inbox", params={"status": "pending"}, headers=admin)
     assert left.json()["items"] == []
-    assert await count(engine, InboundPayment) == 1
+    assert await count(engine, Payment) == 1
     # the same capture again (new event id, same provider reference) changes nothing
     again = await _post(client, "psp", pay, oms_headers(secret, pay))
     assert again.json()["detail"] == "payment was already recorded"
-    assert await count(engine, InboundPayment) == 1
+    assert await count(engine, Payment) == 1
 
 
 async def test_cancel_and_refund_before_order_apply_in_arrival_order(
@@ -286,7 +287,13 @@ async def test_cancel_and_refund_before_order_apply_in_arrival_order(
         types = (
             (await conn.execute(select(OutboxEvent.type).order_by(OutboxEvent.id))).scalars().all()
         )
-    assert types == ["order.placed", "order.paid", "payment.refunded", "order.cancelled"]
+    assert types == [
+        "order.placed",
+        "payment.captured",
+        "order.paid",
+        "refund.issued",
+        "order.cancelled",
+    ]
 
 
 async def test_pending_event_applied_by_worker_when_order_comes_from_the_api(
@@ -490,12 +497,24 @@ async def test_shopify_paid_order_and_refund(
     async with engine.connect() as conn:
         event = (
             await conn.execute(
-                select(OutboxEvent.payload).where(OutboxEvent.type == "payment.refunded")
+                select(OutboxEvent.payload).where(OutboxEvent.type == "refund.issued")
             )
         ).scalar_one()
     assert event["data"]["amount"] == 4100
-    assert event["data"]["total_refunded"] == 4100
-    assert event["data"]["external_reference"] == "5551"
+    assert event["data"]["order_id"] == created.json()["order_id"]
+    payments = (
+        await client.get(f"/v1/orders/{created.json()['order_id']}/payments", headers=admin)
+    ).json()
+    assert payments["refunded"] == 4100
+    assert payments["refunds"][0]["reason"]
+    again = await _post(
+        client, "shop", refund, shopify_headers("shpss_x1", refund, topic="refunds/create")
+    )
+    assert again.status_code == 200
+    assert again.json()["detail"] == "refund was already recorded"
+    assert (
+        await client.get(f"/v1/orders/{created.json()['order_id']}/payments", headers=admin)
+    ).json()["refunded"] == 4100
 
 
 async def test_woocommerce_sample_order_created_paid_then_cancelled(

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms.auth.models import ApiKey
+from oms.db import driver_connection
 from oms.shared.clock import utcnow
 from oms.shared.errors import NotFound, Unprocessable
 from oms.shared.roles import Role
@@ -63,26 +64,30 @@ async def create_api_key(
     return key, f"oms_{prefix}_{secret}"
 
 
+_AUTHENTICATE = """SELECT id, name, role, channel, secret_hash FROM api_keys
+WHERE prefix = $1 AND revoked_at IS NULL"""
+
+
 async def authenticate(session: AsyncSession, *, token: str) -> Principal | None:
-    """The principal for a token, or None if unknown, wrong or revoked (constant-time check)."""
+    """The principal for a token, or None if unknown, wrong or revoked (constant-time check).
+
+    Runs on every request: one prepared statement on the request's connection, no ORM.
+    """
     parts = _split(token)
     if parts is None:
         return None
     prefix, secret = parts
-    row = (
-        await session.execute(
-            select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.channel, ApiKey.secret_hash).where(
-                ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)
-            )
-        )
-    ).first()
+    conn = await driver_connection(session)
+    row = await conn.fetchrow(_AUTHENTICATE, prefix)
     candidate = _hash(secret)
     if row is None:
         hmac.compare_digest(candidate, candidate)  # same work whether or not the prefix exists
         return None
-    if not hmac.compare_digest(candidate, row.secret_hash):
+    if not hmac.compare_digest(candidate, row["secret_hash"]):
         return None
-    return Principal(key_id=row.id, name=row.name, role=Role(row.role), channel=row.channel)
+    return Principal(
+        key_id=row["id"], name=row["name"], role=Role(row["role"]), channel=row["channel"]
+    )
 
 
 async def list_api_keys(session: AsyncSession) -> list[ApiKey]:

@@ -115,7 +115,7 @@ async def adjust(body: AdjustmentCreate, session: Session, principal: Stocker) -
     summary="Load many stock levels at once (all or nothing)",
     description="Sets absolute on-hand quantities (a count per row) and optional settings. "
     "A bad row rejects the whole request with its row number (422 `bulk_row_invalid`).",
-    responses=problems(404, 409, *AUTH_PROBLEMS),
+    responses=problems(409, *AUTH_PROBLEMS),
 )
 async def bulk(body: BulkLoad, session: Session, principal: Admin) -> BulkResult:
     rows = [service.BulkRow(**r.model_dump()) for r in body.rows]

@@ -17,6 +17,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from oms.db import driver_connection
 from oms.inventory.models import (
     Allocation,
     IncomingSupply,
@@ -526,32 +527,44 @@ class WarehouseStock:
     available: dict[str, int]
 
 
+_SNAPSHOT = """SELECT w.id, w.code, w.country, w.latitude, w.longitude, w.priority, w.active,
+       w.ships_to, w.is_pickup_store, s.sku,
+       greatest(0, s.on_hand - s.reserved - s.safety_stock) AS available
+FROM warehouses w
+LEFT JOIN stock_levels s ON s.warehouse_id = w.id AND s.sku = ANY($1::text[])
+ORDER BY w.code"""
+
+
 async def routing_snapshot(session: AsyncSession, *, skus: Iterable[str]) -> list[WarehouseStock]:
-    """Every warehouse with the available units of ``skus`` (no locks taken)."""
-    wanted = sorted(set(skus))
-    whs = (await session.scalars(select(Warehouse).order_by(Warehouse.code))).all()
-    stock: dict[uuid.UUID, dict[str, int]] = defaultdict(dict)
-    rows = await session.execute(
-        select(StockLevel.warehouse_id, StockLevel.sku, AVAILABLE).where(StockLevel.sku.in_(wanted))
-    )
-    for wid, sku, avail in rows.all():
-        if avail > 0:
-            stock[wid][sku] = int(avail)
-    return [
-        WarehouseStock(
-            id=w.id,
-            code=w.code,
-            country=w.country,
-            latitude=w.latitude,
-            longitude=w.longitude,
-            priority=w.priority,
-            active=w.active,
-            ships_to=frozenset(w.ships_to) if w.ships_to else None,
-            is_pickup_store=w.is_pickup_store,
-            available=stock.get(w.id, {}),
-        )
-        for w in whs
-    ]
+    """Every warehouse with the available units of ``skus`` (no locks taken).
+
+    One query on the hot path of order placement (prepared once per connection). Warehouses
+    are read every time, not cached: a deactivated warehouse stops receiving orders at once.
+    """
+    conn = await driver_connection(session)
+    rows = await conn.fetch(_SNAPSHOT, sorted(set(skus)))
+    out: list[WarehouseStock] = []
+    current: WarehouseStock | None = None
+    for r in rows:
+        if current is None or current.id != r["id"]:
+            ships_to = r["ships_to"]
+            current = WarehouseStock(
+                id=r["id"],
+                code=r["code"],
+                country=r["country"],
+                latitude=r["latitude"],
+                longitude=r["longitude"],
+                priority=r["priority"],
+                active=r["active"],
+                ships_to=frozenset(ships_to) if ships_to else None,
+                is_pickup_store=r["is_pickup_store"],
+                available={},
+            )
+            out.append(current)
+        available = r["available"]
+        if available is not None and available > 0:
+            current.available[r["sku"]] = int(available)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,63 +577,77 @@ class Reservation:
     quantity: int
 
 
-async def reserve(session: AsyncSession, *, reservations: Sequence[Reservation]) -> bool:
-    """Reserve the units, or return False if any (warehouse, sku) no longer has them.
+_RESERVE = """WITH want AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[]) AS w(warehouse_id, sku, qty)
+), locked AS (
+  SELECT s.warehouse_id, s.sku, s.on_hand - s.reserved - s.safety_stock >= w.qty AS enough
+  FROM stock_levels s
+  JOIN want w ON w.warehouse_id = s.warehouse_id AND w.sku = s.sku
+  ORDER BY s.warehouse_id, s.sku COLLATE "C"
+  FOR UPDATE OF s
+), ok AS (
+  SELECT count(*) FILTER (WHERE enough) = cardinality($1::uuid[]) AS ok FROM locked
+), allocated AS (
+  INSERT INTO allocations (id, order_id, order_line_id, shipment_id, warehouse_id, sku,
+                           quantity, status, created_at)
+  SELECT a.id, a.order_id, a.line_id, a.shipment_id, a.warehouse_id, a.sku, a.qty, 'open', $4
+  FROM unnest($5::uuid[], $6::uuid[], $7::uuid[], $8::uuid[], $9::uuid[], $10::text[],
+              $11::int[]) AS a(id, order_id, line_id, shipment_id, warehouse_id, sku, qty),
+       ok
+  WHERE ok.ok
+)
+UPDATE stock_levels s SET reserved = s.reserved + w.qty, updated_at = $4
+FROM want w, ok
+WHERE ok.ok AND s.warehouse_id = w.warehouse_id AND s.sku = w.sku
+RETURNING s.warehouse_id, s.sku, s.on_hand, s.reserved, s.safety_stock, s.low_stock_threshold"""
 
-    The caller runs this inside a savepoint and rolls it back on False. Allocation rows are
-    written first; the conditional stock UPDATEs come last, in (warehouse_id, sku) order.
+
+async def reserve(session: AsyncSession, *, reservations: Sequence[Reservation]) -> bool:
+    """Reserve the units, or return False (reserving nothing) if any (warehouse, sku) no
+    longer has them.
+
+    One statement, all or nothing: it locks the stock rows in (warehouse_id, sku) order (the
+    order every other writer of stock rows uses, so no deadlocks), checks that each still has
+    the units, and only then writes the allocation rows and raises ``reserved``. It is the
+    contended statement, so callers send it last before commit; a caller that gets False rolls
+    back to a savepoint taken before it, which also releases the row locks.
     """
+    if not reservations:
+        return True
     now = utcnow()
-    await session.execute(
-        insert(Allocation),
-        [
-            {
-                "id": uuid.uuid4(),
-                "order_id": r.order_id,
-                "order_line_id": r.order_line_id,
-                "shipment_id": r.shipment_id,
-                "warehouse_id": r.warehouse_id,
-                "sku": r.sku,
-                "quantity": r.quantity,
-                "status": "open",
-                "created_at": now,
-            }
-            for r in reservations
-        ],
-    )
     totals: dict[tuple[uuid.UUID, str], int] = defaultdict(int)
     for r in reservations:
         totals[(r.warehouse_id, r.sku)] += r.quantity
-    lows: list[tuple[uuid.UUID, str, int, int, int | None]] = []
-    for (wid, sku), qty in sorted(totals.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
-        result = await session.execute(
-            update(StockLevel)
-            .where(
-                StockLevel.warehouse_id == wid,
-                StockLevel.sku == sku,
-                StockLevel.on_hand - StockLevel.reserved - StockLevel.safety_stock >= qty,
-            )
-            .values(reserved=StockLevel.reserved + qty, updated_at=now)
-            .returning(
-                StockLevel.on_hand,
-                StockLevel.reserved,
-                StockLevel.safety_stock,
-                StockLevel.low_stock_threshold,
-            )
-        )
-        row = result.first()
-        if row is None:
-            return False
-        after = _available(row.on_hand, row.reserved, row.safety_stock)
-        if row.low_stock_threshold is not None:
-            lows.append((wid, sku, after + qty, after, row.low_stock_threshold))
-    for wid, sku, before, after, threshold in lows:
+    keys = sorted(totals, key=lambda k: (str(k[0]), k[1]))
+    conn = await driver_connection(session)
+    rows = await conn.fetch(
+        _RESERVE,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [totals[k] for k in keys],
+        now,
+        [uuid.uuid4() for _ in reservations],
+        [r.order_id for r in reservations],
+        [r.order_line_id for r in reservations],
+        [r.shipment_id for r in reservations],
+        [r.warehouse_id for r in reservations],
+        [r.sku for r in reservations],
+        [r.quantity for r in reservations],
+    )
+    if len(rows) != len(keys):
+        return False
+    for row in rows:
+        threshold = row["low_stock_threshold"]
+        if threshold is None:
+            continue
+        qty = totals[(row["warehouse_id"], row["sku"])]
+        after = _available(row["on_hand"], row["reserved"], row["safety_stock"])
         await _maybe_low_stock(
             session,
-            warehouse_id=wid,
+            warehouse_id=row["warehouse_id"],
             warehouse_code=None,
-            sku=sku,
-            before=before,
+            sku=row["sku"],
+            before=after + qty,
             after=after,
             threshold=threshold,
         )

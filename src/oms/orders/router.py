@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import EmailStr
 
 from oms.auth.service import Principal
@@ -167,6 +168,7 @@ async def create_order(
 ) -> OrderRead | Response:
     settings = request.app.state.settings
     scope = str(principal.key_id)
+    idempotent = None
     if idempotency_key is not None:
         stored = await service.claim_idempotency_key(
             session,
@@ -181,21 +183,24 @@ async def create_order(
             response.headers["Idempotent-Replayed"] = "true"
             response.headers["Location"] = f"/v1/orders/{replay.id}"
             return replay
-    order = await service.place_order(
-        session, data=data, principal=principal, request_id=request_id_var.get()
+        idempotent = service.IdempotentRequest(scope=scope, key=idempotency_key)
+    placed = await service.place_order_with_shipments(
+        session,
+        data=data,
+        principal=principal,
+        request_id=request_id_var.get(),
+        idempotency=idempotent,
+        render=_render,
     )
-    read = (await read_orders(session, [order]))[0]
-    if idempotency_key is not None:
-        await service.store_idempotent_response(
-            session,
-            scope=scope,
-            key=idempotency_key,
-            status=201,
-            body=read.model_dump(mode="json"),
-            order_id=order.id,
-        )
-    response.headers["Location"] = f"/v1/orders/{order.id}"
-    return read
+    body = placed.body if placed.body is not None else _render(placed.order, placed.shipments)
+    # Already validated and in JSON form: skip FastAPI's second pass through the response model.
+    return JSONResponse(
+        body, status_code=201, headers={"Location": f"/v1/orders/{placed.order.id}"}
+    )
+
+
+def _render(order: Order, shipments: list[service.ShipmentView]) -> dict[str, Any]:
+    return to_read(order, shipments).model_dump(mode="json")
 
 
 @router.get(

@@ -9,18 +9,19 @@ import json
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from oms.auth.service import Principal
-from oms.db import after_commit
+from oms.db import after_commit, driver_connection
 from oms.inventory import service as inventory_service
 from oms.orders import domain
 from oms.orders.domain import OrderStatus, PaymentMethod, ShipmentStatus
@@ -349,6 +350,76 @@ async def _write_plan(
     order.routing = routing
 
 
+_PLACE_ORDER = """WITH o AS (
+  INSERT INTO orders (id, status, version, channel, external_reference, customer_id,
+    customer_email, currency, payment_method, priority, ship_name, ship_lines, ship_city,
+    ship_postal_code, ship_region, ship_country, ship_latitude, ship_longitude, subtotal_amount,
+    tax_amount, shipping_fee, total_amount, fulfillment, pickup_warehouse_code, notes,
+    attributes, routing, created_by, created_at, updated_at)
+  VALUES ($1, 'placed', 1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13, $14, $15,
+    $16, $17, $18, $19, $20, $21, $22, $23, $24::jsonb, $25::jsonb, $26, $27, $27)
+  ON CONFLICT (channel, external_reference) WHERE external_reference IS NOT NULL DO NOTHING
+  RETURNING id, number
+), lines AS (
+  INSERT INTO order_lines (id, order_id, line_no, sku, name, quantity, unit_price, tax_rate_bps,
+    subtotal_amount, tax_amount, total_amount, backordered)
+  SELECT u.id, o.id, u.line_no, u.sku, u.name, u.quantity, u.unit_price, u.tax_rate_bps,
+    u.subtotal, u.tax, u.total, u.backordered
+  FROM o, unnest($28::uuid[], $29::int[], $30::text[], $31::text[], $32::int[], $33::bigint[],
+                 $34::int[], $35::bigint[], $36::bigint[], $37::bigint[], $38::int[])
+    AS u(id, line_no, sku, name, quantity, unit_price, tax_rate_bps, subtotal, tax, total,
+         backordered)
+), history AS (
+  INSERT INTO order_events (order_id, kind, from_status, to_status, actor, actor_role, data,
+    request_id, created_at)
+  SELECT o.id, 'transition', NULL, 'placed', $26, $39, '{}'::jsonb, $40, $27 FROM o
+), shipments AS (
+  INSERT INTO shipments (id, order_id, seq, warehouse_id, warehouse_code, status, version,
+    created_at, updated_at)
+  SELECT u.id, o.id, u.seq, u.warehouse_id, u.code, 'pending', 1, $27, $27
+  FROM o, unnest($41::uuid[], $42::int[], $43::uuid[], $44::text[])
+    AS u(id, seq, warehouse_id, code)
+), outbox AS (
+  INSERT INTO outbox_events (event_id, type, aggregate_type, aggregate_id, payload, created_at)
+  SELECT $45, 'order.placed', 'order', o.id::text,
+         jsonb_set($46::jsonb, '{data,number}', to_jsonb(o.number)), $27
+  FROM o
+), replay AS (
+  UPDATE idempotency_keys
+  SET response_status = 201, order_id = o.id,
+      response_body = jsonb_set($47::jsonb, '{number}', to_jsonb(o.number))
+  FROM o
+  WHERE $48::text IS NOT NULL AND scope = $48 AND key = $49
+)
+SELECT number FROM o"""
+"""Everything an order placement writes except the reservation, in one round trip: the order
+(routing included), its lines (backorders included), the ``placed`` history row, the shipments,
+the ``order.placed`` outbox event and the stored idempotent response. The order number is an
+identity assigned by the INSERT, so it is patched into the two JSON documents in SQL."""
+
+_SAVEPOINT = "SAVEPOINT oms_place_order"
+_ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT oms_place_order"
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentRequest:
+    """The claimed key under which the response of this placement is stored."""
+
+    scope: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedOrder:
+    order: Order
+    shipments: list[ShipmentView]
+    body: dict[str, Any] | None
+    """The rendered response (when rendered for an idempotent request), number filled in."""
+
+
+Render = Callable[[Order, "list[ShipmentView]"], dict[str, Any]]
+
+
 async def place_order(
     session: AsyncSession, *, data: OrderCreate, principal: Principal, request_id: str | None
 ) -> Order:
@@ -356,6 +427,31 @@ async def place_order(
 
     Not enough stock: 409 ``insufficient_stock`` naming the short lines, and nothing is stored
     (the request's transaction rolls back).
+    """
+    placed = await place_order_with_shipments(
+        session, data=data, principal=principal, request_id=request_id
+    )
+    return placed.order
+
+
+async def place_order_with_shipments(
+    session: AsyncSession,
+    *,
+    data: OrderCreate,
+    principal: Principal,
+    request_id: str | None,
+    idempotency: IdempotentRequest | None = None,
+    render: Render | None = None,
+) -> PlacedOrder:
+    """:func:`place_order`, also returning the shipments, and storing the idempotent response.
+
+    The hot path of oms, in round trips: the routing snapshot and the channel policy (two
+    reads, no locks), a savepoint, one statement writing the order and everything that goes
+    with it, and last the reservation (one statement that locks the stock rows in a fixed
+    order and reserves all or nothing). If the stock moved between snapshot and reservation,
+    it rolls back to the savepoint (releasing the locks) and routes again, at most
+    MAX_ROUTE_ATTEMPTS times. With ``idempotency`` and ``render``, the response rendered from
+    the new order is stored under the key in the same statement as the order.
     """
     if principal.channel is not None and data.channel != principal.channel:
         raise Forbidden(
@@ -368,115 +464,260 @@ async def place_order(
     ]
     totals = domain.order_totals(amounts, data.shipping_fee)
     addr = data.shipping_address
-    values = {
-        "id": order_id,
-        "status": OrderStatus.PLACED.value,
-        "version": 1,
-        "channel": data.channel,
-        "external_reference": data.external_reference,
-        "customer_id": data.customer.id,
-        "customer_email": data.customer.email.lower() if data.customer.email else None,
-        "currency": data.currency,
-        "payment_method": data.payment_method.value,
-        "priority": data.priority.value,
-        "ship_name": addr.name,
-        "ship_lines": addr.lines,
-        "ship_city": addr.city,
-        "ship_postal_code": addr.postal_code,
-        "ship_region": addr.region,
-        "ship_country": addr.country,
-        "ship_latitude": addr.latitude,
-        "ship_longitude": addr.longitude,
-        "subtotal_amount": totals.subtotal,
-        "tax_amount": totals.tax_total,
-        "shipping_fee": totals.shipping_fee,
-        "total_amount": totals.total,
-        "fulfillment": "pickup" if data.pickup_store else "ship",
-        "pickup_warehouse_code": data.pickup_store,
-        "notes": data.notes,
-        "attributes": data.attributes,
-        "created_by": principal.actor,
-        "created_at": now,
-        "updated_at": now,
-    }
-    stmt = pg_insert(Order).values(**values)
-    if data.external_reference is not None:
-        stmt = stmt.on_conflict_do_nothing(
-            index_elements=["channel", "external_reference"],
-            index_where=Order.external_reference.is_not(None),
+    order = Order(
+        id=order_id,
+        number=0,
+        status=OrderStatus.PLACED.value,
+        version=1,
+        channel=data.channel,
+        external_reference=data.external_reference,
+        customer_id=data.customer.id,
+        customer_email=data.customer.email.lower() if data.customer.email else None,
+        currency=data.currency,
+        payment_method=data.payment_method.value,
+        priority=data.priority.value,
+        ship_name=addr.name,
+        ship_lines=addr.lines,
+        ship_city=addr.city,
+        ship_postal_code=addr.postal_code,
+        ship_region=addr.region,
+        ship_country=addr.country,
+        ship_latitude=addr.latitude,
+        ship_longitude=addr.longitude,
+        subtotal_amount=totals.subtotal,
+        tax_amount=totals.tax_total,
+        shipping_fee=totals.shipping_fee,
+        total_amount=totals.total,
+        carrier=None,
+        tracking_number=None,
+        fulfillment="pickup" if data.pickup_store else "ship",
+        pickup_warehouse_code=data.pickup_store,
+        notes=data.notes,
+        attributes=data.attributes,
+        routing=None,
+        created_by=principal.actor,
+        created_at=now,
+        updated_at=now,
+        paid_at=None,
+        shipped_at=None,
+        delivered_at=None,
+        cancelled_at=None,
+    )
+    lines = [
+        OrderLine(
+            id=uuid.uuid4(),
+            order_id=order_id,
+            line_no=i,
+            sku=ln.sku,
+            name=ln.name,
+            quantity=ln.quantity,
+            unit_price=ln.unit_price,
+            tax_rate_bps=ln.tax_rate_bps,
+            backordered=0,
+            subtotal_amount=a.subtotal,
+            tax_amount=a.tax,
+            total_amount=a.total,
         )
-    inserted = (await session.execute(stmt.returning(Order.id))).scalar_one_or_none()
-    if inserted is None:
-        existing = await session.scalar(
-            select(Order.id).where(
-                Order.channel == data.channel, Order.external_reference == data.external_reference
+        for i, (ln, a) in enumerate(zip(data.lines, amounts, strict=True), start=1)
+    ]
+    order.lines = lines
+    route_lines = [RouteLine(line_id=str(ln.id), sku=ln.sku, quantity=ln.quantity) for ln in lines]
+    line_ids = {str(ln.id): ln for ln in lines}
+    address = _address(order)
+    conn = await driver_connection(session)
+    savepoint = False
+    for _attempt in range(MAX_ROUTE_ATTEMPTS):
+        plan = await routing_service.plan(
+            session,
+            lines=route_lines,
+            address=address,
+            channel=data.channel,
+            pickup_code=data.pickup_store,
+        )
+        if not plan.acceptable:
+            await _raise_if_duplicate(session, data=data)
+            raise insufficient_stock(plan)
+        codes = {c.warehouse_id: c.code for c in plan.explanation.candidates}
+        shipments = {
+            wid: Shipment(
+                id=uuid.uuid4(),
+                order_id=order_id,
+                seq=seq,
+                warehouse_id=uuid.UUID(wid),
+                warehouse_code=codes[wid],
+                status=ShipmentStatus.PENDING.value,
+                version=1,
+                carrier=None,
+                tracking_number=None,
+                created_at=now,
+                updated_at=now,
+                picked_at=None,
+                packed_at=None,
+                shipped_at=None,
+                delivered_at=None,
+                cancelled_at=None,
             )
+            for seq, wid in enumerate(plan.warehouses, start=1)
+        }
+        backordered: dict[str, int] = defaultdict(int)
+        for short in plan.backorders:
+            backordered[short.line_id] += short.missing
+        for line_id, line in line_ids.items():
+            line.backordered = backordered[line_id]
+        order.routing = {
+            "warehouses": [codes[w] for w in plan.warehouses],
+            "fully_filled": plan.fully_filled,
+            "backorders": [
+                {"line_id": s.line_id, "sku": s.sku, "quantity": s.missing} for s in plan.backorders
+            ],
+            "explanation": plan.explanation.to_dict(),
+        }
+        carried: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for a in plan.allocations:
+            carried[a.warehouse_id].append(
+                {"order_line_id": line_ids[a.line_id].id, "sku": a.sku, "quantity": a.quantity}
+            )
+        views = [ShipmentView(sh, carried[wid]) for wid, sh in shipments.items()]
+        body = render(order, views) if render is not None and idempotency is not None else None
+        if not savepoint:
+            await conn.execute(_SAVEPOINT)
+            savepoint = True
+        event_id = uuid.uuid4()
+        number = await conn.fetchval(
+            _PLACE_ORDER,
+            *_order_params(order, lines, shipments.values(), principal, request_id),
+            event_id,
+            json.dumps(
+                {
+                    "id": str(event_id),
+                    "type": "order.placed",
+                    "occurred_at": now.isoformat(),
+                    "data": {**order_summary(order), "warehouses": order.routing["warehouses"]},
+                },
+                default=str,
+            ),
+            None if body is None else json.dumps(body),
+            idempotency.scope if idempotency is not None else None,
+            idempotency.key if idempotency is not None else None,
         )
+        if number is None:
+            await _raise_if_duplicate(session, data=data)
+            raise RuntimeError("the order insert returned no row")  # pragma: no cover
+        reservations = [
+            inventory_service.Reservation(
+                order_id=order_id,
+                order_line_id=line_ids[a.line_id].id,
+                shipment_id=shipments[a.warehouse_id].id,
+                warehouse_id=uuid.UUID(a.warehouse_id),
+                sku=a.sku,
+                quantity=a.quantity,
+            )
+            for a in plan.allocations
+        ]
+        if await inventory_service.reserve(session, reservations=reservations):
+            break
+        await conn.execute(_ROLLBACK_TO_SAVEPOINT)  # undo the writes, release the row locks
+    else:
+        raise Conflict(
+            "stock kept moving while this order was being routed; retry",
+            code="stock_contention",
+            headers={"Retry-After": "1"},
+        )
+    order.number = number
+    if body is not None:
+        body["number"] = number
+
+    channel, warehouses = data.channel, len(plan.warehouses)
+
+    def _committed() -> None:
+        metrics.ORDERS_PLACED.labels(channel=channel).inc()
+        log.info(
+            "order placed",
+            extra={
+                "event": "order.placed",
+                "order_id": str(order_id),
+                "channel": channel,
+                "shipments": warehouses,
+            },
+        )
+
+    after_commit(session, _committed)
+    return PlacedOrder(order, views, body)
+
+
+def _order_params(
+    order: Order,
+    lines: list[OrderLine],
+    shipments: Iterable[Shipment],
+    principal: Principal,
+    request_id: str | None,
+) -> list[Any]:
+    """Parameters $1-$44 of _PLACE_ORDER."""
+    ships = list(shipments)
+    return [
+        order.id,
+        order.channel,
+        order.external_reference,
+        order.customer_id,
+        order.customer_email,
+        order.currency,
+        order.payment_method,
+        order.priority,
+        order.ship_name,
+        json.dumps(order.ship_lines),
+        order.ship_city,
+        order.ship_postal_code,
+        order.ship_region,
+        order.ship_country,
+        order.ship_latitude,
+        order.ship_longitude,
+        order.subtotal_amount,
+        order.tax_amount,
+        order.shipping_fee,
+        order.total_amount,
+        order.fulfillment,
+        order.pickup_warehouse_code,
+        order.notes,
+        json.dumps(order.attributes),
+        json.dumps(order.routing),
+        order.created_by,
+        order.created_at,
+        [ln.id for ln in lines],
+        [ln.line_no for ln in lines],
+        [ln.sku for ln in lines],
+        [ln.name for ln in lines],
+        [ln.quantity for ln in lines],
+        [ln.unit_price for ln in lines],
+        [ln.tax_rate_bps for ln in lines],
+        [ln.subtotal_amount for ln in lines],
+        [ln.tax_amount for ln in lines],
+        [ln.total_amount for ln in lines],
+        [ln.backordered for ln in lines],
+        principal.role.value,
+        request_id,
+        [sh.id for sh in ships],
+        [sh.seq for sh in ships],
+        [sh.warehouse_id for sh in ships],
+        [sh.warehouse_code for sh in ships],
+    ]
+
+
+async def _raise_if_duplicate(session: AsyncSession, *, data: OrderCreate) -> None:
+    """409 ``duplicate_external_reference`` if the channel already has this reference."""
+    if data.external_reference is None:
+        return
+    existing = await session.scalar(
+        select(Order.id).where(
+            Order.channel == data.channel, Order.external_reference == data.external_reference
+        )
+    )
+    if existing is not None:
         raise Conflict(
             f"channel '{data.channel}' already has an order with external reference "
             f"'{data.external_reference}'",
             code="duplicate_external_reference",
             order_id=str(existing),
         )
-    await session.execute(
-        insert(OrderLine),
-        [
-            {
-                "id": uuid.uuid4(),
-                "order_id": order_id,
-                "line_no": i,
-                "sku": ln.sku,
-                "name": ln.name,
-                "quantity": ln.quantity,
-                "unit_price": ln.unit_price,
-                "tax_rate_bps": ln.tax_rate_bps,
-                "subtotal_amount": a.subtotal,
-                "tax_amount": a.tax,
-                "total_amount": a.total,
-            }
-            for i, (ln, a) in enumerate(zip(data.lines, amounts, strict=True), start=1)
-        ],
-    )
-    await session.execute(
-        insert(OrderEvent).values(
-            order_id=order_id,
-            kind="transition",
-            from_status=None,
-            to_status=OrderStatus.PLACED.value,
-            actor=principal.actor,
-            actor_role=principal.role.value,
-            data={},
-            request_id=request_id,
-            created_at=now,
-        )
-    )
-    order = await get_order(session, order_id=order_id, principal=principal)
-    plan = await _route_and_reserve(session, order=order, lines=list(order.lines))
-    await record_event(
-        session,
-        type="order.placed",
-        aggregate_type="order",
-        aggregate_id=str(order_id),
-        data={
-            **order_summary(order),
-            "warehouses": order.routing["warehouses"] if order.routing else [],
-        },
-    )
-
-    def _committed() -> None:
-        metrics.ORDERS_PLACED.labels(channel=data.channel).inc()
-        log.info(
-            "order placed",
-            extra={
-                "event": "order.placed",
-                "order_id": str(order_id),
-                "channel": data.channel,
-                "shipments": len(plan.warehouses),
-            },
-        )
-
-    after_commit(session, _committed)
-    return order
 
 
 # ---- shipments --------------------------------------------------------------------------

@@ -292,6 +292,43 @@ async def issue_refund(
     return refunds
 
 
+async def record_provider_refund(
+    session: AsyncSession,
+    *,
+    order_id: uuid.UUID,
+    amount: int,
+    currency: str,
+    reason: str,
+    provider_reference: str,
+    principal: Principal,
+) -> tuple[list[Refund], bool]:
+    """A refund reported by a payment provider; a repeat of its reference changes nothing."""
+    existing = (
+        await session.scalars(
+            select(Refund).where(
+                Refund.order_id == order_id, Refund.provider_reference == provider_reference
+            )
+        )
+    ).all()
+    if existing:
+        return list(existing), False
+    order = await _order_for_update(session, order_id, principal)
+    if currency != order.currency:
+        raise Unprocessable(
+            f"the refund is in {currency} but the order is in {order.currency}",
+            code="currency_mismatch",
+        )
+    refunds = await issue_refund(
+        session,
+        order_id=order_id,
+        amount=amount,
+        reason=reason,
+        principal=principal,
+        provider_reference=provider_reference,
+    )
+    return refunds, True
+
+
 async def record_cash_on_delivery(session: AsyncSession, *, order: Order, actor: str) -> None:
     """Cash on delivery is captured at delivery: record the cash payment for the balance."""
     captured = await _captured_total(session, order.id)

@@ -358,7 +358,9 @@ FULFILMENT_DOC = """Over the orders placed in the window:
 * `fill`: units shipped (consumed allocations) / units ordered, over the sales; unshipped
   orders count as unfilled, so recent windows read low. `rate_of_shipped_orders` is the same
   over the orders that have shipped: the share of ordered units their parcels carried.
-* `returns`: units returned (non-rejected returns of the window's orders) / units shipped.
+* `returns`: units returned / units shipped, for the window's orders. Returned units are the
+  lines of returns (RMAs) that were not rejected; an order moved to `returned` without any
+  return record counts all its shipped units.
 * `late`: orders not cancelled and still not shipped `late_after_hours` after placement at
   `as_of` (now) (`open`), plus orders that shipped later than that (`shipped_late`);
   `rate` = total / sales.
@@ -393,8 +395,10 @@ async def fulfilment(
     response_model=ReturnsByProduct,
     summary="Return rate by product",
     description="The SKUs with the most returned units among the window's orders: units "
-    "shipped, units returned (non-rejected returns) and `return_rate` = returned / shipped "
-    "(null when none shipped). Not per currency: no money here." + WINDOW_DOC,
+    "shipped, units returned and `return_rate` = returned / shipped (null when none shipped). "
+    "Returned units are the lines of returns (RMAs) that were not rejected; an order moved to "
+    "`returned` without any return record counts all its shipped units. Not per currency: no "
+    "money here." + WINDOW_DOC,
     responses=_doc(
         "rank,sku,units_shipped,units_returned,orders_with_returns,return_rate\r\n"
         "1,TSHIRT-RED-M,1204,61,58,0.050664\r\n"
@@ -412,8 +416,9 @@ async def returns_by_product(_: Admin, session: Session, q: Query_, limit: Limit
     "/returns/by-reason",
     response_model=ReturnsByReason,
     summary="Returns by reason",
-    description="Returned units of the window's orders per return reason, with each reason's "
-    "share of all returned units." + WINDOW_DOC,
+    description="Returned units of the window's orders per reason code of the return lines, "
+    "with each reason's share of all returned units (`unspecified`: orders moved to "
+    "`returned` without a return record)." + WINDOW_DOC,
     responses=_doc(
         "reason,units_returned,orders_with_returns,share\r\nsize_or_fit,412,380,0.31\r\n"
     ),

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from oms.db import driver_connection
 from oms.inventory import service as inventory_service
 from oms.routing import geo
 from oms.routing.domain import (
@@ -72,8 +73,32 @@ async def list_policies(session: AsyncSession) -> list[RoutingPolicyRow]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _PolicyValues:
+    """The columns of a channel's policy row that routing needs."""
+
+    max_shipments: int | None
+    allow_line_split: bool
+    allow_backorder: bool
+    warehouse_codes: list[str] | None
+    distance_band_km: float
+    exclude_pickup_stores: bool
+
+
+_POLICY = """SELECT max_shipments, allow_line_split, allow_backorder, warehouse_codes,
+       distance_band_km, exclude_pickup_stores
+FROM routing_policies WHERE channel = $1"""
+
+
+async def _policy_values(session: AsyncSession, *, channel: str) -> _PolicyValues | None:
+    """The channel's policy, read with one prepared statement (order placement's hot path)."""
+    conn = await driver_connection(session)
+    row = await conn.fetchrow(_POLICY, channel)
+    return None if row is None else _PolicyValues(**dict(row.items()))
+
+
 def _policy(
-    row: RoutingPolicyRow | None,
+    row: RoutingPolicyRow | _PolicyValues | None,
     snapshot: Sequence[inventory_service.WarehouseStock],
     pickup_code: str | None,
 ) -> RoutingPolicy:
@@ -136,6 +161,6 @@ async def plan(
 ) -> RoutePlan:
     """Route an order against the current stock (no locks, nothing reserved)."""
     snapshot = await inventory_service.routing_snapshot(session, skus=[ln.sku for ln in lines])
-    row = await get_policy_row(session, channel=channel)
+    row = await _policy_values(session, channel=channel)
     policy = _policy(row, snapshot, pickup_code)
     return plan_route(lines, destination_for(address), [_candidate(w) for w in snapshot], policy)

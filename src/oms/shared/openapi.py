@@ -60,6 +60,16 @@ BigId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="A bigint id")]
 _BODY_METHODS = ("post", "put", "patch")
 
 
+_UNCONSTRAINED = {"type", "title", "description", "examples", "default"}
+
+
+def _can_be_invalid(schema: dict[str, Any]) -> bool:
+    """Whether some value of a parameter fails validation (a plain string never does)."""
+    if "anyOf" in schema:
+        return any(_can_be_invalid(s) for s in schema["anyOf"] if s.get("type") != "null")
+    return schema.get("type") != "string" or not set(schema) <= _UNCONSTRAINED
+
+
 def document_transport_problems(
     schema: dict[str, Any], *, raw_body_prefixes: tuple[str, ...] = ()
 ) -> None:
@@ -68,11 +78,16 @@ def document_transport_problems(
     The middleware answers 413 (body too large) and 415 (not JSON) to any POST/PUT/PATCH, and
     a body that is not valid JSON is 400 ``malformed_json`` wherever a JSON body is read.
     Raw-body routes take any content type, so they get no 415. Problems are only ever sent as
-    ``application/problem+json``, so that is the one media type documented for them.
+    ``application/problem+json``, so that is the one media type documented for them. An
+    operation with neither a body nor a parameter that can be invalid never answers 422.
     """
     for path, item in schema.get("paths", {}).items():
         for method, operation in item.items():
             responses = operation.setdefault("responses", {})
+            if "requestBody" not in operation and not any(
+                _can_be_invalid(p.get("schema", {})) for p in operation.get("parameters", [])
+            ):
+                responses.pop("422", None)
             if method in _BODY_METHODS:
                 statuses = [413]
                 if not path.startswith(raw_body_prefixes):

@@ -96,34 +96,3 @@ class InboxMessage(Base):
     )
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-class InboundPayment(Base):
-    """A payment fact reported by a webhook (captured or refunded), linked to its order."""
-
-    __tablename__ = "webhook_payments"
-    __table_args__ = (
-        CheckConstraint("kind IN ('captured','refunded')", name="kind_valid"),
-        CheckConstraint("amount > 0", name="amount_positive"),
-        Index(
-            "uq_webhook_payments_order_kind_reference",
-            "order_id",
-            "kind",
-            "reference",
-            unique=True,
-            postgresql_where=text("reference IS NOT NULL"),
-        ),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    inbox_id: Mapped[int] = mapped_column(
-        ForeignKey("webhook_inbox.id", ondelete="CASCADE"), unique=True
-    )
-    order_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("orders.id", ondelete="CASCADE"), index=True
-    )
-    kind: Mapped[str] = mapped_column(String(16))
-    amount: Mapped[int] = mapped_column(BigInteger)
-    currency: Mapped[str] = mapped_column(String(3))
-    reference: Mapped[str | None] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -35,10 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms.auth.service import Principal
 from oms.orders import service as orders_service
-from oms.orders.domain import OrderStatus
+from oms.orders.domain import OrderStatus, PaymentMethod
 from oms.orders.models import Order
 from oms.orders.schemas import OrderCreate, TransitionRequest
-from oms.outbox.service import record_event
+from oms.payments import service as payments_service
 from oms.shared.clock import utcnow
 from oms.shared.errors import Conflict, NotFound, ProblemError, Unprocessable
 from oms.shared.roles import Role
@@ -46,7 +46,7 @@ from oms.webhooks import metrics
 from oms.webhooks.inbound.adapters import get_adapter
 from oms.webhooks.inbound.adapters.base import EventType, InboundEvent, InvalidPayload
 from oms.webhooks.inbound.adapters.oms import validation_errors
-from oms.webhooks.inbound.models import Connector, InboundPayment, InboxMessage
+from oms.webhooks.inbound.models import Connector, InboxMessage
 from oms.webhooks.inbound.schemas import ConnectorCreate, ConnectorUpdate, InboundResult
 
 log = logging.getLogger("oms.webhooks.inbound")
@@ -488,7 +488,14 @@ async def _lock_target(session: AsyncSession, channel: str, external_reference: 
 
 async def _find_order(session: AsyncSession, *, channel: str, event: InboundEvent) -> Any:
     # orders.service has no lookup by external reference; a read-only query keeps it local
-    stmt = select(Order.id, Order.status, Order.currency, Order.total_amount, Order.channel)
+    stmt = select(
+        Order.id,
+        Order.status,
+        Order.currency,
+        Order.total_amount,
+        Order.channel,
+        Order.payment_method,
+    )
     if event.order_id is not None:
         stmt = stmt.where(Order.id == event.order_id, Order.channel == channel)
     else:
@@ -578,48 +585,13 @@ async def _apply(
             request_id=request_id,
         )
         return _Applied("processed", row.id, detail)
-    detail = await _refund(session, order=row, event=event, inbox_id=inbox_id)
+    detail = await _refund(session, order=row, event=event, inbox_id=inbox_id, principal=principal)
     return _Applied("processed", row.id, detail)
 
 
-async def _record_payment(
-    session: AsyncSession, *, order: Row[Any], event: InboundEvent, inbox_id: int, kind: str
-) -> bool:
-    """Store the payment fact; False when this (order, kind, reference) was recorded before."""
+def _provider_reference(event: InboundEvent, inbox_id: int) -> str:
     assert event.payment is not None
-    if event.payment.currency != order.currency:
-        raise Unprocessable(
-            f"the payment is in {event.payment.currency} but the order is in {order.currency}",
-            code="currency_mismatch",
-        )
-    inserted = (
-        await session.execute(
-            pg_insert(InboundPayment)
-            .values(
-                inbox_id=inbox_id,
-                order_id=order.id,
-                kind=kind,
-                amount=event.payment.amount,
-                currency=event.payment.currency,
-                reference=event.payment.reference,
-                created_at=utcnow(),
-            )
-            .on_conflict_do_nothing()
-            .returning(InboundPayment.id)
-        )
-    ).scalar_one_or_none()
-    return inserted is not None
-
-
-async def payment_totals(session: AsyncSession, *, order_id: uuid.UUID) -> tuple[int, int]:
-    """(captured, refunded) in minor units, from the payment facts received by webhook."""
-    rows = await session.execute(
-        select(InboundPayment.kind, func.coalesce(func.sum(InboundPayment.amount), 0))
-        .where(InboundPayment.order_id == order_id)
-        .group_by(InboundPayment.kind)
-    )
-    sums = {kind: int(total) for kind, total in rows.all()}
-    return sums.get("captured", 0), sums.get("refunded", 0)
+    return event.payment.reference or f"inbox:{inbox_id}"
 
 
 async def _capture(
@@ -631,57 +603,50 @@ async def _capture(
     principal: Principal,
     request_id: str | None,
 ) -> str:
-    if not await _record_payment(
-        session, order=order, event=event, inbox_id=inbox_id, kind="captured"
-    ):
-        return "payment was already recorded"
-    captured, refunded = await payment_totals(session, order_id=order.id)
-    if order.status != OrderStatus.PLACED.value:
-        return f"payment recorded; order is '{order.status}', status unchanged"
-    if captured - refunded < order.total_amount:
-        return (
-            f"payment recorded; {captured - refunded} of {order.total_amount} captured, "
-            "order stays placed"
-        )
-    await orders_service.transition_order(
+    """Record the captured payment through the payments service (idempotent by reference)."""
+    assert event.payment is not None
+    payment, created = await payments_service.record_payment(
         session,
         order_id=order.id,
-        change=TransitionRequest(to=OrderStatus.PAID, reason="payment captured"),
         principal=principal,
+        method=PaymentMethod(order.payment_method),
+        provider=principal.actor,
+        provider_reference=_provider_reference(event, inbox_id),
+        amount=event.payment.amount,
+        currency=event.payment.currency,
+        status="captured",
         request_id=request_id,
     )
-    return "payment captured; order paid"
+    if not created:
+        return "payment was already recorded"
+    status = await session.scalar(select(Order.status).where(Order.id == order.id))
+    if status == OrderStatus.PAID.value and order.status == OrderStatus.PLACED.value:
+        return "payment captured; order paid"
+    return f"payment recorded ({payment.captured_amount} captured); order is '{status}'"
 
 
 async def _refund(
-    session: AsyncSession, *, order: Row[Any], event: InboundEvent, inbox_id: int
+    session: AsyncSession,
+    *,
+    order: Row[Any],
+    event: InboundEvent,
+    inbox_id: int,
+    principal: Principal,
 ) -> str:
+    """Record the provider's refund through the payments service (idempotent by reference)."""
     assert event.payment is not None
-    if not await _record_payment(
-        session, order=order, event=event, inbox_id=inbox_id, kind="refunded"
-    ):
-        return "refund was already recorded"
-    captured, refunded = await payment_totals(session, order_id=order.id)
-    external_reference = await session.scalar(
-        select(Order.external_reference).where(Order.id == order.id)
-    )
-    await record_event(
+    refunds, created = await payments_service.record_provider_refund(
         session,
-        type="payment.refunded",
-        aggregate_type="order",
-        aggregate_id=str(order.id),
-        data={
-            "order_id": str(order.id),
-            "channel": order.channel,
-            "external_reference": external_reference,
-            "amount": event.payment.amount,
-            "currency": event.payment.currency,
-            "reference": event.payment.reference,
-            "total_captured": captured,
-            "total_refunded": refunded,
-        },
+        order_id=order.id,
+        amount=event.payment.amount,
+        currency=event.payment.currency,
+        reason=event.reason or "refunded by the payment provider",
+        provider_reference=_provider_reference(event, inbox_id),
+        principal=principal,
     )
-    return f"refund recorded ({refunded} of {captured} refunded)"
+    if not created:
+        return "refund was already recorded"
+    return f"refund recorded ({sum(r.amount for r in refunds)} refunded)"
 
 
 # ---- pending events -----------------------------------------------------------------------
