@@ -39,7 +39,6 @@ from _common import (
     latency_summary,
     order_body,
     postgres_pids,
-    process_tree,
     zipf_weights,
 )
 
@@ -115,7 +114,10 @@ RETURNING s.warehouse_id"""
 
 def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
     la1, lo1, la2, lo2 = map(math.radians, (*a, *b))
-    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
+    h = (
+        math.sin((la2 - la1) / 2) ** 2
+        + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
+    )
     return 12742.0 * math.asin(min(1.0, math.sqrt(h)))
 
 
@@ -141,7 +143,9 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     if scenario == "flash":
         bodies = [
             order_body(
-                rng, cum, fixed_lines=[{"sku": spec["flash_sku"], "quantity": 1, "unit_price": 4999}]
+                rng,
+                cum,
+                fixed_lines=[{"sku": spec["flash_sku"], "quantity": 1, "unit_price": 4999}],
             )
             for _ in range(1000)
         ]
@@ -160,7 +164,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         order_id = uuid.uuid4()
         async with conn.transaction():
             row = await conn.fetchrow(AUTH, prefix)
-            assert row is not None and row["secret_hash"] == secret_hash
+            assert row is not None
+            assert row["secret_hash"] == secret_hash
             claimed = await conn.fetchval(CLAIM, scope, key, "0" * 64)
             assert claimed is not None
             lines = body["lines"]
@@ -177,13 +182,17 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             by_distance = sorted(stock, key=lambda w: _km(dest, points[w]))
             plan: list[tuple[int, uuid.UUID]] = []
             whole = [
-                w for w in by_distance if all(stock[w].get(ln["sku"], 0) >= ln["quantity"] for ln in lines)
+                w
+                for w in by_distance
+                if all(stock[w].get(ln["sku"], 0) >= ln["quantity"] for ln in lines)
             ]
             for i, ln in enumerate(lines):
                 if whole:
                     plan.append((i, whole[0]))
                     continue
-                w = next((w for w in by_distance if stock[w].get(ln["sku"], 0) >= ln["quantity"]), None)
+                w = next(
+                    (w for w in by_distance if stock[w].get(ln["sku"], 0) >= ln["quantity"]), None
+                )
                 if w is None:
                     raise _Rollback("insufficient_stock")
                 plan.append((i, w))
@@ -252,7 +261,9 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 [lines[i]["sku"] for i, _ in plan],
                 [lines[i]["quantity"] for i, _ in plan],
                 uuid.uuid4(),
-                json.dumps({"type": "order.placed", "occurred_at": now.isoformat(), "data": summary}),
+                json.dumps(
+                    {"type": "order.placed", "occurred_at": now.isoformat(), "data": summary}
+                ),
                 json.dumps(response),
                 scope,
                 key,
@@ -315,7 +326,9 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     wall = time.perf_counter() - start
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = probe.stop(wall)
-    cpu["client_cores"] = round((ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime) / wall, 2)
+    cpu["client_cores"] = round(
+        (ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime) / wall, 2
+    )
     await pool.close()
     ok = outcome["ok"]
     out: dict[str, Any] = {

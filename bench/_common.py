@@ -224,26 +224,36 @@ def process_tree(root: int) -> list[int]:
     return out
 
 
-def process_cpu(pids: Iterable[int]) -> float:
-    """utime + stime seconds of the processes (children already reaped are not counted)."""
-    total = 0
+def _pid_cpu(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    fields = raw.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def process_cpu(pids: Iterable[int]) -> dict[int, float]:
+    """utime + stime seconds per live process."""
+    out = {}
     for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                raw = fh.read()
-        except OSError:
-            continue
-        fields = raw.rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICK
+        value = _pid_cpu(pid)
+        if value is not None:
+            out[pid] = value
+    return out
 
 
 class CpuProbe:
-    """CPU seconds used by groups of processes and by the whole machine over a window."""
+    """CPU seconds used by groups of processes and by the whole machine over a window.
+
+    A process that exits inside the window loses what it used since the start (the kernel
+    keeps no record of it), so figures are lower bounds when connections close mid-window.
+    """
 
     def __init__(self, groups: dict[str, list[int]]) -> None:
         self.groups = groups
-        self._start: dict[str, float] = {}
+        self._start: dict[str, dict[int, float]] = {}
         self._machine: tuple[float, float] = (0.0, 0.0)
 
     def start(self) -> None:
@@ -253,10 +263,11 @@ class CpuProbe:
     def stop(self, wall_s: float) -> dict[str, float]:
         busy0, total0 = self._machine
         busy1, total1 = machine_cpu()
-        out = {
-            f"{name}_cores": round((process_cpu(pids) - self._start[name]) / wall_s, 2)
-            for name, pids in self.groups.items()
-        }
+        out = {}
+        for name, pids in self.groups.items():
+            before, after = self._start[name], process_cpu(pids)
+            used = sum(after[p] - before[p] for p in after if p in before)
+            out[f"{name}_cores"] = round(used / wall_s, 2)
         out["machine_busy_cores"] = round((busy1 - busy0) / wall_s, 2)
         out["machine_cores"] = round((total1 - total0) / wall_s, 2)
         return out

@@ -56,7 +56,8 @@ class Connection:
     async def request(self, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
         if self.writer is None:
             await self.open()
-        assert self.reader is not None and self.writer is not None
+        assert self.reader is not None
+        assert self.writer is not None
         self.writer.write(head + body)
         raw = await self.reader.readuntil(b"\r\n\r\n")
         status = int(raw[9:12])
@@ -182,9 +183,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         if not unpaid:
             return ("get_order", *await conn.request(_head("GET", "/healthz", hostport, token)))
         oid = unpaid.popleft()
-        head = _head(
-            "POST", f"/v1/orders/{oid}/transitions", hostport, admin, "", len(pay_body)
-        )
+        head = _head("POST", f"/v1/orders/{oid}/transitions", hostport, admin, "", len(pay_body))
         return ("transition", *await conn.request(head, pay_body))
 
     first_201: list[float] = []

@@ -67,7 +67,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
-
 from _common import SKU_COUNT, WAREHOUSES, sku_name, zipf_weights
 
 HERE = Path(__file__).resolve().parent
@@ -161,16 +160,20 @@ async def postmaster_pid(dsn: str) -> int | None:
             )
         }
         log(f"postgres {settings}")
-        try:  # read while the backend is alive
-            with open(f"/proc/{backend}/status") as fh:
-                for line in fh:
-                    if line.startswith("PPid:"):
-                        return int(line.split()[1])
-        except OSError:
-            return None
-        return None
+        return _parent_pid(backend)  # read while the backend is alive
     finally:
         await conn.close()
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("PPid:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
 
 
 async def create_keys(url: str) -> dict[str, Any]:
@@ -252,8 +255,16 @@ async def load_stock(
                 for w, s, q in levels
             ],
             columns=[
-                "warehouse_id", "sku", "movement_type", "quantity", "on_hand_after", "reason",
-                "reference_type", "reference_id", "actor", "created_at",
+                "warehouse_id",
+                "sku",
+                "movement_type",
+                "quantity",
+                "on_hand_after",
+                "reason",
+                "reference_type",
+                "reference_id",
+                "actor",
+                "created_at",
             ],
         )
         await conn.execute("ANALYZE")
@@ -618,7 +629,9 @@ def main(argv: list[str] | None = None) -> int:
                         check = asyncio.run(flash_check(db.dsn, f"FLASH-HTTP-{conc}", flash_stock))
                         check["concurrency"] = conc
                         check["responses"] = result["ops"]["place"]["status"]
-                        check["exactly_sold_out"] = check["exactly_sold_out"] and result["orders"] == flash_stock
+                        check["exactly_sold_out"] = (
+                            check["exactly_sold_out"] and result["orders"] == flash_stock
+                        )
                         report["flash_checks"].append(check)
                     ceiling = None
                     if not args.no_ceiling and scenario in ("spread", "flash"):

@@ -26,7 +26,7 @@ What it does:
   365 days: one warm-up call, then ``--repeat`` timed calls; prints p50 and max per report and
   writes everything to ``--json``.
 * ``--without-report-indexes`` drops the indexes of migration 0005 first, to see what they buy
-  (run again without ``--reuse``, or ``oms migrate`` after a downgrade, to get them back).
+  (to get them back: regenerate, or stamp the database at revision 0004 and migrate again).
 """
 
 from __future__ import annotations
@@ -419,6 +419,11 @@ async def amain(args: argparse.Namespace) -> int:
             args.database_url, orders=args.orders, days=args.days, now=now
         )
     else:
+        if args.json.exists():  # keep the figures of the run that generated the data
+            previous = json.loads(args.json.read_text())
+            if "generation" in previous:
+                results["generation"] = previous["generation"]
+                results["generated_at"] = previous.get("started_at")
         engine = create_async_engine(args.database_url)
         async with engine.connect() as conn:
             latest = (await conn.execute(text("SELECT max(created_at) FROM orders"))).scalar_one()

@@ -30,8 +30,21 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = Field(default_factory=_default_workers)
-    db_pool_size: int = 8
+    db_pool_size: int = Field(
+        default=8,
+        description="Database connections per worker process (the hot stock row scales best "
+        "at about 8 in flight per Postgres, see bench/README).",
+    )
     db_max_overflow: int = 4
+    db_pool_pre_ping: bool = Field(
+        default=False,
+        description="Test a pooled connection before each use (three round trips with asyncpg). "
+        "Off, a connection broken by a database restart fails the request using it (503 "
+        "`database_unavailable` with Retry-After) and the pool reconnects.",
+    )
+    db_pool_recycle_s: float = Field(
+        default=1800.0, description="Replace pooled connections older than this."
+    )
     db_pool_timeout_s: float = 5.0
     db_connect_timeout_s: float = 5.0
     db_statement_timeout_ms: int = 10_000

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import MetaData
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -39,7 +41,8 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_s,
-        pool_pre_ping=True,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        pool_recycle=settings.db_pool_recycle_s,
         connect_args={
             "timeout": settings.db_connect_timeout_s,
             "command_timeout": settings.db_statement_timeout_ms / 1000 + 5,
@@ -53,27 +56,97 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     )
 
 
-async def driver_connection(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session's transaction, for hot paths that send
-    hand-written SQL with asyncpg's prepared-statement cache instead of building SQLAlchemy
-    statements per request (order placement). Starts the transaction if it has not begun.
+_DRIVER_KEY = "oms.driver_connection"
 
-    Through this connection JSON/JSONB parameters are passed as JSON text and come back decoded
-    (SQLAlchemy's codecs), timestamps are aware datetimes, UUIDs are ``uuid.UUID``.
+
+class DriverConnection:
+    """The asyncpg connection under a session's transaction, for hot paths that send
+    hand-written SQL through asyncpg's prepared-statement cache instead of building
+    SQLAlchemy statements per request (order placement).
+
+    JSON/JSONB parameters are passed as JSON text and come back decoded (SQLAlchemy's codecs
+    on the connection). Errors are raised as SQLAlchemy's would be, so the app's handlers
+    answer as for any other query (503 ``database_unavailable`` for a lost connection or a
+    timeout), and a broken connection is invalidated rather than returned to the pool.
     """
+
+    __slots__ = ("_conn", "_pooled")
+
+    def __init__(self, conn: Any, pooled: Any) -> None:
+        self._conn = conn
+        self._pooled = pooled
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        try:
+            rows: list[Any] = await self._conn.fetch(sql, *args)
+        except Exception as exc:
+            raise self._translate(exc, sql, args) from exc
+        return rows
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        try:
+            return await self._conn.fetchrow(sql, *args)
+        except Exception as exc:
+            raise self._translate(exc, sql, args) from exc
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        try:
+            return await self._conn.fetchval(sql, *args)
+        except Exception as exc:
+            raise self._translate(exc, sql, args) from exc
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        try:
+            status: str = await self._conn.execute(sql, *args)
+        except Exception as exc:
+            raise self._translate(exc, sql, args) from exc
+        return status
+
+    def _translate(self, exc: Exception, sql: str, args: tuple[Any, ...]) -> Exception:
+        lost = isinstance(
+            exc,
+            asyncpg.InterfaceError | asyncpg.PostgresConnectionError | OSError | ConnectionError,
+        )
+        if lost:
+            self._pooled.invalidate(exc)
+            return sa_exc.OperationalError(sql, args, exc, connection_invalidated=True)
+        if isinstance(
+            exc,
+            asyncpg.QueryCanceledError
+            | asyncpg.LockNotAvailableError
+            | asyncpg.TooManyConnectionsError
+            | asyncpg.CannotConnectNowError,
+        ):
+            return sa_exc.OperationalError(sql, args, exc)
+        if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+            return sa_exc.IntegrityError(sql, args, exc)
+        if isinstance(exc, asyncpg.PostgresError):
+            return sa_exc.DBAPIError(sql, args, exc)
+        return exc
+
+
+async def driver_connection(session: AsyncSession) -> DriverConnection:
+    """The :class:`DriverConnection` of the session's transaction, beginning it if needed."""
+    transaction = session.sync_session.get_transaction()
+    cached = session.info.get(_DRIVER_KEY)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        driver: DriverConnection = cached[1]
+        return driver
     conn = await session.connection()
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
-    if not driver.is_in_transaction():
+    pooled = await conn.get_raw_connection()
+    raw: Any = pooled.driver_connection
+    if not raw.is_in_transaction():
         # SQLAlchemy's adapter begins lazily on its first statement; begin it the same way so
         # that the session's commit/rollback still apply to what we send.
-        start = getattr(raw.dbapi_connection, "_start_transaction", None)
+        start = getattr(pooled.dbapi_connection, "_start_transaction", None)
         if start is not None:
             await start()
         else:  # pragma: no cover - other SQLAlchemy versions
             await conn.exec_driver_sql("SELECT 1")
-    if not driver.is_in_transaction():  # pragma: no cover - never send SQL outside it
+    if not raw.is_in_transaction():  # pragma: no cover - never send SQL outside it
         raise RuntimeError("the session's transaction did not begin")
+    driver = DriverConnection(raw, pooled)
+    session.info[_DRIVER_KEY] = (session.sync_session.get_transaction(), driver)
     return driver
 
 

@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
+from sqlalchemy.connectors.asyncio import AsyncAdapt_Error
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,6 +37,7 @@ from oms.webhooks.outbound.router import router as outbound_webhooks_router
 
 log = logging.getLogger("oms")
 RAW_BODY_PREFIXES = ("/v1/webhooks/inbound/",)  # WooCommerce's setup ping is a form
+MAX_VALIDATION_ERRORS = 50
 
 DESCRIPTION = """
 **oms** is a headless order-management service: a guarded order lifecycle, multi-warehouse
@@ -80,12 +83,15 @@ def install_exception_handlers(app: FastAPI) -> None:
                 "the request body is not valid JSON", code="malformed_json", title="Malformed JSON"
             )
         else:
+            extra: dict[str, Any] = {"errors": errors[:MAX_VALIDATION_ERRORS]}
+            if len(errors) > MAX_VALIDATION_ERRORS:  # keep the answer small whatever was sent
+                extra["errors_total"] = len(errors)
             problem = ProblemError(
                 "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5]),
                 status=422,
                 code="validation_error",
                 title="The request is not valid",
-                errors=errors,
+                **extra,
             )
         return _problem_response(request, problem)
 
@@ -120,17 +126,16 @@ def install_exception_handlers(app: FastAPI) -> None:
     # refused, reset, timed out, or the embedded server's Unix socket gone (FileNotFoundError)
     app.add_exception_handler(OSError, _db_down)
 
-    @app.exception_handler(DBAPIError)
-    async def _dbapi(request: Request, exc: DBAPIError) -> JSONResponse:
-        # asyncpg errors reach us as SQLAlchemy's generic adapter class: branch on SQLSTATE
-        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
-        if exc.connection_invalidated or sqlstate in _UNAVAILABLE or sqlstate.startswith("08"):
+    async def _database_error(
+        request: Request, exc: Exception, sqlstate: str, lost: bool
+    ) -> JSONResponse:
+        if lost or sqlstate in _UNAVAILABLE or sqlstate.startswith("08"):
             return await _db_down(request, exc)
         if sqlstate in _UNSTORABLE_TEXT:
             return _problem_response(
                 request,
                 ProblemError(
-                    "text cannot contain the NUL character (\\u0000)",
+                    "text cannot contain a NUL character (\\u0000) or an unpaired surrogate",
                     status=422,
                     code="invalid_character",
                     title="The request is not valid",
@@ -138,6 +143,31 @@ def install_exception_handlers(app: FastAPI) -> None:
             )
         log.exception("database error", exc_info=exc)
         return _problem_response(request, _internal_error())
+
+    @app.exception_handler(DBAPIError)
+    async def _dbapi(request: Request, exc: DBAPIError) -> JSONResponse:
+        # asyncpg errors reach us as SQLAlchemy's generic adapter class: branch on SQLSTATE
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        return await _database_error(request, exc, sqlstate, exc.connection_invalidated)
+
+    @app.exception_handler(asyncpg.PostgresError)
+    async def _postgres(request: Request, exc: asyncpg.PostgresError) -> JSONResponse:
+        # raised by code that talks to asyncpg directly (the order placement hot path)
+        sqlstate = str(getattr(exc, "sqlstate", None) or "")
+        return await _database_error(request, exc, sqlstate, False)
+
+    @app.exception_handler(AsyncAdapt_Error)
+    async def _adapted(request: Request, exc: AsyncAdapt_Error) -> JSONResponse:
+        # SQLAlchemy's DBAPI-level error, raised unwrapped when code drives the adapted
+        # connection directly (oms.db.driver_connection); InterfaceError = connection closed
+        sqlstate = str(getattr(exc, "sqlstate", None) or "")
+        lost = type(exc).__name__ == "InterfaceError"
+        return await _database_error(request, exc, sqlstate, lost)
+
+    @app.exception_handler(asyncpg.InterfaceError)
+    async def _asyncpg_client(request: Request, exc: asyncpg.InterfaceError) -> JSONResponse:
+        lost = isinstance(exc, asyncpg.ConnectionDoesNotExistError)
+        return await _database_error(request, exc, "", lost)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
@@ -152,8 +182,9 @@ def _internal_error() -> ProblemError:
 # query_canceled (statement_timeout), lock_not_available (lock_timeout), admin/crash shutdown,
 # cannot_connect_now (starting up), too_many_connections; class 08 is connection exceptions
 _UNAVAILABLE = frozenset({"57014", "55P03", "57P01", "57P02", "57P03", "53300"})
-# character_not_in_repertoire (NUL in text), untranslatable_character (\u0000 in jsonb)
-_UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
+# character_not_in_repertoire (NUL in text), untranslatable_character (\u0000 in jsonb),
+# invalid_text_representation (e.g. an unpaired surrogate escape in free-form JSON)
+_UNSTORABLE_TEXT = frozenset({"22021", "22P05", "22P02"})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -1,15 +1,21 @@
-"""Schema fuzzing: schemathesis generates requests for every operation of the committed
-OpenAPI document and sends them, authenticated, to the app in-process.
+"""Schema fuzzing: schemathesis generates requests (valid and invalid) for every operation of
+the committed OpenAPI document and sends them, with a real API key, to the app in-process.
 
 Checks on every response: no 5xx, the status code is documented, the content type is
 documented, and the body conforms to the documented schema. Path parameters are either
 generated or taken from real resources (so the fuzzer gets past 404 into the state machine,
-payments, returns, ...). `bench/fuzz.py` runs the same with many more examples.
+payments, returns, webhooks...). CI runs a few examples per operation with a fixed seed;
+`bench/fuzz.py` runs many more, with random seeds, every role and the coverage phase.
+
+Environment (read by bench/fuzz.py): OMS_FUZZ_EXAMPLES, OMS_FUZZ_SEED, OMS_FUZZ_ROLE (admin,
+storefront, storefront_web, fulfillment), OMS_FUZZ_COVERAGE=1, OMS_FUZZ_REPORT=<json path>.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -33,7 +39,10 @@ from tests.reliability.conftest import World, build_world, truncate_all
 
 OPENAPI = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 EXAMPLES = int(os.environ.get("OMS_FUZZ_EXAMPLES", "6"))
-SEED = os.environ.get("OMS_FUZZ_SEED", "9")  # fixed in CI (reproducible); bench/fuzz.py varies it
+SEED = int(os.environ.get("OMS_FUZZ_SEED", "9"))  # fixed in CI: reproducible
+ROLE = os.environ.get("OMS_FUZZ_ROLE", "admin")
+COVERAGE = os.environ.get("OMS_FUZZ_COVERAGE") == "1"
+REPORT = os.environ.get("OMS_FUZZ_REPORT")
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -58,12 +67,13 @@ class LateApp:
 
 TARGET = LateApp()
 STATE: dict[str, Any] = {}
+SEEN: Counter[tuple[str, int]] = Counter()  # (operation, status) -> responses
 
 config = schemathesis.Config.from_dict(
     {
-        "seed": int(SEED),
+        "seed": SEED,
         "generation": {"mode": "all", "max-examples": EXAMPLES, "database": "none"},
-        "phases": {"coverage": {"enabled": False}, "stateful": {"enabled": False}},
+        "phases": {"coverage": {"enabled": COVERAGE}, "stateful": {"enabled": False}},
     }
 )
 schema = schemathesis.openapi.from_path(OPENAPI, config=config)
@@ -89,6 +99,13 @@ def flatmap_path_parameters(
     )
 
 
+@schema.hook
+def after_call(
+    context: schemathesis.HookContext, case: schemathesis.Case, response: schemathesis.Response
+) -> None:
+    SEEN[(case.operation.label, response.status_code)] += 1
+
+
 @pytest.fixture(scope="module")
 async def fuzz_world(
     app: FastAPI,
@@ -96,6 +113,8 @@ async def fuzz_world(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
 ) -> AsyncIterator[World]:
+    """Real resources in a clean database, and a second app instance for schemathesis (it
+    runs the app in its own event loop thread)."""
     from schemathesis.python import asgi
 
     await truncate_all(engine)
@@ -108,6 +127,13 @@ async def fuzz_world(
         asgi.shutdown_lifespans()  # disposes the fuzzed app's engine in its own event loop
         TARGET.app = None
         STATE.clear()
+        if REPORT:
+            _write_report(REPORT)
+
+
+def _write_report(path: str) -> None:
+    rows = [{"operation": op, "status": s, "count": n} for (op, s), n in SEEN.items()]
+    Path(path).write_text(json.dumps(sorted(rows, key=lambda r: (r["operation"], r["status"]))))
 
 
 @schema.parametrize()
@@ -118,5 +144,4 @@ async def fuzz_world(
     database=None,
 )
 def test_every_operation_conforms(case: schemathesis.Case, fuzz_world: World) -> None:
-    headers = fuzz_world.headers("admin")
-    case.call_and_validate(headers=headers, checks=CHECKS)
+    case.call_and_validate(headers=fuzz_world.headers(ROLE), checks=CHECKS)

@@ -553,3 +553,24 @@ async def test_an_order_returned_without_a_return_record_counts_its_shipped_unit
     ]
     kpis = await report(client, keys, "fulfilment", **window)
     assert kpis["returns"] == {"orders_with_returns": 2, "units_returned": 5, "rate": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("accept", "csv_expected"),
+    [
+        ("text/csv", True),
+        ("text/csv;q=0.9, application/json;q=0.5", True),
+        ("application/json, text/csv;q=0.1", False),
+        ("*/*", False),
+        ("text/html,application/xhtml+xml,*/*;q=0.8", False),
+        ("text/*", True),
+    ],
+)
+async def test_accept_header_negotiation(
+    accept: str, csv_expected: bool, client: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    resp = await client.get(
+        "/v1/reports/top-channels", headers=auth(keys["admin"]) | {"Accept": accept}
+    )
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/csv") is csv_expected

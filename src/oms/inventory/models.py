@@ -129,6 +129,12 @@ class Allocation(Base):
         ),
         Index("ix_allocations_order_id", "order_id"),
         Index("ix_allocations_shipment_id", "shipment_id"),
+        Index(
+            "ix_allocations_consumed_created_at",
+            "created_at",
+            postgresql_include=["order_id", "sku", "quantity"],
+            postgresql_where=text("status = 'consumed'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)

@@ -29,6 +29,8 @@ from oms.outbox.service import record_event
 from oms.shared.clock import utcnow
 from oms.shared.errors import Conflict, NotFound, Unprocessable
 
+MAX_ON_HAND = 2**31 - 1  # stock_levels.on_hand is an integer column
+
 AVAILABLE = func.greatest(
     0, StockLevel.on_hand - StockLevel.reserved - StockLevel.safety_stock
 ).label("available")
@@ -204,6 +206,12 @@ async def adjust_stock(
             "open orders; cancel or re-route them first",
             code="below_reserved",
             reserved=row.reserved,
+        )
+    if new_on_hand > MAX_ON_HAND:
+        raise Conflict(
+            f"on hand would become {new_on_hand}, above the limit of {MAX_ON_HAND} units",
+            code="on_hand_limit",
+            on_hand=row.on_hand,
         )
     delta = new_on_hand - row.on_hand
     row.on_hand = new_on_hand

@@ -47,6 +47,23 @@ class Order(Base):
         Index("ix_orders_channel_created_at", "channel", "created_at"),
         Index("ix_orders_customer_id_created_at", "customer_id", "created_at"),
         Index("ix_orders_customer_email_created_at", "customer_email", "created_at"),
+        Index(  # reports: index-only scans of a placement-time window (migration 0005)
+            "ix_orders_reporting",
+            "created_at",
+            postgresql_include=[
+                "id",
+                "status",
+                "currency",
+                "channel",
+                "total_amount",
+                "ship_country",
+                "customer_id",
+                "customer_email",
+                "paid_at",
+                "shipped_at",
+                "delivered_at",
+            ],
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -130,6 +147,12 @@ class Shipment(Base):
         ),
         UniqueConstraint("order_id", "seq"),
         Index("ix_shipments_warehouse_status", "warehouse_id", "status"),
+        Index(  # reports: live shipments created since a window's start (migration 0005)
+            "ix_shipments_live_created_at",
+            "created_at",
+            postgresql_include=["order_id", "seq"],
+            postgresql_where=text("status <> 'cancelled'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)

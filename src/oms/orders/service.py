@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -53,6 +52,16 @@ class StoredResponse:
     body: dict[str, Any]
 
 
+_CLAIM = """INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3)
+ON CONFLICT (scope, key) DO NOTHING RETURNING id"""
+_CLAIMED = """SELECT request_hash, response_status, response_body, created_at
+FROM idempotency_keys WHERE scope = $1 AND key = $2 FOR UPDATE"""
+_RECLAIM = """UPDATE idempotency_keys
+SET request_hash = $3, created_at = $4, response_status = NULL, response_body = NULL,
+    order_id = NULL
+WHERE scope = $1 AND key = $2"""
+
+
 async def claim_idempotency_key(
     session: AsyncSession, *, scope: str, key: str, fingerprint: str, ttl: timedelta
 ) -> StoredResponse | None:
@@ -61,35 +70,28 @@ async def claim_idempotency_key(
     The INSERT waits for a concurrent request holding the same key to finish, so exactly one
     of them proceeds; the others replay its response (or proceed if it rolled back).
     """
-    claimed = await session.execute(
-        pg_insert(IdempotencyKey)
-        .values(scope=scope, key=key, request_hash=fingerprint)
-        .on_conflict_do_nothing(index_elements=["scope", "key"])
-        .returning(IdempotencyKey.id)
-    )
-    if claimed.first() is not None:
+    conn = await driver_connection(session)
+    if await conn.fetchval(_CLAIM, scope, key, fingerprint) is not None:
         return None
-    row = (
-        await session.execute(
-            select(IdempotencyKey)
-            .where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
-            .with_for_update()
+    row = await conn.fetchrow(_CLAIMED, scope, key)
+    if row is None:  # pragma: no cover - deleted (pruned) between the two statements
+        raise Conflict(
+            "a request with this Idempotency-Key is in progress", code="idempotency_in_progress"
         )
-    ).scalar_one()
-    if row.created_at < utcnow() - ttl:
-        row.request_hash, row.created_at = fingerprint, utcnow()
-        row.response_status, row.response_body, row.order_id = None, None, None
+    now = utcnow()
+    if row["created_at"] < now - ttl:
+        await conn.execute(_RECLAIM, scope, key, fingerprint, now)
         return None
-    if row.request_hash != fingerprint:
+    if row["request_hash"] != fingerprint:
         raise Unprocessable(
             "this Idempotency-Key was already used with a different request body",
             code="idempotency_key_reused",
         )
-    if row.response_status is None or row.response_body is None:
+    if row["response_status"] is None or row["response_body"] is None:
         raise Conflict(
             "a request with this Idempotency-Key is in progress", code="idempotency_in_progress"
         )
-    return StoredResponse(row.response_status, row.response_body)
+    return StoredResponse(row["response_status"], row["response_body"])
 
 
 async def store_idempotent_response(
@@ -520,7 +522,7 @@ async def place_order_with_shipments(
         )
         for i, (ln, a) in enumerate(zip(data.lines, amounts, strict=True), start=1)
     ]
-    order.lines = lines
+    set_committed_value(order, "lines", lines)  # a plain list: no collection/backref events
     route_lines = [RouteLine(line_id=str(ln.id), sku=ln.sku, quantity=ln.quantity) for ln in lines]
     line_ids = {str(ln.id): ln for ln in lines}
     address = _address(order)

@@ -113,6 +113,24 @@ def _zone(tz: str) -> ZoneInfo:
     return ZoneInfo(tz)
 
 
+def _prefers_csv(accept: str | None) -> bool:
+    """True if the Accept header ranks text/csv above JSON (``q`` weights; ties go to JSON)."""
+    weights: dict[str, float] = {}
+    for part in (accept or "").lower().split(","):
+        media, *options = (item.strip() for item in part.split(";"))
+        q = 1.0
+        for option in options:
+            name, _, value = option.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        weights[media] = max(q, weights.get(media, 0.0))
+    json_q = max(weights.get(m, 0.0) for m in ("application/json", "application/*", "*/*"))
+    return weights.get(CSV, weights.get("text/*", 0.0)) > json_q
+
+
 def _aware(value: datetime, zone: ZoneInfo) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone)
@@ -164,7 +182,7 @@ async def report_query(
         currency = currency.strip().upper()
         if not is_currency(currency):
             raise _invalid("currency", f"'{currency}' is not an ISO 4217 currency code")
-    as_csv = format == "csv" if format is not None else CSV in (accept or "").lower()
+    as_csv = format == "csv" if format is not None else _prefers_csv(accept)
     return ReportQuery(
         window=service.Window(start=start, end=end, channel=channel, currency=currency),
         tz=tz,
@@ -172,8 +190,9 @@ async def report_query(
     )
 
 
-Query_ = Annotated[ReportQuery, Depends(report_query)]
+Filters = Annotated[ReportQuery, Depends(report_query)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows per currency")]
+RowLimit = Annotated[int, Query(ge=1, le=1000, description="Rows")]
 LateAfter = Annotated[
     int, Query(ge=1, le=8760, description="An order is late when not shipped this many hours")
 ]
@@ -251,7 +270,7 @@ def _doc(example_csv: str, *statuses: int) -> dict[int | str, dict[str, Any]]:
 async def top_products(
     _: Admin,
     session: Session,
-    q: Query_,
+    q: Filters,
     limit: Limit = 10,
     sort: Annotated[Literal["revenue", "units"], Query()] = "revenue",
 ) -> Any:
@@ -276,7 +295,7 @@ async def top_products(
 async def top_customers(
     _: Admin,
     session: Session,
-    q: Query_,
+    q: Filters,
     limit: Limit = 10,
     sort: Annotated[Literal["revenue", "orders"], Query()] = "revenue",
 ) -> Any:
@@ -297,7 +316,7 @@ async def top_customers(
 async def top_countries(
     _: Admin,
     session: Session,
-    q: Query_,
+    q: Filters,
     limit: Limit = 10,
     sort: Annotated[Literal["revenue", "orders"], Query()] = "revenue",
 ) -> Any:
@@ -318,7 +337,7 @@ async def top_countries(
 async def top_channels(
     _: Admin,
     session: Session,
-    q: Query_,
+    q: Filters,
     limit: Limit = 10,
     sort: Annotated[Literal["revenue", "orders"], Query()] = "revenue",
 ) -> Any:
@@ -340,7 +359,7 @@ async def top_channels(
     "gives no rows. A day cut by the window counts only its part inside." + WINDOW_DOC,
     responses=_doc("currency,day,orders,cancelled,revenue\r\nEUR,2025-01-01,131,4,807353\r\n"),
 )
-async def daily(_: Admin, session: Session, q: Query_) -> Any:
+async def daily(_: Admin, session: Session, q: Filters) -> Any:
     rows = await service.daily(session, window=q.window, tz=q.tz)
     report = Daily.model_validate(
         q.echo() | {"tz": q.tz, "items": [DayRow.model_validate(r) for r in rows]}
@@ -380,7 +399,7 @@ Ratios are null when their denominator is zero. CSV: one row, nested fields flat
     ),
 )
 async def fulfilment(
-    _: Admin, session: Session, q: Query_, late_after_hours: LateAfter = 48
+    _: Admin, session: Session, q: Filters, late_after_hours: LateAfter = 48
 ) -> Any:
     as_of = utcnow()
     kpis = await service.fulfilment(
@@ -404,7 +423,7 @@ async def fulfilment(
         "1,TSHIRT-RED-M,1204,61,58,0.050664\r\n"
     ),
 )
-async def returns_by_product(_: Admin, session: Session, q: Query_, limit: Limit = 10) -> Any:
+async def returns_by_product(_: Admin, session: Session, q: Filters, limit: RowLimit = 10) -> Any:
     rows = await service.returns_by_product(session, window=q.window, limit=limit)
     report = ReturnsByProduct.model_validate(
         q.echo() | {"items": [ReturnProductRow.model_validate(r) for r in rows]}
@@ -423,7 +442,7 @@ async def returns_by_product(_: Admin, session: Session, q: Query_, limit: Limit
         "reason,units_returned,orders_with_returns,share\r\nsize_or_fit,412,380,0.31\r\n"
     ),
 )
-async def returns_by_reason(_: Admin, session: Session, q: Query_) -> Any:
+async def returns_by_reason(_: Admin, session: Session, q: Filters) -> Any:
     rows = await service.returns_by_reason(session, window=q.window)
     report = ReturnsByReason.model_validate(
         q.echo() | {"items": [ReturnReasonRow.model_validate(r) for r in rows]}
@@ -444,7 +463,7 @@ async def returns_by_reason(_: Admin, session: Session, q: Query_) -> Any:
     ),
 )
 async def late_orders(
-    _: Admin, session: Session, q: Query_, late_after_hours: LateAfter = 48, limit: Limit = 100
+    _: Admin, session: Session, q: Filters, late_after_hours: LateAfter = 48, limit: RowLimit = 100
 ) -> Any:
     as_of = utcnow()
     rows = await service.late_orders(

@@ -88,7 +88,7 @@ class LateOrderRow(Row):
     age_hours: float = Field(description="Hours since placement at `as_of`")
 
 
-class Window(BaseModel):
+class ReportWindow(BaseModel):
     """The filters the report was computed with (echoed, normalised to UTC)."""
 
     model_config = ConfigDict(populate_by_name=True)
@@ -99,40 +99,40 @@ class Window(BaseModel):
     currency: str | None = None
 
 
-class TopProducts(Window):
+class TopProducts(ReportWindow):
     sort: Literal["revenue", "units"]
     items: list[ProductRow]
 
 
-class TopCustomers(Window):
+class TopCustomers(ReportWindow):
     sort: Literal["revenue", "orders"]
     items: list[CustomerRow]
 
 
-class TopCountries(Window):
+class TopCountries(ReportWindow):
     sort: Literal["revenue", "orders"]
     items: list[CountryRow]
 
 
-class TopChannels(Window):
+class TopChannels(ReportWindow):
     sort: Literal["revenue", "orders"]
     items: list[ChannelRow]
 
 
-class Daily(Window):
+class Daily(ReportWindow):
     tz: str = Field(examples=["Europe/Berlin"])
     items: list[DayRow]
 
 
-class ReturnsByProduct(Window):
+class ReturnsByProduct(ReportWindow):
     items: list[ReturnProductRow]
 
 
-class ReturnsByReason(Window):
+class ReturnsByReason(ReportWindow):
     items: list[ReturnReasonRow]
 
 
-class LateOrders(Window):
+class LateOrders(ReportWindow):
     as_of: datetime
     late_after_hours: float
     items: list[LateOrderRow]
@@ -175,7 +175,7 @@ class Late(BaseModel):
     rate: Rate = Field(description="total / sales")
 
 
-class Fulfilment(Window):
+class Fulfilment(ReportWindow):
     as_of: datetime = Field(description="The time the open late orders are measured against")
     orders_placed: int
     orders_cancelled: int

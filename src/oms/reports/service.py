@@ -312,24 +312,25 @@ async def fulfilment(
         """,
         params,
     )
+    # orders with a live shipment; and split ones: those with a live shipment that is not
+    # their first live one (only the few with seq > 1 need a look at their siblings)
     split = await _one(
         session,
         f"""
-        SELECT count(*) FILTER (WHERE first_live) AS with_shipments,
-               count(DISTINCT order_id) FILTER (WHERE NOT first_live) AS split
-        FROM (
-            SELECT s.order_id,
-                   -- is it the order's live shipment with the lowest seq? Only the few with
-                   -- seq > 1 need a look at their siblings.
-                   s.seq = 1 OR NOT EXISTS (
-                       SELECT 1 FROM shipments e
-                       WHERE e.order_id = s.order_id AND e.seq < s.seq
-                         AND e.status <> 'cancelled'
-                   ) AS first_live
-            FROM orders o
-            JOIN shipments s ON s.order_id = o.id
-            WHERE {where} AND s.status <> 'cancelled' AND s.created_at >= :since
-        ) t
+        SELECT (
+            SELECT count(*) FROM orders o
+            WHERE {where} AND EXISTS (
+                SELECT 1 FROM shipments s
+                WHERE s.order_id = o.id AND s.status <> 'cancelled' AND s.created_at >= :since)
+        ) AS with_shipments, (
+            SELECT count(DISTINCT s.order_id)
+            FROM shipments s
+            JOIN orders o ON o.id = s.order_id
+            WHERE {where} AND s.status <> 'cancelled' AND s.seq > 1 AND s.created_at >= :since
+              AND EXISTS (
+                SELECT 1 FROM shipments e
+                WHERE e.order_id = s.order_id AND e.seq < s.seq AND e.status <> 'cancelled')
+        ) AS split
         """,
         params,
     )
