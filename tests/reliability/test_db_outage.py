@@ -101,6 +101,7 @@ async def _load(base: str, token: str, stop: asyncio.Event, samples: list[Sample
     async def prober(client: httpx.AsyncClient) -> None:
         while not stop.is_set():
             await call(client, "GET", "/readyz")
+            await call(client, "GET", "/healthz")
             await asyncio.sleep(0.1)
 
     async with httpx.AsyncClient(base_url=base, headers=auth(token), timeout=timeout) as client:
@@ -161,6 +162,7 @@ async def test_database_outage_503_then_recovery_without_restart(
         server.stop()
 
     log = server.tail(200_000)
+    assert token.split("_", 2)[2] not in server.tail(100_000_000), "the API key is in the log"
     report = f"{len(samples)} requests; server log tail:\n{log[-3000:]}"
     slowest = max(samples, key=lambda s: s.elapsed)
     assert slowest.elapsed < REQUEST_BOUND_S, f"a request took {slowest.elapsed:.1f}s: {slowest}"
@@ -176,6 +178,8 @@ async def test_database_outage_503_then_recovery_without_restart(
     unavailable = [s for s in samples if s.status == 503]
     assert all(s.code == "database_unavailable" for s in unavailable), unavailable[:5]
     assert all(s.retry_after and s.retry_after.isdigit() for s in unavailable), unavailable[:5]
+    assert all(s.status == 200 for s in samples if s.path == "/healthz"), "liveness failed"
+    samples = [s for s in samples if s.path != "/healthz"]
     during = [s for s in samples if stopped_at <= s.started and s.started + s.elapsed <= start_at]
     assert any(s.path == "/readyz" and s.status == 503 for s in during), "readyz stayed ready"
     assert any(s.path != "/readyz" and s.status == 503 for s in during), "no 503 while down"
