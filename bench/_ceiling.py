@@ -1,7 +1,9 @@
 """The database's own ceiling for order placement: the SQL of one order transaction, run
-directly with asyncpg (prepared statements, a small pool), no HTTP, no ORM. Prints JSON.
+directly with asyncpg (prepared statements, a pool of 8 connections), no HTTP, no ORM.
 
-Per order, one transaction, the same rows oms writes and the same reads it needs:
+Per order, one transaction writing the same rows as oms, with documents of the same size (the
+routing decision with a real 20-warehouse explanation, the order summary in the outbox event, an
+OrderRead-shaped idempotent response), and the same reads:
 
 1. ``BEGIN``
 2. the API key lookup (authentication)
@@ -9,18 +11,21 @@ Per order, one transaction, the same rows oms writes and the same reads it needs
 4. the routing snapshot: every warehouse with the available units of the order's SKUs
 5. one statement writing the order, its lines, the ``placed`` history event, the shipments,
    the allocations, the ``order.placed`` outbox event and the stored idempotent response
-6. the reservation: the stock rows locked in (warehouse, sku) order and decremented only if
-   all of them still have the units (the contended statement, last before commit)
-7. ``COMMIT``
+6. the reservation, the contended statement: the stock rows locked in (warehouse, sku) order
+   and incremented only if all of them still have the units, sent together with ``COMMIT`` in
+   one round trip (simple protocol), as oms does
 
-The "routing" here is a stand-in (the nearest warehouse holding every line, else each line
-from the nearest warehouse holding it): the ceiling measures the database, not the planner.
-Spec on stdin (JSON), like ``_loadgen.py``.
+oms sends two more round trips (the channel's routing policy and a savepoint it needs to
+re-route when stock moved); the ceiling does not retry, it rolls back. The "routing" here is a
+stand-in (the nearest warehouse holding every line, else each line from the nearest one holding
+it): the ceiling measures the database, not the planner. Spec on stdin (JSON), like
+``_loadgen.py``; results as JSON on stdout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import random
@@ -29,6 +34,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,20 +102,22 @@ WRITE = """WITH o AS (
 )
 SELECT number FROM o"""
 
-RESERVE = """WITH want AS (
-  SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[]) AS w(warehouse_id, sku, qty)
+RESERVE_AND_COMMIT = """WITH want(warehouse_id, sku, qty) AS (VALUES {values}
 ), locked AS (
   SELECT s.warehouse_id, s.sku, s.on_hand - s.reserved - s.safety_stock >= w.qty AS enough
   FROM stock_levels s JOIN want w ON w.warehouse_id = s.warehouse_id AND w.sku = s.sku
-  ORDER BY s.warehouse_id, s.sku
+  ORDER BY s.warehouse_id, s.sku COLLATE "C"
   FOR UPDATE OF s
-), ok AS (
-  SELECT count(*) FILTER (WHERE enough) = cardinality($1::uuid[]) AS ok FROM locked
+), guard AS (
+  SELECT CASE WHEN ok THEN 0 ELSE ('stock_moved ' || ok::text)::int END AS g
+  FROM (SELECT count(*) FILTER (WHERE enough) = {n} AS ok FROM locked) x
 )
-UPDATE stock_levels s SET reserved = s.reserved + w.qty, updated_at = $4
-FROM want w, ok
-WHERE ok.ok AND s.warehouse_id = w.warehouse_id AND s.sku = w.sku
-RETURNING s.warehouse_id"""
+UPDATE stock_levels s SET reserved = s.reserved + w.qty, updated_at = '{now}'::timestamptz
+FROM want w, guard
+WHERE guard.g = 0 AND s.warehouse_id = w.warehouse_id AND s.sku = w.sku;
+COMMIT"""
+"""The contended statement and COMMIT in one round trip (simple protocol, literals), as oms
+sends them: the hot rows stay locked only for the server's own time."""
 
 
 def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -138,6 +146,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     cum = cumulative(zipf_weights())
     prefix, secret_hash = spec["key_prefix_db"], spec["secret_hash"]
     scope = spec["key_scope"]
+    explanation = _sample_explanation()
     pool = await asyncpg.create_pool(spec["dsn"], min_size=pool_size, max_size=pool_size)
     assert pool is not None
     if scenario == "flash":
@@ -162,7 +171,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     async def one(conn: asyncpg.Connection[Any], body: dict[str, Any], key: str) -> str:
         now = datetime.now(UTC)
         order_id = uuid.uuid4()
-        async with conn.transaction():
+        await conn.execute("BEGIN")
+        try:
             row = await conn.fetchrow(AUTH, prefix)
             assert row is not None
             assert row["secret_hash"] == secret_hash
@@ -209,17 +219,87 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             sub = sum(a for a, _ in amounts)
             tax = sum(t for _, t in amounts)
             total = sub + tax + body["shipping_fee"]
-            routing = {"warehouses": [str(w) for w in wids], "fully_filled": True, "backorders": []}
+            # Documents of the size oms writes: the routing decision with its explanation (one
+            # real explanation, computed once), the order summary, and an OrderRead-shaped body.
+            routing = {
+                "warehouses": [str(w) for w in wids],
+                "fully_filled": True,
+                "backorders": [],
+                "explanation": explanation,
+            }
             summary = {
                 "order_id": str(order_id),
+                "number": 0,
                 "status": "placed",
                 "channel": "web",
+                "external_reference": None,
                 "customer_id": body["customer"]["id"],
+                "customer_email": body["customer"]["email"],
+                "currency": "EUR",
                 "total": total,
                 "lines": [{"sku": ln["sku"], "quantity": ln["quantity"]} for ln in lines],
                 "warehouses": routing["warehouses"],
             }
-            response = {"id": str(order_id), "status": "placed", "lines": lines, **body, **summary}
+            stamp = now.isoformat()
+            response = {
+                "id": str(order_id),
+                "number": 0,
+                "status": "placed",
+                "version": 1,
+                "allowed_transitions": ["paid", "cancelled"],
+                **{k: body[k] for k in ("channel", "currency", "customer", "shipping_address")},
+                "payment_method": "card",
+                "priority": "standard",
+                "lines": [
+                    {
+                        "id": str(line_ids[i]),
+                        "line_no": i + 1,
+                        "backordered": 0,
+                        "subtotal": a,
+                        "tax": t,
+                        "total": a + t,
+                        **ln,
+                    }
+                    for i, (ln, (a, t)) in enumerate(zip(lines, amounts, strict=True))
+                ],
+                "totals": {"subtotal": sub, "tax_total": tax, "shipping_fee": 0, "total": total},
+                "fulfillment": "ship",
+                "pickup_store": None,
+                "shipments": [
+                    {
+                        "id": str(ship_ids[w]),
+                        "order_id": str(order_id),
+                        "seq": n,
+                        "warehouse": "WH",
+                        "status": "pending",
+                        "carrier": None,
+                        "tracking_number": None,
+                        "lines": [
+                            {
+                                "order_line_id": str(line_ids[i]),
+                                "sku": lines[i]["sku"],
+                                "quantity": lines[i]["quantity"],
+                            }
+                            for i, pw in plan
+                            if pw == w
+                        ],
+                        "created_at": stamp,
+                        **dict.fromkeys(
+                            ("picked_at", "packed_at", "shipped_at", "delivered_at", "cancelled_at")
+                        ),
+                    }
+                    for n, w in enumerate(wids, start=1)
+                ],
+                "routed_to": ["WH"] * len(wids),
+                "notes": None,
+                "attributes": {},
+                "created_at": stamp,
+                "updated_at": stamp,
+                **dict.fromkeys(
+                    ("carrier", "tracking_number", "paid_at", "shipped_at", "delivered_at")
+                ),
+                "cancelled_at": None,
+            }
             addr = body["shipping_address"]
             number = await conn.fetchval(
                 WRITE,
@@ -274,11 +354,19 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 k = (w, lines[i]["sku"])
                 want[k] = want.get(k, 0) + lines[i]["quantity"]
             keys = sorted(want, key=lambda k: (str(k[0]), k[1]))
-            got = await conn.fetch(
-                RESERVE, [k[0] for k in keys], [k[1] for k in keys], [want[k] for k in keys], now
+            values = ", ".join(
+                f"('{k[0]}'::uuid, '{k[1]}'::text, {want[k]})"  # uuids and bench SKUs: no quotes
+                for k in keys
             )
-            if len(got) != len(keys):
-                raise _Rollback("stock_moved")
+            try:
+                await conn.execute(
+                    RESERVE_AND_COMMIT.format(values=values, n=len(keys), now=now.isoformat())
+                )
+            except asyncpg.InvalidTextRepresentationError:
+                raise _Rollback("stock_moved") from None
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
         return "ok"
 
     async def worker(deadline: float) -> None:
@@ -309,9 +397,11 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                     last_ok[:] = [done]
 
     cpu_spec = spec.get("cpu") or {}
-    groups: dict[str, list[int]] = {}
+    groups: dict[str, Callable[[], list[int]]] = {}
     if cpu_spec.get("postmaster_pid"):
-        groups["postgres"] = postgres_pids(int(cpu_spec["postmaster_pid"]), cpu_spec["database"])
+        groups["postgres"] = functools.partial(
+            postgres_pids, int(cpu_spec["postmaster_pid"]), cpu_spec["database"]
+        )
     probe = CpuProbe(groups)
     warmup = float(spec.get("warmup_s", 0))
     duration = float(spec.get("duration_s", 0))
@@ -347,6 +437,36 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         out["sell_out_s"] = round(sell, 3)
         out["orders_per_s"] = round(ok / sell, 1) if sell > 0 else None
     return out
+
+
+def _sample_explanation() -> dict[str, Any]:
+    """One real routing explanation from oms's pure planner (20 warehouses, 2 lines)."""
+    from _common import WAREHOUSES
+
+    from oms.routing.domain import (
+        Destination,
+        GeoPoint,
+        RouteLine,
+        RoutingPolicy,
+        WarehouseCandidate,
+        plan_route,
+    )
+
+    rng = random.Random(5)
+    candidates = [
+        WarehouseCandidate(
+            id=str(uuid.UUID(int=rng.getrandbits(128))),
+            code=code,
+            point=GeoPoint(lat, lon),
+            priority=100,
+            country=country,
+            available={f"SKU-{i:05d}": 50 for i in range(1, 40) if rng.random() < 0.5},
+        )
+        for code, _, country, _, lat, lon in WAREHOUSES
+    ]
+    lines = [RouteLine(str(i), f"SKU-{i + 1:05d}", 1) for i in range(2)]
+    plan = plan_route(lines, Destination("DE", GeoPoint(52.5, 13.4)), candidates, RoutingPolicy())
+    return plan.explanation.to_dict()
 
 
 class _Rollback(Exception):

@@ -8,7 +8,7 @@ import json
 import math
 import os
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 # (code, name, ISO country, postal code, latitude, longitude): real European city coordinates.
@@ -247,27 +247,29 @@ def process_cpu(pids: Iterable[int]) -> dict[int, float]:
 class CpuProbe:
     """CPU seconds used by groups of processes and by the whole machine over a window.
 
-    A process that exits inside the window loses what it used since the start (the kernel
-    keeps no record of it), so figures are lower bounds when connections close mid-window.
+    Groups are functions returning the group's pids, called at the start and at the end, so
+    processes started inside the window (new database connections) are counted in full. A
+    process that exits inside the window loses what it used since the start (the kernel keeps
+    no record of it), so figures are lower bounds when connections close mid-window.
     """
 
-    def __init__(self, groups: dict[str, list[int]]) -> None:
+    def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
         self.groups = groups
         self._start: dict[str, dict[int, float]] = {}
         self._machine: tuple[float, float] = (0.0, 0.0)
 
     def start(self) -> None:
         self._machine = machine_cpu()
-        self._start = {name: process_cpu(pids) for name, pids in self.groups.items()}
+        self._start = {name: process_cpu(pids()) for name, pids in self.groups.items()}
 
     def stop(self, wall_s: float) -> dict[str, float]:
         busy0, total0 = self._machine
         busy1, total1 = machine_cpu()
         out = {}
         for name, pids in self.groups.items():
-            before, after = self._start[name], process_cpu(pids)
-            used = sum(after[p] - before[p] for p in after if p in before)
-            out[f"{name}_cores"] = round(used / wall_s, 2)
+            before, after = self._start[name], process_cpu(pids())
+            used = sum(v - before.get(p, 0.0) for p, v in after.items())
+            out[f"{name}_cores"] = round(used / wall_s, 3)
         out["machine_busy_cores"] = round((busy1 - busy0) / wall_s, 2)
         out["machine_cores"] = round((total1 - total0) / wall_s, 2)
         return out

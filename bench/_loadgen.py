@@ -9,12 +9,14 @@ server and the database; its own CPU use is measured and reported.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import resource
 import sys
 import time
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from typing import Any
 
 from _common import (
@@ -217,11 +219,13 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 last_201[:] = [done]
 
     cpu_spec = spec.get("cpu") or {}
-    groups: dict[str, list[int]] = {}
+    groups: dict[str, Callable[[], list[int]]] = {}
     if cpu_spec.get("server_pid"):
-        groups["server"] = process_tree(int(cpu_spec["server_pid"]))
+        groups["server"] = functools.partial(process_tree, int(cpu_spec["server_pid"]))
     if cpu_spec.get("postmaster_pid"):
-        groups["postgres"] = postgres_pids(int(cpu_spec["postmaster_pid"]), cpu_spec["database"])
+        groups["postgres"] = functools.partial(
+            postgres_pids, int(cpu_spec["postmaster_pid"]), cpu_spec["database"]
+        )
     probe = CpuProbe(groups)
 
     warmup = float(spec.get("warmup_s", 0))

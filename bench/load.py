@@ -91,9 +91,10 @@ INVARIANTS_SQL = {
         WHERE s.on_hand <> coalesce(m.q, 0)""",
     "order lines without allocations": """
         SELECT count(*) FROM order_lines l
-        WHERE l.quantity - l.backordered <>
-              (SELECT coalesce(sum(a.quantity), 0) FROM allocations a
-               WHERE a.order_line_id = l.id AND a.status = 'open')""",
+        LEFT JOIN (SELECT order_line_id, sum(quantity) q FROM allocations
+                   WHERE status = 'open' GROUP BY order_line_id) a
+          ON a.order_line_id = l.id
+        WHERE l.quantity - l.backordered <> coalesce(a.q, 0)""",
 }
 
 
@@ -423,7 +424,7 @@ def print_table(report: dict[str, Any]) -> None:
     head = (
         f"{'scenario':<8} {'conc':>4} {'orders/s':>9} {'ops/s':>8} {'p50 ms':>7} {'p95 ms':>7} "
         f"{'p99 ms':>7} {'errors':>6} {'409 oos':>7} {'ceiling/s':>9} {'ratio':>6} "
-        f"{'cpu srv':>7} {'pg':>5} {'client':>6} {'other':>5}"
+        f"{'cpu srv':>7} {'pg':>5} {'client':>6} {'other':>5} {'ms/op srv':>9} {'pg':>5}"
     )
     print(head)
     print("-" * len(head))
@@ -438,13 +439,15 @@ def print_table(report: dict[str, Any]) -> None:
             f"{(f'{ceiling:.1f}' if ceiling else '-'):>9} "
             f"{(f'{ratio:.2f}' if ratio else '-'):>6} {cpu.get('server_cores', 0):>7.2f} "
             f"{cpu.get('postgres_cores', 0):>5.2f} {cpu.get('client_cores', 0):>6.2f} "
-            f"{cpu.get('other_cores', 0):>5.2f}"
+            f"{cpu.get('other_cores', 0):>5.2f} "
+            f"{row['cpu_per_op'].get('server_ms_per_op', 0):>9.2f} "
+            f"{row['cpu_per_op'].get('postgres_ms_per_op', 0):>5.2f}"
         )
     for c in report["ceiling"]:
         print(
             f"ceiling  {c['scenario']:<6} c={c['concurrency']:<3} {c['orders_per_s']:>8.1f} "
             f"orders/s  p50 {c['p50_ms']} p95 {c['p95_ms']} p99 {c['p99_ms']} ms  "
-            f"outcomes {c['outcomes']}  cpu {c['cpu']}"
+            f"outcomes {c['outcomes']}  cpu {c['cpu']}  per order {c.get('cpu_per_order')}"
         )
     for f in report["flash_checks"]:
         print(f"flash check c={f['concurrency']}: {f}")
@@ -465,22 +468,24 @@ def plot(report: dict[str, Any], path: Path) -> None:
     series: dict[str, list[dict[str, Any]]] = {}
     for row in report["rows"]:
         series.setdefault(row["scenario"], []).append(row)
-    styles = {"spread": "o-", "flash": "s-", "mixed": "^-"}
+    markers = {"spread": "o", "flash": "s", "mixed": "^"}
+    colors = {"spread": "C0", "flash": "C1", "mixed": "C2"}
     for name, rows in series.items():
         xs = [r["concurrency"] for r in rows]
-        ys = [r["orders_per_s"] for r in rows]
-        label = f"oms {name} (orders/s)"
-        ax1.plot(xs, ys, styles.get(name, "o-"), label=label)
+        style = {"marker": markers.get(name, "o"), "color": colors.get(name)}
+        ax1.plot(xs, [r["orders_per_s"] for r in rows], "-", label=f"oms {name}", **style)
         if name == "mixed":
-            ax1.plot(xs, [r["ops_per_s"] for r in rows], "^:", label="oms mixed (all ops/s)")
-        ax2.plot(xs, [r["p99_ms"] for r in rows], styles.get(name, "o-"), label=f"oms {name}")
+            ax1.plot(xs, [r["ops_per_s"] for r in rows], ":", label="oms mixed, all ops/s", **style)
+        ax2.plot(xs, [r["p99_ms"] for r in rows], "-", label=f"oms {name} (placements)", **style)
     ceilings: dict[str, list[dict[str, Any]]] = {}
     for c in report["ceiling"]:
         ceilings.setdefault(c["scenario"], []).append(c)
     for name, rows in ceilings.items():
         xs = [r["concurrency"] for r in rows]
-        ax1.plot(xs, [r["orders_per_s"] for r in rows], "--", label=f"DB ceiling {name}")
-        ax2.plot(xs, [r["p99_ms"] for r in rows], "--", label=f"DB ceiling {name}")
+        style = {"marker": markers.get(name, "o"), "color": colors.get(name), "alpha": 0.6}
+        ax1.plot(xs, [r["orders_per_s"] for r in rows], "--", label=f"DB ceiling {name}", **style)
+        ax2.plot(xs, [r["p99_ms"] for r in rows], "--", label=f"DB ceiling {name}", **style)
+    ax2.set_yscale("log")
     for ax in (ax1, ax2):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrent clients")
@@ -489,6 +494,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.set_xticklabels([str(v) for v in levels])
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
+    ax1.set_ylim(bottom=0)
     ax1.set_ylabel("orders per second")
     ax1.set_title("Throughput")
     ax2.set_ylabel("p99 latency (ms)")
@@ -580,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = Settings(**({"workers": args.workers} if args.workers else {}))
             report["server"] = {
                 "workers": args.workers or settings.workers,
-                "db_pool_size": settings.db_pool_size,
+                "db_pool_size": settings.effective_db_pool_size,
                 "db_max_overflow": settings.db_max_overflow,
                 "env": server_env,
             }
@@ -654,6 +660,17 @@ def main(argv: list[str] | None = None) -> int:
                             - ceiling["cpu"]["client_cores"],
                             2,
                         )
+                        if ceiling["orders"]:
+                            ceiling["cpu_per_order"] = {
+                                f"{n}_ms": round(
+                                    ceiling["cpu"].get(f"{n}_cores", 0.0)
+                                    * ceiling["wall_s"]
+                                    / sum(ceiling["outcomes"].values())
+                                    * 1000,
+                                    2,
+                                )
+                                for n in ("postgres", "client")
+                            }
                         report["ceiling"].append(ceiling)
                     report["rows"].append(_row(result, ceiling))
             report["invariants"] = asyncio.run(invariants(db.dsn))
@@ -688,6 +705,12 @@ def _row(result: dict[str, Any], ceiling: dict[str, Any] | None) -> dict[str, An
         - cpu.get("client_cores", 0),
         2,
     )
+    ops = sum(o["count"] for o in result["ops"].values())
+    per_op = {
+        f"{name}_ms_per_op": round(cpu.get(f"{name}_cores", 0.0) * result["wall_s"] / ops * 1000, 2)
+        for name in ("server", "postgres", "client")
+        if ops
+    }
     row: dict[str, Any] = {
         "scenario": result["scenario"],
         "concurrency": result["concurrency"],
@@ -700,6 +723,7 @@ def _row(result: dict[str, Any], ceiling: dict[str, Any] | None) -> dict[str, An
         "out_of_stock_409": oos,
         "ops": result["ops"],
         "cpu": cpu,
+        "cpu_per_op": per_op,
         "wall_s": result["wall_s"],
     }
     if "sell_out_s" in result:

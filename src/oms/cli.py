@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = args.workers or settings.workers
     with database_url(settings) as url:
         os.environ["OMS_DATABASE_URL"] = url
+        os.environ["OMS_WORKERS"] = str(workers)  # the processes size their pools by it
         get_settings.cache_clear()
         if settings.run_migrations_on_start and not args.no_migrate:
             from oms.schema import upgrade_head
@@ -62,17 +64,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from oms.shared.logging import configure_logging
 
         configure_logging(settings.log_level, settings.log_format)
-        uvicorn.run(
-            "oms.main:app_factory",
-            factory=True,
-            host=args.host or settings.host,
-            port=args.port or settings.port,
-            workers=workers,
-            log_config=None,
-            access_log=False,
-            proxy_headers=True,
-            timeout_graceful_shutdown=10,
-        )
+        relay = None
+        if settings.serve_worker:  # the outbox relay beside the API (scripts/serve turns it on)
+            relay = subprocess.Popen([sys.executable, "-m", "oms.cli", "worker"])
+        try:
+            uvicorn.run(
+                "oms.main:app_factory",
+                factory=True,
+                host=args.host or settings.host,
+                port=args.port or settings.port,
+                workers=workers,
+                log_config=None,
+                access_log=False,
+                proxy_headers=True,
+                timeout_graceful_shutdown=10,
+            )
+        finally:
+            if relay is not None:
+                relay.terminate()
+                try:
+                    relay.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    relay.kill()
     return 0
 
 

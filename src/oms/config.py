@@ -12,7 +12,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    """One API process per CPU, at most 8 (bench/load.py: on 2 CPUs shared with Postgres, 2
+    processes beat 1 and 4; more processes than CPUs only add switching)."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+DB_CONNECTIONS_PER_HOST = 16
+"""Connections all worker processes of one `oms serve` share by default: Postgres runs order
+placement best with about 8-16 transactions in flight (more only queue on the hot stock rows)."""
 
 
 class Settings(BaseSettings):
@@ -30,12 +37,17 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = Field(default_factory=_default_workers)
-    db_pool_size: int = Field(
-        default=8,
-        description="Database connections per worker process (the hot stock row scales best "
-        "at about 8 in flight per Postgres, see bench/README).",
+    db_pool_size: int | None = Field(
+        default=None,
+        description="Database connections per worker process. Default: 16 / workers, at "
+        "least 4, so one `oms serve` keeps about 16 transactions in flight.",
     )
-    db_max_overflow: int = 4
+    db_max_overflow: int = Field(
+        default=0,
+        description="Extra connections under bursts. 0 by default: overflow connections are "
+        "closed and reopened as load varies, and each new one costs Postgres a process start "
+        "and the statement preparations; requests wait for a pooled one instead.",
+    )
     db_pool_pre_ping: bool = Field(
         default=False,
         description="Test a pooled connection before each use (three round trips with asyncpg). "
@@ -78,6 +90,17 @@ class Settings(BaseSettings):
         default=30.0, description="How often the worker retries pending inbox events."
     )
     run_migrations_on_start: bool = True
+    serve_worker: bool = Field(
+        default=False,
+        description="`oms serve` also runs `oms worker` (outbox relay) as a child process",
+    )
+
+    @property
+    def effective_db_pool_size(self) -> int:
+        """``db_pool_size``, or the share of DB_CONNECTIONS_PER_HOST of one worker process."""
+        if self.db_pool_size is not None:
+            return self.db_pool_size
+        return max(4, DB_CONNECTIONS_PER_HOST // max(1, self.workers))
 
 
 @lru_cache(maxsize=1)

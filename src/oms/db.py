@@ -38,7 +38,7 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         raise RuntimeError("no database URL: set OMS_DATABASE_URL or use `oms serve` (embedded)")
     return create_async_engine(
         target,
-        pool_size=settings.db_pool_size,
+        pool_size=settings.effective_db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_s,
         pool_pre_ping=settings.db_pool_pre_ping,

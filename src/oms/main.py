@@ -161,18 +161,24 @@ def install_exception_handlers(app: FastAPI) -> None:
         # SQLAlchemy's DBAPI-level error, raised unwrapped when code drives the adapted
         # connection directly (oms.db.driver_connection); InterfaceError = connection closed
         sqlstate = str(getattr(exc, "sqlstate", None) or "")
-        lost = type(exc).__name__ == "InterfaceError"
-        return await _database_error(request, exc, sqlstate, lost)
+        return await _database_error(request, exc, sqlstate, _connection_lost(exc))
 
-    @app.exception_handler(asyncpg.InterfaceError)
-    async def _asyncpg_client(request: Request, exc: asyncpg.InterfaceError) -> JSONResponse:
-        lost = isinstance(exc, asyncpg.ConnectionDoesNotExistError)
-        return await _database_error(request, exc, "", lost)
+    async def _asyncpg_client(request: Request, exc: Exception) -> JSONResponse:
+        return await _database_error(request, exc, "", _connection_lost(exc))
+
+    app.add_exception_handler(asyncpg.InterfaceError, _asyncpg_client)
+    app.add_exception_handler(asyncpg.InternalClientError, _asyncpg_client)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         # a bug: answer with a problem (no details), Starlette re-raises it to the server's log
         return _problem_response(request, _internal_error())
+
+
+def _connection_lost(exc: Exception) -> bool:
+    """A driver error that means the connection broke (the server went away mid-operation)."""
+    name = type(exc).__name__
+    return name == "InternalClientError" or (name == "InterfaceError" and "closed" in str(exc))
 
 
 def _internal_error() -> ProblemError:

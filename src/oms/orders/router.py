@@ -74,7 +74,7 @@ async def read_orders(session: Session, orders: list[Order]) -> list[OrderRead]:
     return [to_read(o, shipments[o.id]) for o in orders]
 
 
-def to_read(order: Order, shipments: list[service.ShipmentView]) -> OrderRead:
+def to_read(order: Order | service.NewOrder, shipments: list[service.ShipmentView]) -> OrderRead:
     cod = order.payment_method == domain.PaymentMethod.CASH_ON_DELIVERY
     return OrderRead(
         id=order.id,
@@ -191,6 +191,7 @@ async def create_order(
         request_id=request_id_var.get(),
         idempotency=idempotent,
         render=_render,
+        commit=True,  # nothing follows: commit with the reservation, in one round trip
     )
     body = placed.body if placed.body is not None else _render(placed.order, placed.shipments)
     # Already validated and in JSON form: skip FastAPI's second pass through the response model.
@@ -199,7 +200,7 @@ async def create_order(
     )
 
 
-def _render(order: Order, shipments: list[service.ShipmentView]) -> dict[str, Any]:
+def _render(order: service.NewOrder, shipments: list[service.ShipmentView]) -> dict[str, Any]:
     return to_read(order, shipments).model_dump(mode="json")
 
 

@@ -1,4 +1,6 @@
-"""Order use cases. Every function takes the request's session and never commits."""
+"""Order use cases. Every function takes the request's session and never commits, with one
+exception: ``place_order_with_shipments(commit=True)``, used by ``POST /v1/orders``, commits in
+the same round trip as the stock reservation (see there)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from oms.db import after_commit, driver_connection
 from oms.inventory import service as inventory_service
 from oms.orders import domain
 from oms.orders.domain import OrderStatus, PaymentMethod, ShipmentStatus
-from oms.orders.models import IdempotencyKey, Order, OrderEvent, OrderLine, Shipment
+from oms.orders.models import Order, OrderEvent, OrderLine, Shipment
 from oms.orders.schemas import OrderCreate, ShipmentTransitionRequest, TransitionRequest
 from oms.outbox.service import record_event
 from oms.routing import service as routing_service
@@ -92,23 +94,6 @@ async def claim_idempotency_key(
             "a request with this Idempotency-Key is in progress", code="idempotency_in_progress"
         )
     return StoredResponse(row["response_status"], row["response_body"])
-
-
-async def store_idempotent_response(
-    session: AsyncSession,
-    *,
-    scope: str,
-    key: str,
-    status: int,
-    body: dict[str, Any],
-    order_id: uuid.UUID,
-) -> None:
-    """Save the response so a retry with the same key gets it back."""
-    await session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
-        .values(response_status=status, response_body=body, order_id=order_id)
-    )
 
 
 # ---- reading ----------------------------------------------------------------------------
@@ -212,7 +197,7 @@ class _StockMoved(Exception):
     """A reservation lost a race after routing: roll back the savepoint and route again."""
 
 
-def order_summary(order: Order) -> dict[str, Any]:
+def order_summary(order: Order | NewOrder) -> dict[str, Any]:
     """The data carried by order.* events."""
     return {
         "order_id": str(order.id),
@@ -228,7 +213,7 @@ def order_summary(order: Order) -> dict[str, Any]:
     }
 
 
-def _address(order: Order) -> routing_service.Address:
+def _address(order: Order | NewOrder) -> routing_service.Address:
     return routing_service.Address(
         country=order.ship_country,
         postal_code=order.ship_postal_code,
@@ -352,6 +337,93 @@ async def _write_plan(
     order.routing = routing
 
 
+@dataclass(slots=True)
+class NewOrderLine:
+    """A line of an order being placed (plain data: what responses and events read)."""
+
+    id: uuid.UUID
+    order_id: uuid.UUID
+    line_no: int
+    sku: str
+    name: str | None
+    quantity: int
+    unit_price: int
+    tax_rate_bps: int
+    backordered: int
+    subtotal_amount: int
+    tax_amount: int
+    total_amount: int
+
+
+@dataclass(slots=True)
+class NewOrder:
+    """An order as :func:`place_order` wrote it, with the attributes of the `Order` row.
+
+    Order placement builds these instead of ORM objects: nothing goes through the session's
+    unit of work, and a plain dataclass costs a fraction of an instrumented instance.
+    """
+
+    id: uuid.UUID
+    number: int
+    status: str
+    version: int
+    channel: str
+    external_reference: str | None
+    customer_id: str | None
+    customer_email: str | None
+    currency: str
+    payment_method: str
+    priority: str
+    ship_name: str | None
+    ship_lines: list[str]
+    ship_city: str
+    ship_postal_code: str | None
+    ship_region: str | None
+    ship_country: str
+    ship_latitude: float | None
+    ship_longitude: float | None
+    subtotal_amount: int
+    tax_amount: int
+    shipping_fee: int
+    total_amount: int
+    fulfillment: str
+    pickup_warehouse_code: str | None
+    notes: str | None
+    attributes: dict[str, Any]
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    lines: list[NewOrderLine]
+    routing: dict[str, Any] | None = None
+    carrier: str | None = None
+    tracking_number: str | None = None
+    paid_at: datetime | None = None
+    shipped_at: datetime | None = None
+    delivered_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class NewShipment:
+    """A shipment of an order being placed (the attributes of the `Shipment` row)."""
+
+    id: uuid.UUID
+    order_id: uuid.UUID
+    seq: int
+    warehouse_id: uuid.UUID
+    warehouse_code: str
+    created_at: datetime
+    status: str = ShipmentStatus.PENDING.value
+    version: int = 1
+    carrier: str | None = None
+    tracking_number: str | None = None
+    picked_at: datetime | None = None
+    packed_at: datetime | None = None
+    shipped_at: datetime | None = None
+    delivered_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+
 _PLACE_ORDER = """WITH o AS (
   INSERT INTO orders (id, status, version, channel, external_reference, customer_id,
     customer_email, currency, payment_method, priority, ship_name, ship_lines, ship_city,
@@ -413,18 +485,18 @@ class IdempotentRequest:
 
 @dataclass(frozen=True, slots=True)
 class PlacedOrder:
-    order: Order
+    order: NewOrder
     shipments: list[ShipmentView]
     body: dict[str, Any] | None
     """The rendered response (when rendered for an idempotent request), number filled in."""
 
 
-Render = Callable[[Order, "list[ShipmentView]"], dict[str, Any]]
+Render = Callable[[NewOrder, "list[ShipmentView]"], dict[str, Any]]
 
 
 async def place_order(
     session: AsyncSession, *, data: OrderCreate, principal: Principal, request_id: str | None
-) -> Order:
+) -> NewOrder:
     """Store a new order in status ``placed``, routed and reserved, in the caller's transaction.
 
     Not enough stock: 409 ``insufficient_stock`` naming the short lines, and nothing is stored
@@ -444,6 +516,7 @@ async def place_order_with_shipments(
     request_id: str | None,
     idempotency: IdempotentRequest | None = None,
     render: Render | None = None,
+    commit: bool = False,
 ) -> PlacedOrder:
     """:func:`place_order`, also returning the shipments, and storing the idempotent response.
 
@@ -454,6 +527,11 @@ async def place_order_with_shipments(
     it rolls back to the savepoint (releasing the locks) and routes again, at most
     MAX_ROUTE_ATTEMPTS times. With ``idempotency`` and ``render``, the response rendered from
     the new order is stored under the key in the same statement as the order.
+
+    ``commit=True`` (the HTTP route, where nothing follows) commits the request's transaction
+    in the same round trip as the reservation (see `inventory_service.reserve_and_commit`):
+    the only place a service commits, to keep hot stock rows locked for the server's time
+    only. Callers that write more afterwards (webhook intake) leave it False.
     """
     if principal.channel is not None and data.channel != principal.channel:
         raise Forbidden(
@@ -466,7 +544,24 @@ async def place_order_with_shipments(
     ]
     totals = domain.order_totals(amounts, data.shipping_fee)
     addr = data.shipping_address
-    order = Order(
+    lines = [
+        NewOrderLine(
+            id=uuid.uuid4(),
+            order_id=order_id,
+            line_no=i,
+            sku=ln.sku,
+            name=ln.name,
+            quantity=ln.quantity,
+            unit_price=ln.unit_price,
+            tax_rate_bps=ln.tax_rate_bps,
+            backordered=0,
+            subtotal_amount=a.subtotal,
+            tax_amount=a.tax,
+            total_amount=a.total,
+        )
+        for i, (ln, a) in enumerate(zip(data.lines, amounts, strict=True), start=1)
+    ]
+    order = NewOrder(
         id=order_id,
         number=0,
         status=OrderStatus.PLACED.value,
@@ -490,39 +585,15 @@ async def place_order_with_shipments(
         tax_amount=totals.tax_total,
         shipping_fee=totals.shipping_fee,
         total_amount=totals.total,
-        carrier=None,
-        tracking_number=None,
         fulfillment="pickup" if data.pickup_store else "ship",
         pickup_warehouse_code=data.pickup_store,
         notes=data.notes,
         attributes=data.attributes,
-        routing=None,
         created_by=principal.actor,
         created_at=now,
         updated_at=now,
-        paid_at=None,
-        shipped_at=None,
-        delivered_at=None,
-        cancelled_at=None,
+        lines=lines,
     )
-    lines = [
-        OrderLine(
-            id=uuid.uuid4(),
-            order_id=order_id,
-            line_no=i,
-            sku=ln.sku,
-            name=ln.name,
-            quantity=ln.quantity,
-            unit_price=ln.unit_price,
-            tax_rate_bps=ln.tax_rate_bps,
-            backordered=0,
-            subtotal_amount=a.subtotal,
-            tax_amount=a.tax,
-            total_amount=a.total,
-        )
-        for i, (ln, a) in enumerate(zip(data.lines, amounts, strict=True), start=1)
-    ]
-    set_committed_value(order, "lines", lines)  # a plain list: no collection/backref events
     route_lines = [RouteLine(line_id=str(ln.id), sku=ln.sku, quantity=ln.quantity) for ln in lines]
     line_ids = {str(ln.id): ln for ln in lines}
     address = _address(order)
@@ -541,23 +612,13 @@ async def place_order_with_shipments(
             raise insufficient_stock(plan)
         codes = {c.warehouse_id: c.code for c in plan.explanation.candidates}
         shipments = {
-            wid: Shipment(
+            wid: NewShipment(
                 id=uuid.uuid4(),
                 order_id=order_id,
                 seq=seq,
                 warehouse_id=uuid.UUID(wid),
                 warehouse_code=codes[wid],
-                status=ShipmentStatus.PENDING.value,
-                version=1,
-                carrier=None,
-                tracking_number=None,
                 created_at=now,
-                updated_at=now,
-                picked_at=None,
-                packed_at=None,
-                shipped_at=None,
-                delivered_at=None,
-                cancelled_at=None,
             )
             for seq, wid in enumerate(plan.warehouses, start=1)
         }
@@ -616,7 +677,10 @@ async def place_order_with_shipments(
             )
             for a in plan.allocations
         ]
-        if await inventory_service.reserve(session, reservations=reservations):
+        reserve = inventory_service.reserve_and_commit if commit else inventory_service.reserve
+        if reservations and await reserve(session, reservations=reservations):
+            break
+        if not reservations:  # a backorder of everything: nothing to lock
             break
         await conn.execute(_ROLLBACK_TO_SAVEPOINT)  # undo the writes, release the row locks
     else:
@@ -648,9 +712,9 @@ async def place_order_with_shipments(
 
 
 def _order_params(
-    order: Order,
-    lines: list[OrderLine],
-    shipments: Iterable[Shipment],
+    order: NewOrder,
+    lines: list[NewOrderLine],
+    shipments: Iterable[NewShipment],
     principal: Principal,
     request_id: str | None,
 ) -> list[Any]:
@@ -727,7 +791,7 @@ async def _raise_if_duplicate(session: AsyncSession, *, data: OrderCreate) -> No
 
 @dataclass(frozen=True, slots=True)
 class ShipmentView:
-    shipment: Shipment
+    shipment: Shipment | NewShipment
     lines: list[dict[str, Any]]
 
 
