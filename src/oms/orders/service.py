@@ -944,16 +944,16 @@ async def pick_queue(
             .limit(limit)
         )
     ).all()
-    out = []
-    for sh, order in rows:
-        allocs = await inventory_service.allocations_for_orders(session, order_ids=[order.id])
-        lines = [
-            {"order_line_id": a.order_line_id, "sku": a.sku, "quantity": a.quantity}
-            for a in allocs
-            if a.shipment_id == sh.id and a.status == "open"
-        ]
-        out.append((sh, order, lines))
-    return out
+    allocs = await inventory_service.allocations_for_orders(
+        session, order_ids=list({order.id for _, order in rows})
+    )
+    by_shipment: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+    for a in allocs:
+        if a.shipment_id is not None and a.status == "open":
+            by_shipment[a.shipment_id].append(
+                {"order_line_id": a.order_line_id, "sku": a.sku, "quantity": a.quantity}
+            )
+    return [(sh, order, by_shipment.get(sh.id, [])) for sh, order in rows]
 
 
 # ---- transitions ------------------------------------------------------------------------
