@@ -314,17 +314,13 @@ async def _write_plan(
         )
         for a in plan.allocations
     ]
-    if reservations and not await inventory_service.reserve(session, reservations=reservations):
-        raise _StockMoved
     backordered: dict[uuid.UUID, int] = defaultdict(int)
     for s in plan.backorders:
         backordered[line_ids[s.line_id]] += s.missing
-    for line_id in line_ids.values():
-        await session.execute(
-            update(OrderLine)
-            .where(OrderLine.id == line_id)
-            .values(backordered=backordered[line_id])
-        )
+    await session.execute(
+        update(OrderLine),
+        [{"id": line_id, "backordered": backordered[line_id]} for line_id in line_ids.values()],
+    )
     routing = {
         "warehouses": [codes[w] for w in plan.warehouses],
         "fully_filled": plan.fully_filled,
@@ -333,8 +329,16 @@ async def _write_plan(
         ],
         "explanation": plan.explanation.to_dict(),
     }
-    await session.execute(update(Order).where(Order.id == order.id).values(routing=routing))
-    order.routing = routing
+    await session.execute(
+        update(Order)
+        .where(Order.id == order.id)
+        .values(routing=routing)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(order, "routing", routing)
+    # the contended stock rows last: their locks are held only until the commit
+    if reservations and not await inventory_service.reserve(session, reservations=reservations):
+        raise _StockMoved
 
 
 @dataclass(slots=True)
