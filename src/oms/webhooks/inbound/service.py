@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from oms.webhooks.inbound.adapters.base import EventType, InboundEvent, InvalidP
 from oms.webhooks.inbound.adapters.oms import validation_errors
 from oms.webhooks.inbound.models import Connector, InboxMessage
 from oms.webhooks.inbound.schemas import ConnectorCreate, ConnectorUpdate, InboundResult
+from oms.webhooks.keys import new_secret
 
 log = logging.getLogger("oms.webhooks.inbound")
 
@@ -84,10 +84,6 @@ def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
 # ---- connectors ---------------------------------------------------------------------------
 
 
-def _new_secret() -> str:
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
 def _check_secret(fmt: str, secret: str) -> None:
     if fmt != "oms":
         return
@@ -115,7 +111,7 @@ async def create_connector(
                 f"a {data.format} connector needs the secret configured in {data.format}",
                 code="secret_required",
             )
-        secret = generated = _new_secret()
+        secret = generated = new_secret()
     _check_secret(data.format, secret)
     now = utcnow()
     connector_id = (

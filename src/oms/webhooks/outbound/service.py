@@ -18,9 +18,7 @@ does network I/O: the worker sends between ``claim`` and ``finish``, outside any
 
 from __future__ import annotations
 
-import base64
 import logging
-import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +48,7 @@ from oms.shared.clock import utcnow
 from oms.shared.errors import Conflict, NotFound, ProblemError
 from oms.webhooks import metrics
 from oms.webhooks.events import matches
+from oms.webhooks.keys import new_secret
 from oms.webhooks.outbound.models import (
     Attempt,
     Delivery,
@@ -65,11 +64,6 @@ from oms.webhooks.outbound.schemas import (
 from oms.webhooks.outbound.sender import SendResult, backoff_s
 
 log = logging.getLogger("oms.webhooks.outbound")
-
-
-def new_secret() -> str:
-    """A Standard Webhooks secret: ``whsec_`` + base64 of 32 random bytes."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 # ---- subscriptions ------------------------------------------------------------------------
