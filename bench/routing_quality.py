@@ -19,6 +19,12 @@ What it does (everything seeded, nothing fetched):
 * **Baselines.** ``oms`` = ``plan_route`` with the default policy, orders processed in sequence,
   each one consuming stock. ``greedy`` = Saleor-style: each line filled greedily across
   warehouses in fixed priority order (country filter only).
+* **Diagnostics.** The cost split into parcels, band surcharges and unfilled penalties (OPT,
+  oms, greedy), and the units OPT *withholds*: units it leaves an order short of although the
+  stock was still there at the order's turn (a fill-first router never does that). ``hst``:
+  plans that obey the default policy's criteria down to the distance band and domestic-first,
+  with the remaining ties broken in hindsight (LP of all the orders still to come): roughly the
+  best any tie-break rule below the band could do (``--no-hindsight-ties`` skips it).
 * **Latency.** ``plan_route`` wall time per order at 50 warehouses on a larger batch (the
   caller's work of building candidates is not timed).
 
@@ -29,12 +35,14 @@ Needs ``highspy`` (the ``bench`` extra).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import random
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +244,9 @@ def _pct(sorted_values: list[float], q: float) -> float:
 @dataclass
 class Outcome:
     cost: float = 0.0
+    cost_parcels: float = 0.0  # PARCEL_BASE per parcel
+    cost_bands: float = 0.0  # PARCEL_PER_BAND * band per parcel
+    cost_unfilled: float = 0.0  # UNFILLED_PENALTY per unfilled unit
     parcels: int = 0
     split_orders: int = 0
     units: int = 0
@@ -248,8 +259,13 @@ class Outcome:
 
     def add(self, scen: Scenario, order: Order, used: set[str], filled: int) -> None:
         units = sum(q for _, q in order.lines)
-        self.cost += sum(PARCEL_BASE + PARCEL_PER_BAND * scen.band[(order.id, w)] for w in used)
-        self.cost += UNFILLED_PENALTY * (units - filled)
+        parcels = PARCEL_BASE * len(used)
+        bands = PARCEL_PER_BAND * sum(scen.band[(order.id, w)] for w in used)
+        unfilled = UNFILLED_PENALTY * (units - filled)
+        self.cost += parcels + bands + unfilled
+        self.cost_parcels += parcels
+        self.cost_bands += bands
+        self.cost_unfilled += unfilled
         self.parcels += len(used)
         self.split_orders += len(used) > 1
         self.units += units
@@ -259,6 +275,9 @@ class Outcome:
     def summary(self, optimum: float | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "cost": round(self.cost, 2),
+            "cost_parcels": round(self.cost_parcels, 2),
+            "cost_bands": round(self.cost_bands, 2),
+            "cost_unfilled": round(self.cost_unfilled, 2),
             "parcels_per_order": round(self.parcels / self.orders, 4),
             "split_share": round(self.split_orders / self.orders, 4),
             "fill_rate": round(self.filled / self.units, 4),
@@ -376,10 +395,12 @@ def solve_mip(
     time_limit: float,
     orders: list[Order] | None = None,
     stock: dict[tuple[str, str], int] | None = None,
+    relax: bool = False,
 ) -> dict[str, Any]:
     """Optimum of ``orders`` (default: the whole batch, clairvoyant) against ``stock``, HiGHS.
 
-    Returns the figures plus ``"x"``: {(order id, line index, warehouse id): units}.
+    Returns the figures plus ``"x"``: {(order id, line index, warehouse id): units}. With
+    ``relax``, the LP relaxation (parcels may be fractional) and only ``{"objective": ...}``.
     """
     import highspy
     import numpy as np
@@ -410,7 +431,7 @@ def solve_mip(
                     y_index[(o.id, w.id)] = len(costs)
                     costs.append(PARCEL_BASE + PARCEL_PER_BAND * scen.band[(o.id, w.id)])
                     ub.append(1.0)
-                    integ.append(1)
+                    integ.append(0 if relax else 1)
                 cap = min(q, have)
                 x_vars.append((len(costs), g, o.id, w.id, cap))
                 costs.append(0.0)
@@ -462,6 +483,8 @@ def solve_mip(
     h.run()
     elapsed = time.perf_counter() - t0
     info = h.getInfo()
+    if relax:
+        return {"objective": float(info.objective_function_value)}
     status = h.modelStatusToString(h.getModelStatus())
     obj = float(info.objective_function_value)
     bound = float(info.mip_dual_bound)
@@ -492,6 +515,156 @@ def solve_mip(
     }
 
 
+def solution_outcome(scen: Scenario, x: dict[tuple[str, int, str], int]) -> tuple[Outcome, int]:
+    """The cost breakdown of a batch solution, and the units it *withholds*: units an order
+    is left short of although the stock still available when its turn comes (orders in batch
+    order, earlier orders taking what the solution gives them) could have filled them. A
+    router that fills every order as far as stock allows (the default policy) never does that.
+    """
+    stock = dict(scen.stock)
+    out = Outcome()
+    withheld = 0
+    by_order: dict[str, list[tuple[int, str, int]]] = {}
+    for (oid, li, wid), v in x.items():
+        by_order.setdefault(oid, []).append((li, wid, v))
+    for order in scen.orders:
+        allocs = by_order.get(order.id, [])
+        demand: dict[str, int] = {}
+        for s, q in order.lines:
+            demand[s] = demand.get(s, 0) + q
+        reachable = sum(
+            min(
+                d,
+                sum(stock.get((w.id, s), 0) for w in scen.warehouses if _serves(w, order.country)),
+            )
+            for s, d in demand.items()
+        )
+        filled = sum(v for _, _, v in allocs)
+        withheld += reachable - filled
+        for li, wid, v in allocs:
+            stock[(wid, order.lines[li][0])] -= v
+        out.add(scen, order, {wid for _, wid, _ in allocs}, filled)
+    return out, withheld
+
+
+def _allocate(
+    order: Order, members: list[str], stock: dict[tuple[str, str], int], deepest_first: bool
+) -> dict[tuple[str, str], int]:
+    """Units per (warehouse, sku) for a set of warehouses (listed nearest first): each line
+    whole from one member if possible, else split; members tried nearest first, or the member
+    with the most units of the SKU first. Either way the order's cost is the same."""
+    rem = {(w, s): stock.get((w, s), 0) for w in members for s, _ in order.lines}
+    x: dict[tuple[str, str], int] = {}
+    for s, q in sorted(order.lines, key=lambda ln: -ln[1]):
+        order_of = sorted(members, key=lambda w: -rem[(w, s)]) if deepest_first else members
+        whole = next((w for w in order_of if rem[(w, s)] >= q), None)
+        takes = [(whole, q)] if whole is not None else []
+        if whole is None:
+            for w in order_of:
+                t = min(q, rem[(w, s)])
+                if t > 0:
+                    takes.append((w, t))
+                    q -= t
+                if q == 0:
+                    break
+        for w, t in takes:
+            rem[(w, s)] -= t
+            x[(w, s)] = x.get((w, s), 0) + t
+    return x
+
+
+def run_hindsight_ties(scen: Scenario, policy: RoutingPolicy | None = None) -> Outcome:
+    """Diagnostic, not a router: orders one at a time, each plan obeying the default policy's
+    criteria (most units, fewest shipments, smallest band sum, fewest cross-border shipments),
+    but *ties* among such plans (and which member ships which line) broken with hindsight: by
+    the LP relaxation of the optimum of all the orders still to come. Estimates how much any
+    tie-break rule between the distance band and priority could gain. Sets of up to three
+    warehouses are enumerated; orders needing more are routed by ``plan_route``."""
+    policy = policy or RoutingPolicy(allow_backorder=True, distance_band_km=BAND_KM)
+    stock = dict(scen.stock)
+    out = Outcome()
+    for idx, order in enumerate(scen.orders):
+        skus = [s for s, _ in order.lines]
+        demand = dict(order.lines)
+        elig = [
+            w
+            for w in scen.warehouses
+            if _serves(w, order.country) and any(stock.get((w.id, s), 0) > 0 for s in skus)
+        ]
+
+        def fill(ids: Sequence[str], demand: dict[str, int] = demand) -> int:
+            return sum(min(d, sum(stock.get((i, s), 0) for i in ids)) for s, d in demand.items())
+
+        best_fill = fill([w.id for w in elig])
+        tied: list[list[str]] = []
+        best_key: tuple[int, int] | None = None
+        for k in range(1, 4):
+            for sub in itertools.combinations(elig, k):
+                ids = [w.id for w in sub]
+                if fill(ids) < best_fill or (
+                    k > 1 and any(fill([i for i in ids if i != j]) >= best_fill for j in ids)
+                ):
+                    continue
+                key = (
+                    sum(scen.band[(order.id, i)] for i in ids),
+                    sum(w.country != order.country for w in sub),
+                )
+                if best_key is None or key < best_key:
+                    best_key, tied = key, [ids]
+                elif key == best_key:
+                    tied.append(ids)
+            if tied:
+                break
+        options: list[dict[tuple[str, str], int]] = []
+        for ids in tied:
+            ids.sort(key=lambda i: scen.band[(order.id, i)])
+            for deepest in (False, True):
+                x = _allocate(order, ids, stock, deepest)
+                if x not in options:
+                    options.append(x)
+        if not options:  # more than three shipments (or nothing to place): the router decides
+            by_wh: dict[str, dict[str, int]] = {w.id: {} for w in scen.warehouses}
+            for (wid, s), u in stock.items():
+                by_wh[wid][s] = u
+            plan = plan_route(
+                [RouteLine(f"{order.id}-{i}", s, q) for i, (s, q) in enumerate(order.lines)],
+                Destination(order.country, GeoPoint(order.lat, order.lon)),
+                [
+                    WarehouseCandidate(
+                        id=w.id,
+                        code=w.code,
+                        point=GeoPoint(w.lat, w.lon),
+                        priority=w.priority,
+                        ships_to=w.ships_to,
+                        available=by_wh[w.id],
+                        country=w.country,
+                    )
+                    for w in scen.warehouses
+                ],
+                policy,
+            )
+            x = {}
+            for a in plan.allocations:
+                x[(a.warehouse_id, a.sku)] = x.get((a.warehouse_id, a.sku), 0) + a.quantity
+            options = [x]
+        chosen = options[0]
+        rest = scen.orders[idx + 1 :]
+        if len(options) > 1 and rest:
+            best_value = math.inf
+            for x in options:
+                after = dict(stock)
+                for key2, v in x.items():
+                    after[key2] -= v
+                after = {k2: v for k2, v in after.items() if v > 0}
+                value = solve_mip(scen, 10.0, orders=rest, stock=after, relax=True)["objective"]
+                if value < best_value - 1e-9:
+                    best_value, chosen = value, x
+        for key2, v in chosen.items():
+            stock[key2] -= v
+        out.add(scen, order, {w for (w, _), v in chosen.items() if v > 0}, sum(chosen.values()))
+    return out
+
+
 def run_per_order_exact(scen: Scenario) -> Outcome:
     """Myopic optimum: each order solved exactly for the bench cost, in sequence."""
     stock = dict(scen.stock)
@@ -518,6 +691,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rhos", type=float, nargs="+", default=[0.7, 1.0])
     ap.add_argument("--mip-time-limit", type=float, default=25.0)
     ap.add_argument("--no-per-order-exact", action="store_true", help="skip that baseline")
+    ap.add_argument(
+        "--no-hindsight-ties",
+        action="store_true",
+        help="skip the diagnostic that breaks the default policy's ties with hindsight",
+    )
     ap.add_argument("--skip-quality", action="store_true", help="latency figures only")
     ap.add_argument("--timing-orders", type=int, default=3000)
     ap.add_argument("--timing-warehouses", type=int, default=50)
@@ -561,11 +739,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "cost ratios to OPT; poe = per-order exact (each order optimal alone, in sequence); "
+        "hst = default-policy plans with ties broken in hindsight (diagnostic); "
         "parcels per order / split share / fill rate"
     )
     hdr = (
         f"{'rho':>4} {'seed':>4} | {'OPT':>7} {'gap':>6} {'s':>5} | {'oms':>6} {'poe':>6} "
-        f"{'greedy':>6} | {'OPT parcels/split/fill':>22} | {'oms parcels/split/fill':>22} | "
+        f"{'hst':>6} {'greedy':>6} | {'OPT parcels/split/fill':>22} | "
+        f"{'oms parcels/split/fill':>22} | "
         f"{'greedy parcels/split/fill':>25}"
     )
     print(hdr)
@@ -575,20 +755,39 @@ def main(argv: list[str] | None = None) -> int:
         return f"{d['parcels_per_order']:.3f} {d['split_share']:>6.1%} {d['fill_rate']:>6.1%}"
 
     for rho in [] if args.skip_quality else args.rhos:
-        agg: dict[str, list[float]] = {"oms": [], "poe": [], "greedy": [], "gap": []}
+        agg: dict[str, list[float]] = {"oms": [], "poe": [], "hst": [], "greedy": [], "gap": []}
+        parts: dict[str, list[float]] = {
+            "OPT": [0.0, 0.0, 0.0, 0.0],
+            "oms": [0.0, 0.0, 0.0, 0.0],
+            "greedy": [0.0, 0.0, 0.0, 0.0],
+        }
+        withheld = 0
         for seed in args.seeds:
             scen = generate(seed, args.warehouses, args.skus, args.orders, rho)
             mip = solve_mip(scen, args.mip_time_limit)
-            mip.pop("x")
+            opt_out, opt_withheld = solution_outcome(scen, mip.pop("x"))
+            withheld += opt_withheld
             opt = mip["objective"]
+            opt_parts = opt_out.summary()
+            mip["cost_parcels"] = opt_parts["cost_parcels"]
+            mip["cost_bands"] = opt_parts["cost_bands"]
+            mip["cost_unfilled"] = opt_parts["cost_unfilled"]
+            mip["withheld_units"] = opt_withheld
             oms = run_oms(scen).summary(opt)
             greedy = run_greedy(scen).summary(opt)
             poe = None if args.no_per_order_exact else run_per_order_exact(scen).summary(opt)
+            hst = None if args.no_hindsight_ties else run_hindsight_ties(scen).summary(opt)
             agg["oms"].append(oms["ratio_to_optimum"])
             agg["greedy"].append(greedy["ratio_to_optimum"])
             agg["gap"].append(mip["gap"])
             if poe is not None:
                 agg["poe"].append(poe["ratio_to_optimum"])
+            if hst is not None:
+                agg["hst"].append(hst["ratio_to_optimum"])
+            for name, d in (("OPT", mip), ("oms", oms), ("greedy", greedy)):
+                for i, key in enumerate(("cost_parcels", "cost_bands", "cost_unfilled")):
+                    parts[name][i] += d[key]
+                parts[name][3] += d["objective"] if name == "OPT" else d["cost"]
             results["quality"].append(
                 {
                     "rho": rho,
@@ -596,13 +795,16 @@ def main(argv: list[str] | None = None) -> int:
                     "mip": mip,
                     "oms": oms,
                     "per_order_exact": poe,
+                    "hindsight_ties": hst,
                     "greedy": greedy,
                 }
             )
             poe_s = f"{poe['ratio_to_optimum']:>6.3f}" if poe else f"{'-':>6}"
+            hst_s = f"{hst['ratio_to_optimum']:>6.3f}" if hst else f"{'-':>6}"
             print(
                 f"{rho:>4.2f} {seed:>4} | {opt:>7.1f} {mip['gap']:>6.2%} {mip['seconds']:>5.1f} | "
-                f"{oms['ratio_to_optimum']:>6.3f} {poe_s} {greedy['ratio_to_optimum']:>6.3f} | "
+                f"{oms['ratio_to_optimum']:>6.3f} {poe_s} {hst_s} "
+                f"{greedy['ratio_to_optimum']:>6.3f} | "
                 f"{pss(mip):>22} | {pss(oms):>22} | {pss(greedy):>25}"
             )
         mean = {
@@ -612,18 +814,43 @@ def main(argv: list[str] | None = None) -> int:
             "per_order_exact_ratio_mean": round(statistics.fmean(agg["poe"]), 4)
             if agg["poe"]
             else None,
+            "hindsight_ties_ratio_mean": round(statistics.fmean(agg["hst"]), 4)
+            if agg["hst"]
+            else None,
             "greedy_ratio_mean": round(statistics.fmean(agg["greedy"]), 4),
             "greedy_ratio_max": round(max(agg["greedy"]), 4),
             "max_mip_gap": max(agg["gap"]),
+            # summed over the seeds: parcel base, band surcharge, unfilled penalty, total
+            "cost_breakdown": {
+                name: dict(
+                    zip(
+                        ("parcels", "bands", "unfilled", "total"),
+                        [round(v, 2) for v in vals],
+                        strict=True,
+                    )
+                )
+                for name, vals in parts.items()
+            },
+            "opt_withheld_units": withheld,
         }
         results["quality_mean"].append(mean)
         poe_m = mean["per_order_exact_ratio_mean"]
+        hst_m = mean["hindsight_ties_ratio_mean"]
         print(
             f"{rho:>4.2f} mean | oms/OPT {mean['oms_ratio_mean']:.4f} "
             f"(max {mean['oms_ratio_max']:.4f}) | per-order-exact/OPT "
-            f"{poe_m if poe_m is not None else '-'} | greedy/OPT "
+            f"{poe_m if poe_m is not None else '-'} | hindsight-ties/OPT "
+            f"{hst_m if hst_m is not None else '-'} | greedy/OPT "
             f"{mean['greedy_ratio_mean']:.4f} (max {mean['greedy_ratio_max']:.4f}) | "
             f"max MIP gap {mean['max_mip_gap']:.2%}"
+        )
+        o_p, o_b, o_u, o_t = parts["OPT"]
+        r_p, r_b, r_u, _ = parts["oms"]
+        print(
+            f"{rho:>4.2f} excess of oms over OPT, share of OPT cost: parcels "
+            f"{(r_p - o_p) / o_t:+.1%}, bands {(r_b - o_b) / o_t:+.1%}, unfilled "
+            f"{(r_u - o_u) / o_t:+.1%}; OPT withholds {withheld} units that orders could have "
+            "had at their turn"
         )
     print()
     print(
