@@ -9,16 +9,18 @@ OrderRead-shaped idempotent response), and the same reads:
 2. the API key lookup (authentication)
 3. the idempotency-key claim (``INSERT ... ON CONFLICT DO NOTHING``)
 4. the routing snapshot: every warehouse with the available units of the order's SKUs
+   (oms's database function ``oms_routing_snapshot``)
 5. one statement writing the order, its lines, the ``placed`` history event, the shipments,
-   the allocations, the ``order.placed`` outbox event and the stored idempotent response
-6. the reservation, the contended statement: the stock rows locked in (warehouse, sku) order
-   and incremented only if all of them still have the units, sent together with ``COMMIT`` in
-   one round trip (simple protocol), as oms does
+   the ``order.placed`` outbox event and the stored idempotent response
+6. the reservation, the contended statement (oms's database function ``oms_reserve``): the
+   allocations written, the stock rows locked in (warehouse, sku) order and incremented only if
+   all of them still have the units, sent together with ``COMMIT`` in one round trip (simple
+   protocol), as oms does
 
-oms sends two more round trips (the channel's routing policy and a savepoint it needs to
-re-route when stock moved); the ceiling does not retry, it rolls back. The "routing" here is a
-stand-in (the nearest warehouse holding every line, else each line from the nearest one holding
-it): the ceiling measures the database, not the planner. Spec on stdin (JSON), like
+oms sends one more round trip (the channel's routing policy). When the stock moved, both roll
+back; oms then routes again in a new transaction, the ceiling does not retry. The "routing" here
+is a stand-in (the nearest warehouse holding every line, else each line from the nearest one
+holding it): the ceiling measures the database, not the planner. Spec on stdin (JSON), like
 ``_loadgen.py``; results as JSON on stdout.
 """
 
@@ -54,11 +56,9 @@ WHERE prefix = $1 AND revoked_at IS NULL"""
 CLAIM = """INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3)
 ON CONFLICT (scope, key) DO NOTHING RETURNING id"""
 
-SNAPSHOT = """SELECT w.id, w.latitude, w.longitude, w.active, s.sku,
-       greatest(0, s.on_hand - s.reserved - s.safety_stock) AS available
-FROM warehouses w
-LEFT JOIN stock_levels s ON s.warehouse_id = w.id AND s.sku = ANY($1::text[])
-ORDER BY w.code"""
+SNAPSHOT = """SELECT id, latitude, longitude, active, sku, available
+FROM oms_routing_snapshot($1::text[]) ORDER BY code"""
+"""The routing snapshot through the database function oms uses (migration 0006)."""
 
 WRITE = """WITH o AS (
   INSERT INTO orders (id, status, version, channel, customer_id, customer_email, currency,
@@ -70,8 +70,9 @@ WRITE = """WITH o AS (
   RETURNING number
 ), l AS (
   INSERT INTO order_lines (id, order_id, line_no, sku, name, quantity, unit_price, tax_rate_bps,
-    subtotal_amount, tax_amount, total_amount, backordered)
-  SELECT u.id, $1, u.no, u.sku, u.name, u.qty, u.price, u.tax, u.sub, u.taxa, u.tot, 0
+    subtotal_amount, tax_amount, total_amount, backordered, placed_at, channel, currency)
+  SELECT u.id, $1, u.no, u.sku, u.name, u.qty, u.price, u.tax, u.sub, u.taxa, u.tot, 0, $15, $2,
+         'EUR'
   FROM unnest($17::uuid[], $18::int[], $19::text[], $20::text[], $21::int[], $22::bigint[],
               $23::int[], $24::bigint[], $25::bigint[], $26::bigint[])
        AS u(id, no, sku, name, qty, price, tax, sub, taxa, tot)
@@ -84,40 +85,39 @@ WRITE = """WITH o AS (
     created_at, updated_at)
   SELECT u.id, $1, u.seq, u.wid, u.code, 'pending', 1, $15, $15
   FROM unnest($28::uuid[], $29::int[], $30::uuid[], $31::text[]) AS u(id, seq, wid, code)
-), al AS (
-  INSERT INTO allocations (id, order_id, order_line_id, shipment_id, warehouse_id, sku,
-    quantity, status, created_at)
-  SELECT u.id, $1, u.line, u.ship, u.wid, u.sku, u.qty, 'open', $15
-  FROM unnest($32::uuid[], $33::uuid[], $34::uuid[], $35::uuid[], $36::text[], $37::int[])
-       AS u(id, line, ship, wid, sku, qty)
 ), ob AS (
   INSERT INTO outbox_events (event_id, type, aggregate_type, aggregate_id, payload, created_at)
-  SELECT $38, 'order.placed', 'order', $1::text,
-         jsonb_set($39::jsonb, '{data,number}', to_jsonb(o.number)), $15 FROM o
+  SELECT $32, 'order.placed', 'order', $1::text,
+         jsonb_set($33::jsonb, '{data,number}', to_jsonb(o.number)), $15 FROM o
 ), ik AS (
   UPDATE idempotency_keys
-  SET response_status = 201, response_body = jsonb_set($40::jsonb, '{number}', to_jsonb(o.number)),
+  SET response_status = 201, response_body = jsonb_set($34::jsonb, '{number}', to_jsonb(o.number)),
       order_id = $1
-  FROM o WHERE scope = $41 AND key = $42
+  FROM o WHERE scope = $35 AND key = $36
 )
 SELECT number FROM o"""
 
-RESERVE_AND_COMMIT = """WITH want(warehouse_id, sku, qty) AS (VALUES {values}
-), locked AS (
-  SELECT s.warehouse_id, s.sku, s.on_hand - s.reserved - s.safety_stock >= w.qty AS enough
-  FROM stock_levels s JOIN want w ON w.warehouse_id = s.warehouse_id AND w.sku = s.sku
-  ORDER BY s.warehouse_id, s.sku COLLATE "C"
-  FOR UPDATE OF s
-), guard AS (
-  SELECT CASE WHEN ok THEN 0 ELSE ('stock_moved ' || ok::text)::int END AS g
-  FROM (SELECT count(*) FILTER (WHERE enough) = {n} AS ok FROM locked) x
-)
-UPDATE stock_levels s SET reserved = s.reserved + w.qty, updated_at = '{now}'::timestamptz
-FROM want w, guard
-WHERE guard.g = 0 AND s.warehouse_id = w.warehouse_id AND s.sku = w.sku;
+RESERVE_AND_COMMIT = """SELECT oms_reserve({args});
 COMMIT"""
-"""The contended statement and COMMIT in one round trip (simple protocol, literals), as oms
-sends them: the hot rows stay locked only for the server's own time."""
+"""The reservation (oms's database function, migration 0006: it writes the allocations, locks
+the stock rows in order, checks and reserves all or nothing, records low-stock events) and
+COMMIT in one round trip (simple protocol, literals), as oms sends them: the hot rows stay
+locked only for the server's own time."""
+
+STOCK_MOVED = "OMS01"
+"""SQLSTATE raised by oms_reserve when a row no longer has the units."""
+
+
+def _uuids(values: list[Any]) -> str:
+    return "'{" + ",".join(str(v) for v in values) + "}'::uuid[]"
+
+
+def _ints(values: list[int]) -> str:
+    return "'{" + ",".join(str(v) for v in values) + "}'::int[]"
+
+
+def _texts(values: list[str]) -> str:  # bench SKUs: nothing to escape
+    return "ARRAY[" + ",".join(f"'{v}'" for v in values) + "]::text[]"
 
 
 def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -334,12 +334,6 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 list(range(1, len(wids) + 1)),
                 wids,
                 ["WH"] * len(wids),
-                [uuid.uuid4() for _ in plan],
-                [line_ids[i] for i, _ in plan],
-                [ship_ids[w] for _, w in plan],
-                [w for _, w in plan],
-                [lines[i]["sku"] for i, _ in plan],
-                [lines[i]["quantity"] for i, _ in plan],
                 uuid.uuid4(),
                 json.dumps(
                     {"type": "order.placed", "occurred_at": now.isoformat(), "data": summary}
@@ -353,16 +347,27 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             for i, w in plan:
                 k = (w, lines[i]["sku"])
                 want[k] = want.get(k, 0) + lines[i]["quantity"]
-            keys = sorted(want, key=lambda k: (str(k[0]), k[1]))
-            values = ", ".join(
-                f"('{k[0]}'::uuid, '{k[1]}'::text, {want[k]})"  # uuids and bench SKUs: no quotes
-                for k in keys
+            args = ", ".join(
+                (
+                    _uuids([k[0] for k in want]),
+                    _texts([k[1] for k in want]),
+                    _ints(list(want.values())),
+                    _uuids([uuid.uuid4() for _ in plan]),
+                    _uuids([order_id] * len(plan)),
+                    _uuids([line_ids[i] for i, _ in plan]),
+                    _uuids([ship_ids[w] for _, w in plan]),
+                    _uuids([w for _, w in plan]),
+                    _texts([lines[i]["sku"] for i, _ in plan]),
+                    _ints([lines[i]["quantity"] for i, _ in plan]),
+                    f"'{now.isoformat()}'::timestamptz",
+                    f"'{now.isoformat()}'",
+                )
             )
             try:
-                await conn.execute(
-                    RESERVE_AND_COMMIT.format(values=values, n=len(keys), now=now.isoformat())
-                )
-            except asyncpg.InvalidTextRepresentationError:
+                await conn.execute(RESERVE_AND_COMMIT.format(args=args))
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate != STOCK_MOVED:
+                    raise
                 raise _Rollback("stock_moved") from None
         except BaseException:
             await conn.execute("ROLLBACK")

@@ -57,6 +57,8 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
 
 
 _DRIVER_KEY = "oms.driver_connection"
+_STARTED = asyncpg.transaction.TransactionState.STARTED
+_COMMITTED = asyncpg.transaction.TransactionState.COMMITTED
 
 
 class DriverConnection:
@@ -102,6 +104,29 @@ class DriverConnection:
             raise self._translate(exc, sql, args) from exc
         return status
 
+    async def execute_and_commit(self, sql: str) -> None:
+        """Send ``sql`` and COMMIT in one simple-protocol message: the session's transaction
+        ends on the server with the statement, in one round trip.
+
+        SQLAlchemy's asyncpg adapter and asyncpg's transaction object are then told that the
+        transaction is over, so the session's own commit that follows sends nothing (one round
+        trip fewer). Should their internals ever differ from what this expects, ``BEGIN`` rides
+        along instead, leaving an empty transaction for the session to commit. On an error the
+        transaction stays open and aborted (roll back to a savepoint, or roll back).
+        """
+        adapted = self._pooled.dbapi_connection
+        transaction: Any = getattr(adapted, "_transaction", None)
+        end = (
+            isinstance(transaction, asyncpg.transaction.Transaction)
+            and getattr(self._conn, "_top_xact", None) is transaction
+            and getattr(transaction, "_state", None) is _STARTED
+        )
+        await self.execute(sql + (";\nCOMMIT" if end else ";\nCOMMIT;\nBEGIN"))
+        if end:
+            self._conn._top_xact = None
+            transaction._state = _COMMITTED
+            adapted._transaction = None
+
     def _translate(self, exc: Exception, sql: str, args: tuple[Any, ...]) -> Exception:
         lost = isinstance(
             exc,
@@ -131,7 +156,8 @@ async def driver_connection(session: AsyncSession) -> DriverConnection:
     cached = session.info.get(_DRIVER_KEY)
     if cached is not None and transaction is not None and cached[0] is transaction:
         driver: DriverConnection = cached[1]
-        return driver
+        if driver._conn.is_in_transaction():
+            return driver
     conn = await session.connection()
     pooled = await conn.get_raw_connection()
     raw: Any = pooled.driver_connection

@@ -222,6 +222,9 @@ async def load(
                     "subtotal_amount": ln.quantity * ln.unit_price,
                     "tax_amount": 0,
                     "total_amount": ln.quantity * ln.unit_price,
+                    "placed_at": s.placed,
+                    "channel": s.channel,
+                    "currency": s.currency,
                 }
             )
             allocations.append(

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tests.helpers import auth
+from tests.helpers import auth, order_body, stock
 from tests.reports.data import W_FROM, W_TO, Line, Spec, load, t
 
 W = {"from": W_FROM, "to": W_TO}
@@ -574,3 +574,52 @@ async def test_accept_header_negotiation(
     )
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/csv") is csv_expected
+
+
+async def test_orders_placed_through_the_api_count_in_the_line_reports(
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The product figures read the lines by their copy of the order's placement time, channel
+    and currency (migration 0007): what the placement path writes must match the order."""
+    await stock(sessionmaker, "BER", {"TSHIRT-RED-M": 50, "MUG-01": 50})
+    placed = []
+    for channel, currency in (("web", "EUR"), ("app", "EUR"), ("web", "USD")):
+        resp = await client.post(
+            "/v1/orders",
+            json=order_body(channel=channel, currency=currency),
+            headers=auth(keys["admin"]),
+        )
+        assert resp.status_code == 201, resp.text
+        placed.append(resp.json())
+    cancelled = placed[1]
+    resp = await client.post(
+        f"/v1/orders/{cancelled['id']}/transitions",
+        json={"to": "cancelled", "reason": "customer changed their mind"},
+        headers=auth(keys["admin"]),
+    )
+    assert resp.status_code == 200, resp.text
+    async with engine.connect() as conn:
+        mismatched = await conn.scalar(
+            text(
+                "SELECT count(*) FROM order_lines l JOIN orders o ON o.id = l.order_id "
+                "WHERE (l.placed_at, l.channel, l.currency) "
+                "IS DISTINCT FROM (o.created_at, o.channel, o.currency)"
+            )
+        )
+    assert mismatched == 0
+    top = await report(client, keys, "top-products", sort="units")  # the last 30 days
+    # the cancelled order (app, EUR) is not a sale: one order per currency remains
+    assert pick(top["items"], "currency", "sku", "units", "revenue") == [
+        ("EUR", "TSHIRT-RED-M", 2, 4758),
+        ("EUR", "MUG-01", 1, 910),
+        ("USD", "TSHIRT-RED-M", 2, 4758),
+        ("USD", "MUG-01", 1, 910),
+    ]
+    app_only = await report(client, keys, "top-products", channel="app")
+    assert app_only["items"] == []
+    kpis = await report(client, keys, "fulfilment")
+    assert kpis["fill"]["units_ordered"] == 6  # 3 units in each of the two sales
+    assert kpis["fill"]["units_ordered_of_shipped_orders"] == 0

@@ -536,12 +536,11 @@ class WarehouseStock:
     available: dict[str, int]
 
 
-_SNAPSHOT = """SELECT w.id, w.code, w.country, w.latitude, w.longitude, w.priority, w.active,
-       w.ships_to, w.is_pickup_store, s.sku,
-       greatest(0, s.on_hand - s.reserved - s.safety_stock) AS available
-FROM warehouses w
-LEFT JOIN stock_levels s ON s.warehouse_id = w.id AND s.sku = ANY($1::text[])
-ORDER BY w.code"""
+_SNAPSHOT = "SELECT * FROM oms_routing_snapshot($1::text[]) ORDER BY code"
+"""Every warehouse (by code), LEFT JOINed to the stock rows of the SKUs, with their available
+units: the database function ``oms_routing_snapshot`` (migration 0006), which plans its query
+once per connection (as a plain prepared statement Postgres re-planned it on every order: the
+SKU array changes its estimates)."""
 
 
 async def routing_snapshot(session: AsyncSession, *, skus: Iterable[str]) -> list[WarehouseStock]:
@@ -586,55 +585,28 @@ class Reservation:
     quantity: int
 
 
-_RESERVE = """WITH want AS (
-  SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[]) AS w(warehouse_id, sku, qty)
-), locked AS (
-  SELECT s.warehouse_id, s.sku, s.on_hand - s.reserved - s.safety_stock >= w.qty AS enough
-  FROM stock_levels s
-  JOIN want w ON w.warehouse_id = s.warehouse_id AND w.sku = s.sku
-  ORDER BY s.warehouse_id, s.sku COLLATE "C"
-  FOR UPDATE OF s
-), ok AS (
-  SELECT count(*) FILTER (WHERE enough) = cardinality($1::uuid[]) AS ok FROM locked
-), allocated AS (
-  INSERT INTO allocations (id, order_id, order_line_id, shipment_id, warehouse_id, sku,
-                           quantity, status, created_at)
-  SELECT a.id, a.order_id, a.line_id, a.shipment_id, a.warehouse_id, a.sku, a.qty, 'open', $4
-  FROM unnest($5::uuid[], $6::uuid[], $7::uuid[], $8::uuid[], $9::uuid[], $10::text[],
-              $11::int[]) AS a(id, order_id, line_id, shipment_id, warehouse_id, sku, qty),
-       ok
-  WHERE ok.ok
-)
-UPDATE stock_levels s SET reserved = s.reserved + w.qty, updated_at = $4
-FROM want w, ok
-WHERE ok.ok AND s.warehouse_id = w.warehouse_id AND s.sku = w.sku
-RETURNING s.warehouse_id, s.sku, s.on_hand, s.reserved, s.safety_stock, s.low_stock_threshold"""
+_RESERVE = "SELECT oms_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+"""The reservation, in the database function ``oms_reserve`` (migration 0006), whose
+statements are planned once per connection, not once per order."""
+
+STOCK_MOVED = "OMS01"
+"""SQLSTATE of the error ``oms_reserve`` raises when a row no longer has the units."""
 
 
-async def reserve(session: AsyncSession, *, reservations: Sequence[Reservation]) -> bool:
-    """Reserve the units, or return False (reserving nothing) if any (warehouse, sku) no
-    longer has them.
+def _stock_moved(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == STOCK_MOVED
 
-    One statement, all or nothing: it locks the stock rows in (warehouse_id, sku) order (the
-    order every other writer of stock rows uses, so no deadlocks), checks that each still has
-    the units, and only then writes the allocation rows and raises ``reserved``. It is the
-    contended statement, so callers send it last before commit; a caller that gets False rolls
-    back to a savepoint taken before it, which also releases the row locks.
-    """
-    if not reservations:
-        return True
-    now = utcnow()
+
+def _reserve_args(reservations: Sequence[Reservation], now: datetime) -> list[Any]:
+    """The 12 arguments of ``oms_reserve``: the units per (warehouse, sku), the allocation
+    rows, and the time (as a timestamp, and as the events' ``occurred_at`` text)."""
     totals: dict[tuple[uuid.UUID, str], int] = defaultdict(int)
     for r in reservations:
         totals[(r.warehouse_id, r.sku)] += r.quantity
-    keys = sorted(totals, key=lambda k: (str(k[0]), k[1]))
-    conn = await driver_connection(session)
-    rows = await conn.fetch(
-        _RESERVE,
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [totals[k] for k in keys],
-        now,
+    return [
+        [k[0] for k in totals],
+        [k[1] for k in totals],
+        list(totals.values()),
         [uuid.uuid4() for _ in reservations],
         [r.order_id for r in reservations],
         [r.order_line_id for r in reservations],
@@ -642,29 +614,33 @@ async def reserve(session: AsyncSession, *, reservations: Sequence[Reservation])
         [r.warehouse_id for r in reservations],
         [r.sku for r in reservations],
         [r.quantity for r in reservations],
-    )
-    if len(rows) != len(keys):
-        return False
-    for row in rows:
-        threshold = row["low_stock_threshold"]
-        if threshold is None:
-            continue
-        qty = totals[(row["warehouse_id"], row["sku"])]
-        after = _available(row["on_hand"], row["reserved"], row["safety_stock"])
-        await _maybe_low_stock(
-            session,
-            warehouse_id=row["warehouse_id"],
-            warehouse_code=None,
-            sku=row["sku"],
-            before=after + qty,
-            after=after,
-            threshold=threshold,
-        )
+        now,
+        now.isoformat(),
+    ]
+
+
+async def reserve(session: AsyncSession, *, reservations: Sequence[Reservation]) -> bool:
+    """Reserve the units, or return False (reserving nothing) if any (warehouse, sku) no
+    longer has them.
+
+    One call of ``oms_reserve``, all or nothing: it writes the allocation rows, locks the
+    stock rows in (warehouse_id, sku) order (the order every other writer of stock rows uses,
+    so no deadlocks), checks that each still has the units, raises ``reserved`` and records
+    ``inventory.low_stock`` for each level that crosses its threshold. It is the contended
+    statement, so callers send it last before commit. False: the function raised, the
+    transaction is aborted, and the caller must roll back to a savepoint taken before it
+    (which also releases the row locks).
+    """
+    if not reservations:
+        return True
+    conn = await driver_connection(session)
+    try:
+        await conn.execute(_RESERVE, *_reserve_args(reservations, utcnow()))
+    except DBAPIError as exc:
+        if _stock_moved(exc):
+            return False
+        raise
     return True
-
-
-STOCK_MOVED = "oms:stock_moved"
-"""Marker of the error `reserve_and_commit` raises in SQL when a row no longer has the units."""
 
 
 def _literal(value: str) -> str:
@@ -674,85 +650,67 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _reserve_and_commit_sql(reservations: Sequence[Reservation], now: datetime) -> str:
-    totals: dict[tuple[uuid.UUID, str], int] = defaultdict(int)
-    for r in reservations:
-        totals[(r.warehouse_id, r.sku)] += r.quantity
-    ts = _literal(now.isoformat()) + "::timestamptz"
-    want = ", ".join(
-        f"({_literal(str(wid))}::uuid, {_literal(sku)}::text, {int(qty)})"
-        for (wid, sku), qty in sorted(totals.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))
+def _uuid_array(values: Iterable[uuid.UUID | None]) -> str:
+    """A uuid[] literal; each element in canonical form, so nothing in it needs quoting."""
+    return (
+        "'{"
+        + ",".join(
+            "NULL" if v is None else str(v if type(v) is uuid.UUID else uuid.UUID(str(v)))
+            for v in values
+        )
+        + "}'::uuid[]"
     )
-    allocations = ", ".join(
-        f"({_literal(str(uuid.uuid4()))}::uuid, {_literal(str(r.order_id))}::uuid, "
-        f"{_literal(str(r.order_line_id))}::uuid, "
-        + (f"{_literal(str(r.shipment_id))}::uuid" if r.shipment_id else "NULL::uuid")
-        + f", {_literal(str(r.warehouse_id))}::uuid, {_literal(r.sku)}::text, {int(r.quantity)})"
-        for r in reservations
-    )
-    return f"""WITH want(warehouse_id, sku, qty) AS (VALUES {want}
-), locked AS (
-  SELECT s.warehouse_id, s.sku, s.on_hand - s.reserved - s.safety_stock >= w.qty AS enough
-  FROM stock_levels s
-  JOIN want w ON w.warehouse_id = s.warehouse_id AND w.sku = s.sku
-  ORDER BY s.warehouse_id, s.sku COLLATE "C"
-  FOR UPDATE OF s
-), ok AS (
-  SELECT count(*) FILTER (WHERE enough) = {len(totals)} AS ok FROM locked
-), guard AS (
-  SELECT CASE WHEN ok.ok THEN 0 ELSE ({_literal(STOCK_MOVED + " ")} || ok.ok::text)::int END AS g
-  FROM ok
-), allocated AS (
-  INSERT INTO allocations (id, order_id, order_line_id, shipment_id, warehouse_id, sku,
-                           quantity, status, created_at)
-  SELECT a.*, 'open', {ts}
-  FROM (VALUES {allocations}) AS a(id, order_id, line_id, shipment_id, warehouse_id, sku, qty),
-       guard
-  WHERE guard.g = 0
-), reserved AS (
-  UPDATE stock_levels s SET reserved = s.reserved + w.qty, updated_at = {ts}
-  FROM want w, guard
-  WHERE guard.g = 0 AND s.warehouse_id = w.warehouse_id AND s.sku = w.sku
-  RETURNING s.warehouse_id, s.sku, s.low_stock_threshold AS threshold, w.qty,
-            greatest(0, s.on_hand - s.reserved - s.safety_stock) AS after
-)
-INSERT INTO outbox_events (event_id, type, aggregate_type, aggregate_id, payload, created_at)
-SELECT e.id, 'inventory.low_stock', 'stock', r.warehouse_id::text || ':' || r.sku,
-       jsonb_build_object(
-         'id', e.id::text, 'type', 'inventory.low_stock',
-         'occurred_at', {_literal(now.isoformat())},
-         'data', jsonb_build_object(
-           'warehouse_id', r.warehouse_id::text, 'warehouse_code', NULL, 'sku', r.sku,
-           'available', r.after, 'threshold', r.threshold)),
-       {ts}
-FROM reserved r, LATERAL (SELECT gen_random_uuid() AS id) e
-WHERE r.threshold IS NOT NULL AND r.after + r.qty > r.threshold AND r.threshold >= r.after;
-COMMIT;
-BEGIN"""
+
+
+def _int_array(values: Iterable[int]) -> str:
+    return "'{" + ",".join(str(int(v)) for v in values) + "}'::int[]"
+
+
+def _text_array(values: Iterable[str]) -> str:
+    return "ARRAY[" + ",".join(map(_literal, values)) + "]::text[]"
 
 
 async def reserve_and_commit(session: AsyncSession, *, reservations: Sequence[Reservation]) -> bool:
     """:func:`reserve`, then COMMIT the caller's transaction in the same round trip.
 
     For order placement over HTTP, where nothing follows the reservation: the stock rows stay
-    locked only while the server runs the statement and flushes the commit, not while the
+    locked only while the server runs the function and flushes the commit, not while the
     answer travels back to Python, waits its turn in a busy event loop and COMMIT travels to
-    the server (on one hot SKU, throughput is about 1 / lock-hold time). The statement is sent
-    as text with literals (the simple query protocol takes no parameters), so it is not a
-    prepared statement. Low-stock events are written by the same statement.
+    the server (on one hot SKU, throughput is about 1 / lock-hold time). The message is
+    ``SELECT oms_reserve(<literals>); COMMIT`` in the simple query protocol (which takes no
+    parameters); the statements inside the function keep their cached plans.
 
-    True: the transaction is committed and a new, empty one has begun (the session's own
-    commit later finds nothing to do). False: a row no longer had the units; the transaction
-    is aborted, nothing was reserved, and the caller must roll back to a savepoint taken
-    before (which also releases the row locks).
+    True: the transaction is committed (the session's own commit later sends nothing; see
+    `DriverConnection.execute_and_commit`). False: a row no longer had the units; the
+    transaction is aborted, nothing was reserved, and the caller must roll back to a savepoint
+    taken before (which also releases the row locks).
     """
     if not reservations:
         raise ValueError("nothing to reserve")
+    wids, skus, qtys, ids, orders, lines, ships, a_wids, a_skus, a_qtys, at, occurred = (
+        _reserve_args(reservations, utcnow())
+    )
+    args = ", ".join(
+        (
+            _uuid_array(wids),
+            _text_array(skus),
+            _int_array(qtys),
+            _uuid_array(ids),
+            _uuid_array(orders),
+            _uuid_array(lines),
+            _uuid_array(ships),
+            _uuid_array(a_wids),
+            _text_array(a_skus),
+            _int_array(a_qtys),
+            _literal(at.isoformat()) + "::timestamptz",
+            _literal(occurred),
+        )
+    )
     conn = await driver_connection(session)
     try:
-        await conn.execute(_reserve_and_commit_sql(reservations, utcnow()))
+        await conn.execute_and_commit(f"SELECT oms_reserve({args})")
     except DBAPIError as exc:
-        if STOCK_MOVED in str(exc.orig):
+        if _stock_moved(exc):
             return False
         raise
     return True

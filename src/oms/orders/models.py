@@ -64,6 +64,12 @@ class Order(Base):
                 "delivered_at",
             ],
         ),
+        Index(  # reports: the window's orders that are cancelled or not shipped (migration 0007)
+            "ix_orders_unshipped_or_cancelled",
+            "created_at",
+            postgresql_include=["id", "status", "channel", "currency", "shipped_at"],
+            postgresql_where=text("shipped_at IS NULL OR status = 'cancelled'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -113,6 +119,18 @@ class OrderLine(Base):
     __tablename__ = "order_lines"
     __table_args__ = (
         UniqueConstraint("order_id", "line_no"),
+        Index(  # reports: index-only scans of the lines of a placement window (migration 0007)
+            "ix_order_lines_reporting",
+            "placed_at",
+            postgresql_include=[
+                "currency",
+                "channel",
+                "sku",
+                "quantity",
+                "total_amount",
+                "order_id",
+            ],
+        ),
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("unit_price >= 0", name="unit_price_non_negative"),
         CheckConstraint("tax_rate_bps >= 0", name="tax_rate_non_negative"),
@@ -132,6 +150,10 @@ class OrderLine(Base):
     subtotal_amount: Mapped[int] = mapped_column(BigInteger)
     tax_amount: Mapped[int] = mapped_column(BigInteger)
     total_amount: Mapped[int] = mapped_column(BigInteger)
+    # copies of the order's (immutable) placement time, channel and currency, for the reports
+    placed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    channel: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))
 
     order: Mapped[Order] = relationship(back_populates="lines", lazy="raise")
 

@@ -167,37 +167,49 @@ async def create_order(
     ] = None,
 ) -> OrderRead | Response:
     settings = request.app.state.settings
-    scope = str(principal.key_id)
     idempotent = None
     if idempotency_key is not None:
-        stored = await service.claim_idempotency_key(
-            session,
-            scope=scope,
+        idempotent = service.IdempotentRequest(
+            scope=str(principal.key_id),
             key=idempotency_key,
             fingerprint=service.request_fingerprint(data),
             ttl=timedelta(hours=settings.idempotency_ttl_hours),
         )
+        stored = await service.claim_idempotency_key(
+            session,
+            scope=idempotent.scope,
+            key=idempotent.key,
+            fingerprint=idempotent.fingerprint,
+            ttl=idempotent.ttl,
+        )
         if stored is not None:
-            replay = OrderRead.model_validate(stored.body)
-            response.status_code = stored.status
-            response.headers["Idempotent-Replayed"] = "true"
-            response.headers["Location"] = f"/v1/orders/{replay.id}"
-            return replay
-        idempotent = service.IdempotentRequest(scope=scope, key=idempotency_key)
-    placed = await service.place_order_with_shipments(
-        session,
-        data=data,
-        principal=principal,
-        request_id=request_id_var.get(),
-        idempotency=idempotent,
-        render=_render,
-        commit=True,  # nothing follows: commit with the reservation, in one round trip
-    )
+            return _replay(stored, response)
+    try:
+        placed = await service.place_order_with_shipments(
+            session,
+            data=data,
+            principal=principal,
+            request_id=request_id_var.get(),
+            idempotency=idempotent,
+            render=_render,
+            commit=True,  # nothing follows: commit with the reservation, in one round trip
+        )
+    except service.IdempotentReplay as replayed:
+        return _replay(replayed.stored, response)
     body = placed.body if placed.body is not None else _render(placed.order, placed.shipments)
     # Already validated and in JSON form: skip FastAPI's second pass through the response model.
     return JSONResponse(
         body, status_code=201, headers={"Location": f"/v1/orders/{placed.order.id}"}
     )
+
+
+def _replay(stored: service.StoredResponse, response: Response) -> OrderRead:
+    """The committed response of the first request with this Idempotency-Key."""
+    replay = OrderRead.model_validate(stored.body)
+    response.status_code = stored.status
+    response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/v1/orders/{replay.id}"
+    return replay
 
 
 def _render(order: service.NewOrder, shipments: list[service.ShipmentView]) -> dict[str, Any]:

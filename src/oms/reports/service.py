@@ -67,15 +67,18 @@ class Window:
     currency: str | None = None
 
 
-def _where(window: Window, alias: str = "o") -> tuple[str, dict[str, Any]]:
-    """The window as a SQL predicate on ``alias`` with its bound parameters.
+def _where(
+    window: Window, alias: str = "o", placed: str = "created_at"
+) -> tuple[str, dict[str, Any]]:
+    """The window as a SQL predicate on ``alias`` with its bound parameters; ``placed`` names
+    the placement-time column (``created_at`` of orders, ``placed_at`` of order lines).
 
     ``:since`` bounds the rows an order gets later (shipments, allocations): they are created
     by the request that places the order or after it, never before, so only rows created since
     the window's start (less a day of slack for clock skew) can belong to its orders. The
     reports add it as a redundant predicate that lets an index skip the older history.
     """
-    parts = [f"{alias}.created_at >= :start", f"{alias}.created_at < :end"]
+    parts = [f"{alias}.{placed} >= :start", f"{alias}.{placed} < :end"]
     params: dict[str, Any] = {
         "start": window.start,
         "end": window.end,
@@ -139,15 +142,19 @@ async def top_products(
 ) -> list[dict[str, Any]]:
     """Best-selling SKUs per currency: units, lines and product revenue of the sales."""
     where, params = _where(window)
+    line_where, _ = _where(window, "l", "placed_at")
     order = _TOP_SORT["units" if sort == "units" else "revenue"] + ", sku"
+    # the lines carry their order's placement time, channel and currency: one index range of
+    # lines, less those of the (few) cancelled orders, with no join to the window's orders
     ranked = _top_per_currency(
         f"""
-        SELECT o.currency, l.sku, CAST(sum(l.quantity) AS bigint) AS units,
+        SELECT l.currency, l.sku, CAST(sum(l.quantity) AS bigint) AS units,
                count(*) AS orders, CAST(sum(l.total_amount) AS bigint) AS revenue
-        FROM orders o
-        JOIN order_lines l ON l.order_id = o.id
-        WHERE {where} AND o.status <> 'cancelled'
-        GROUP BY o.currency, l.sku
+        FROM order_lines l
+        WHERE {line_where} AND NOT EXISTS (
+            SELECT 1 FROM orders o
+            WHERE o.id = l.order_id AND {where} AND o.status = 'cancelled')
+        GROUP BY l.currency, l.sku
         """,
         order,
     )
@@ -334,15 +341,24 @@ async def fulfilment(
         """,
         params,
     )
+    # units ordered: the window's lines, told apart by the few orders that are cancelled or
+    # not shipped (yet); every other line belongs to a shipped sale
+    line_where, _ = _where(window, "l", "placed_at")
     ordered = await _one(
         session,
         f"""
-        SELECT coalesce(sum(l.quantity), 0) AS units,
-               coalesce(sum(l.quantity) FILTER (WHERE o.shipped_at IS NOT NULL), 0)
-                   AS units_of_shipped
-        FROM orders o
-        JOIN order_lines l ON l.order_id = o.id
-        WHERE {where} AND o.status <> 'cancelled'
+        WITH u AS (
+            SELECT o.id, o.status, o.shipped_at FROM orders o
+            WHERE {where} AND (o.shipped_at IS NULL OR o.status = 'cancelled')
+        )
+        SELECT coalesce(sum(l.quantity) FILTER (
+                   WHERE u.id IS NULL OR u.status <> 'cancelled'), 0) AS units,
+               coalesce(sum(l.quantity) FILTER (
+                   WHERE u.id IS NULL OR (u.status <> 'cancelled' AND u.shipped_at IS NOT NULL)),
+                   0) AS units_of_shipped
+        FROM order_lines l
+        LEFT JOIN u ON u.id = l.order_id
+        WHERE {line_where}
         """,
         params,
     )

@@ -1,0 +1,148 @@
+"""POST /v1/orders when the stock moves between the routing snapshot and the reservation.
+
+The HTTP route takes no savepoint: the reservation fails, the whole transaction is rolled back
+and a new one begun, the Idempotency-Key claimed again and the order routed again. Here the
+stock is taken away at the last moment (between the order's write and its reservation) by
+another connection, which is what a concurrent order does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from oms.inventory import service as inventory_service
+from oms.orders import service as orders_service
+from tests.helpers import assert_stock_invariants, auth, order_body, stock
+
+HAMBURG = {
+    "name": "Ada Lovelace",
+    "lines": ["Jungfernstieg 1"],
+    "city": "Hamburg",
+    "postal_code": "20354",
+    "country": "DE",
+}
+
+
+def _take_stock_once(
+    monkeypatch: pytest.MonkeyPatch,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    warehouse: str,
+    sku: str,
+) -> list[int]:
+    """Just before the first reservation, another transaction counts the available units of
+    ``sku`` in ``warehouse`` away (on hand = reserved), as a concurrent order would take them."""
+    real = inventory_service.reserve_and_commit
+    calls: list[int] = []
+
+    async def racing(
+        session: AsyncSession, *, reservations: Sequence[inventory_service.Reservation]
+    ) -> bool:
+        calls.append(len(reservations))
+        if len(calls) == 1:
+            async with sessionmaker() as other, other.begin():
+                (level,) = await inventory_service.list_levels(
+                    other, warehouse_code=warehouse, sku=sku, limit=1, offset=0
+                )
+                await inventory_service.adjust_stock(
+                    other,
+                    warehouse_code=warehouse,
+                    sku=sku,
+                    kind="count",
+                    quantity=level.reserved,
+                    actor="test",
+                )
+        return await real(session, reservations=reservations)
+
+    monkeypatch.setattr(inventory_service, "reserve_and_commit", racing)
+    return calls
+
+
+async def test_stock_moved_routes_again_in_a_new_transaction(
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await stock(sessionmaker, "HAM", {"RACE": 5}, latitude=53.55, longitude=9.99)
+    await stock(sessionmaker, "MUC", {"RACE": 5}, latitude=48.14, longitude=11.58)
+    calls = _take_stock_once(monkeypatch, sessionmaker, "HAM", "RACE")
+    body = order_body(
+        lines=[{"sku": "RACE", "quantity": 2, "unit_price": 500}],
+        shipping_address=HAMBURG,
+    )
+    headers = auth(keys["storefront"]) | {"Idempotency-Key": "race-1"}
+    resp = await client.post("/v1/orders", json=body, headers=headers)
+    assert resp.status_code == 201, resp.text
+    assert len(calls) == 2  # HAM first (nearest), then MUC after the restart
+    order = resp.json()
+    assert order["routed_to"] == ["MUC"]
+    again = await client.post("/v1/orders", json=body, headers=headers)
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == order
+    async with engine.connect() as conn:
+        orders = (await conn.execute(text("SELECT count(*) FROM orders"))).scalar_one()
+        allocations = (
+            await conn.execute(text("SELECT count(*), sum(quantity) FROM allocations"))
+        ).one()
+        keys_stored = (
+            await conn.execute(text("SELECT count(*) FROM idempotency_keys WHERE key = 'race-1'"))
+        ).scalar_one()
+    assert orders == 1
+    assert tuple(allocations) == (1, 2)
+    assert keys_stored == 1
+    await assert_stock_invariants(engine)
+
+
+async def test_stock_moved_then_a_concurrent_duplicate_won_replays_it(
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await stock(sessionmaker, "HAM", {"RACE": 5}, latitude=53.55, longitude=9.99)
+    await stock(sessionmaker, "MUC", {"RACE": 5}, latitude=48.14, longitude=11.58)
+    body = order_body(
+        lines=[{"sku": "RACE", "quantity": 1, "unit_price": 500}],
+        shipping_address=HAMBURG,
+    )
+    headers = auth(keys["storefront"])
+    first = await client.post("/v1/orders", json=body, headers=headers | {"Idempotency-Key": "w"})
+    assert first.status_code == 201
+    _take_stock_once(monkeypatch, sessionmaker, "HAM", "RACE")
+    real_claim = orders_service.claim_idempotency_key
+    claims: list[str] = []
+
+    async def claim(session: AsyncSession, **kw: Any) -> orders_service.StoredResponse | None:
+        claims.append(kw["key"])
+        if len(claims) == 2:  # the claim after the restart: a duplicate completed meanwhile
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "INSERT INTO idempotency_keys (scope, key, request_hash, "
+                        "response_status, response_body, order_id) "
+                        "SELECT scope, :key, :hash, response_status, response_body, order_id "
+                        "FROM idempotency_keys WHERE key = 'w'"
+                    ),
+                    {"key": kw["key"], "hash": kw["fingerprint"]},
+                )
+        return await real_claim(session, **kw)
+
+    monkeypatch.setattr(orders_service, "claim_idempotency_key", claim)
+    resp = await client.post("/v1/orders", json=body, headers=headers | {"Idempotency-Key": "l"})
+    assert resp.status_code == 201, resp.text
+    assert resp.headers["Idempotent-Replayed"] == "true"
+    assert resp.json() == first.json()
+    assert claims == ["l", "l"]
+    async with engine.connect() as conn:
+        orders = (await conn.execute(text("SELECT count(*) FROM orders"))).scalar_one()
+    assert orders == 1
+    await assert_stock_invariants(engine)
