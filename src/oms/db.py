@@ -57,8 +57,11 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
 
 
 _DRIVER_KEY = "oms.driver_connection"
-_STARTED = asyncpg.transaction.TransactionState.STARTED
-_COMMITTED = asyncpg.transaction.TransactionState.COMMITTED
+# asyncpg's private transaction states, read defensively: should a release drop or rename them,
+# execute_and_commit falls back to sending BEGIN after COMMIT instead of failing at import
+_STATES: Any = getattr(getattr(asyncpg, "transaction", None), "TransactionState", None)
+_STARTED: Any = getattr(_STATES, "STARTED", None)
+_COMMITTED: Any = getattr(_STATES, "COMMITTED", None)
 
 
 class DriverConnection:
@@ -119,6 +122,8 @@ class DriverConnection:
         end = (
             isinstance(transaction, asyncpg.transaction.Transaction)
             and getattr(self._conn, "_top_xact", None) is transaction
+            and _STARTED is not None
+            and _COMMITTED is not None
             and getattr(transaction, "_state", None) is _STARTED
         )
         await self.execute(sql + (";\nCOMMIT" if end else ";\nCOMMIT;\nBEGIN"))

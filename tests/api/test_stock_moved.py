@@ -146,3 +146,43 @@ async def test_stock_moved_then_a_concurrent_duplicate_won_replays_it(
         orders = (await conn.execute(text("SELECT count(*) FROM orders"))).scalar_one()
     assert orders == 1
     await assert_stock_invariants(engine)
+
+
+async def test_commit_with_the_reservation_falls_back_when_driver_internals_differ(
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reservation's COMMIT marks asyncpg's private transaction state as committed. Should a
+    release no longer have that state, ``BEGIN`` rides along instead and the session commits an
+    empty transaction: the order is placed and committed just the same."""
+    import oms.db
+
+    monkeypatch.setattr(oms.db, "_STARTED", None)
+    sent: list[str] = []
+    real_execute = oms.db.DriverConnection.execute
+
+    async def execute(self: oms.db.DriverConnection, sql: str, *args: Any) -> str:
+        sent.append(sql)
+        return await real_execute(self, sql, *args)
+
+    monkeypatch.setattr(oms.db.DriverConnection, "execute", execute)
+    await stock(sessionmaker, "HAM", {"RACE": 5}, latitude=53.55, longitude=9.99)
+    body = order_body(
+        lines=[{"sku": "RACE", "quantity": 2, "unit_price": 500}],
+        shipping_address=HAMBURG,
+    )
+    resp = await client.post("/v1/orders", json=body, headers=auth(keys["storefront"]))
+    assert resp.status_code == 201, resp.text
+    got = await client.get(f"/v1/orders/{resp.json()['id']}", headers=auth(keys["admin"]))
+    assert got.status_code == 200
+    assert got.json()["routed_to"] == ["HAM"]
+    assert any(sql.endswith("COMMIT;\nBEGIN") for sql in sent)  # the fallback was taken
+    async with engine.connect() as conn:
+        reserved = (
+            await conn.execute(text("SELECT reserved FROM stock_levels WHERE sku = 'RACE'"))
+        ).scalar_one()
+    assert reserved == 2
+    await assert_stock_invariants(engine)
