@@ -11,6 +11,11 @@ each line to its order (a hash of all the window's orders: ~1-2 s for a year of 
 history). The three copied columns never change after the order is placed (an order's
 ``created_at``, ``channel`` and ``currency`` are immutable), so the copies cannot drift.
 
+Not safe under the previous release: the code before this revision does not write the three
+columns, so its order placements fail once they are NOT NULL. Stop the old API processes first.
+(A trigger cannot fill them in for it: the old code inserts the order and its lines in one
+statement, whose line inserts do not see the order row.)
+
 The upgrade backfills existing lines in one ``UPDATE`` (a full rewrite of ``order_lines``: on a
 large live table, run it in a quiet hour), then builds the indexes ``CONCURRENTLY`` (each in its
 own transaction; if one fails, drop the INVALID index it leaves and run the upgrade again).

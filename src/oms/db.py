@@ -59,6 +59,7 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
 _DRIVER_KEY = "oms.driver_connection"
 # asyncpg's private transaction states, read defensively: should a release drop or rename them,
 # execute_and_commit falls back to sending BEGIN after COMMIT instead of failing at import
+_TRANSACTION: Any = getattr(getattr(asyncpg, "transaction", None), "Transaction", None)
 _STATES: Any = getattr(getattr(asyncpg, "transaction", None), "TransactionState", None)
 _STARTED: Any = getattr(_STATES, "STARTED", None)
 _COMMITTED: Any = getattr(_STATES, "COMMITTED", None)
@@ -120,7 +121,8 @@ class DriverConnection:
         adapted = self._pooled.dbapi_connection
         transaction: Any = getattr(adapted, "_transaction", None)
         end = (
-            isinstance(transaction, asyncpg.transaction.Transaction)
+            _TRANSACTION is not None
+            and isinstance(transaction, _TRANSACTION)
             and getattr(self._conn, "_top_xact", None) is transaction
             and _STARTED is not None
             and _COMMITTED is not None

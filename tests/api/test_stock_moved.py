@@ -186,3 +186,66 @@ async def test_commit_with_the_reservation_falls_back_when_driver_internals_diff
         ).scalar_one()
     assert reserved == 2
     await assert_stock_invariants(engine)
+
+
+async def test_stock_moving_on_every_attempt_is_a_409_stock_contention_that_stores_nothing(
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three warehouses; before each reservation another transaction takes the chosen
+    warehouse's units: after three attempts the answer is 409 ``stock_contention`` with
+    Retry-After, nothing is stored, and the same key then works once the stock is back."""
+    for code, lat, lon in (("HAM", 53.55, 9.99), ("BER", 52.52, 13.40), ("MUC", 48.14, 11.58)):
+        await stock(sessionmaker, code, {"RACE": 5}, latitude=lat, longitude=lon)
+    real = inventory_service.reserve_and_commit
+    taken: list[str] = []
+
+    async def racing(
+        session: AsyncSession, *, reservations: Sequence[inventory_service.Reservation]
+    ) -> bool:
+        async with sessionmaker() as other, other.begin():
+            code = (
+                await other.execute(
+                    text("SELECT code FROM warehouses WHERE id = :id"),
+                    {"id": reservations[0].warehouse_id},
+                )
+            ).scalar_one()
+            (level,) = await inventory_service.list_levels(
+                other, warehouse_code=code, sku="RACE", limit=1, offset=0
+            )
+            await inventory_service.adjust_stock(
+                other, warehouse_code=code, sku="RACE", kind="count",
+                quantity=level.reserved, actor="test",
+            )  # fmt: skip
+        taken.append(code)
+        return await real(session, reservations=reservations)
+
+    monkeypatch.setattr(inventory_service, "reserve_and_commit", racing)
+    body = order_body(
+        lines=[{"sku": "RACE", "quantity": 1, "unit_price": 500}], shipping_address=HAMBURG
+    )
+    headers = auth(keys["storefront"]) | {"Idempotency-Key": "always-moving"}
+    resp = await client.post("/v1/orders", json=body, headers=headers)
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["code"] == "stock_contention"
+    assert resp.headers["retry-after"] == "1"
+    assert taken == ["HAM", "BER", "MUC"]  # nearest first, one warehouse per attempt
+    async with engine.connect() as conn:
+        counts = (
+            await conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM allocations), "
+                    "(SELECT count(*) FROM idempotency_keys WHERE response_status IS NOT NULL)"
+                )
+            )
+        ).one()
+    assert tuple(counts) == (0, 0, 0)
+    await assert_stock_invariants(engine)
+    monkeypatch.setattr(inventory_service, "reserve_and_commit", real)
+    await stock(sessionmaker, "BER", {"RACE": 3})
+    again = await client.post("/v1/orders", json=body, headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.json()["routed_to"] == ["BER"]

@@ -267,11 +267,7 @@ async def _route_and_reserve(
         except _StockMoved:
             continue
         return plan
-    raise Conflict(
-        "stock kept moving while this order was being routed; retry",
-        code="stock_contention",
-        headers={"Retry-After": "1"},
-    )
+    raise _stock_contention()
 
 
 async def _write_plan(
@@ -480,6 +476,14 @@ _ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT oms_place_order"
 _RESTART = "ROLLBACK;\nBEGIN"
 
 
+def _stock_contention() -> Conflict:
+    return Conflict(
+        "stock kept moving while this order was being routed; retry",
+        code="stock_contention",
+        headers={"Retry-After": "1"},
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class IdempotentRequest:
     """The claimed key under which the response of this placement is stored (with what it
@@ -621,7 +625,7 @@ async def place_order_with_shipments(
     address = _address(order)
     conn = await driver_connection(session)
     savepoint = False
-    for _attempt in range(MAX_ROUTE_ATTEMPTS):
+    for attempt in range(MAX_ROUTE_ATTEMPTS):
         plan = await routing_service.plan(
             session,
             lines=route_lines,
@@ -708,6 +712,8 @@ async def place_order_with_shipments(
             continue
         if await inventory_service.reserve_and_commit(session, reservations=reservations):
             break
+        if attempt == MAX_ROUTE_ATTEMPTS - 1:  # out of attempts: no restart, the session rolls
+            raise _stock_contention()  # the aborted transaction back
         # the stock moved: the transaction is aborted; start a new one and claim the key again
         await conn.execute(_RESTART)
         if idempotency is not None:
@@ -721,11 +727,7 @@ async def place_order_with_shipments(
             if stored is not None:
                 raise IdempotentReplay(stored)
     else:
-        raise Conflict(
-            "stock kept moving while this order was being routed; retry",
-            code="stock_contention",
-            headers={"Retry-After": "1"},
-        )
+        raise _stock_contention()
     order.number = number
     if body is not None:
         body["number"] = number
