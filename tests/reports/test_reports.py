@@ -92,6 +92,15 @@ async def test_top_customers(
     first = body["items"][0]
     assert first["first_order_at"] == "2025-03-01T10:00:00Z"
     assert first["last_order_at"] == "2025-03-01T23:30:00Z"
+    guest, bob = body["items"][1], body["items"][2]  # a guest's dates come by email
+    assert (guest["first_order_at"], guest["last_order_at"]) == (
+        "2025-03-03T09:00:00Z",
+        "2025-03-03T09:00:00Z",
+    )
+    assert (bob["first_order_at"], bob["last_order_at"]) == (
+        "2025-03-02T12:00:00Z",
+        "2025-03-02T12:00:00Z",
+    )
     by_orders = await report(client, keys, "top-customers", **W, sort="orders", limit=1)
     assert pick(by_orders["items"], "currency", "customer_id", "orders") == [
         ("EUR", "cus_1", 2),

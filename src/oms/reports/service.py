@@ -182,8 +182,7 @@ async def top_customers(
         f"""
         SELECT o.currency, o.customer_id,
                CASE WHEN o.customer_id IS NULL THEN o.customer_email END AS guest_email,
-               count(*) AS orders, CAST(sum(o.total_amount) AS bigint) AS revenue,
-               min(o.created_at) AS first_order_at, max(o.created_at) AS last_order_at
+               count(*) AS orders, CAST(sum(o.total_amount) AS bigint) AS revenue
         FROM orders o
         WHERE {where} AND o.status <> 'cancelled'
         GROUP BY o.currency, o.customer_id,
@@ -191,16 +190,31 @@ async def top_customers(
         """,
         f"{order}, customer_id, guest_email",
     )
-    # a known customer's email: the one on their latest sale of the window (rows shown only)
+    # For the rows shown only (not for each of the window's customers): the first and last sale
+    # of the window, from the per-customer (or per-email, for guests) index; and a known
+    # customer's email, the one on their latest sale of the window.
+    sales = f"{latest_where} AND lo.currency = r.currency AND lo.status <> 'cancelled'"
     sql = f"""
         SELECT r.currency, r.rank, r.customer_id,
                coalesce(r.guest_email, e.customer_email) AS customer_email,
-               r.orders, r.revenue, r.first_order_at, r.last_order_at
+               r.orders, r.revenue,
+               coalesce(k.first_order_at, g.first_order_at) AS first_order_at,
+               coalesce(k.last_order_at, g.last_order_at) AS last_order_at
         FROM ({ranked}) r
         LEFT JOIN LATERAL (
+            SELECT min(lo.created_at) AS first_order_at, max(lo.created_at) AS last_order_at
+            FROM orders lo
+            WHERE r.customer_id IS NOT NULL AND lo.customer_id = r.customer_id AND {sales}
+        ) k ON true
+        LEFT JOIN LATERAL (
+            SELECT min(lo.created_at) AS first_order_at, max(lo.created_at) AS last_order_at
+            FROM orders lo
+            WHERE r.customer_id IS NULL AND lo.customer_id IS NULL
+              AND lo.customer_email = r.guest_email AND {sales}
+        ) g ON true
+        LEFT JOIN LATERAL (
             SELECT lo.customer_email FROM orders lo
-            WHERE r.customer_id IS NOT NULL AND lo.customer_id = r.customer_id
-              AND {latest_where} AND lo.currency = r.currency AND lo.status <> 'cancelled'
+            WHERE r.customer_id IS NOT NULL AND lo.customer_id = r.customer_id AND {sales}
             ORDER BY lo.created_at DESC LIMIT 1
         ) e ON true
         ORDER BY r.currency, r.rank
