@@ -29,6 +29,21 @@ HAMBURG = {
 }
 
 
+async def _count_away(
+    sessionmaker: async_sessionmaker[AsyncSession], warehouse: str, sku: str
+) -> None:
+    """Another transaction counts the available units of ``sku`` in ``warehouse`` away (on hand
+    = reserved), as a concurrent order would take them."""
+    async with sessionmaker() as other, other.begin():
+        (level,) = await inventory_service.list_levels(
+            other, warehouse_code=warehouse, sku=sku, limit=1, offset=0
+        )
+        await inventory_service.adjust_stock(
+            other, warehouse_code=warehouse, sku=sku, kind="count",
+            quantity=level.reserved, actor="test",
+        )  # fmt: skip
+
+
 def _take_stock_once(
     monkeypatch: pytest.MonkeyPatch,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -45,18 +60,7 @@ def _take_stock_once(
     ) -> bool:
         calls.append(len(reservations))
         if len(calls) == 1:
-            async with sessionmaker() as other, other.begin():
-                (level,) = await inventory_service.list_levels(
-                    other, warehouse_code=warehouse, sku=sku, limit=1, offset=0
-                )
-                await inventory_service.adjust_stock(
-                    other,
-                    warehouse_code=warehouse,
-                    sku=sku,
-                    kind="count",
-                    quantity=level.reserved,
-                    actor="test",
-                )
+            await _count_away(sessionmaker, warehouse, sku)
         return await real(session, reservations=reservations)
 
     monkeypatch.setattr(inventory_service, "reserve_and_commit", racing)
@@ -206,20 +210,14 @@ async def test_stock_moving_on_every_attempt_is_a_409_stock_contention_that_stor
     async def racing(
         session: AsyncSession, *, reservations: Sequence[inventory_service.Reservation]
     ) -> bool:
-        async with sessionmaker() as other, other.begin():
+        async with engine.connect() as conn:
             code = (
-                await other.execute(
+                await conn.execute(
                     text("SELECT code FROM warehouses WHERE id = :id"),
                     {"id": reservations[0].warehouse_id},
                 )
             ).scalar_one()
-            (level,) = await inventory_service.list_levels(
-                other, warehouse_code=code, sku="RACE", limit=1, offset=0
-            )
-            await inventory_service.adjust_stock(
-                other, warehouse_code=code, sku="RACE", kind="count",
-                quantity=level.reserved, actor="test",
-            )  # fmt: skip
+        await _count_away(sessionmaker, code, "RACE")
         taken.append(code)
         return await real(session, reservations=reservations)
 
