@@ -240,6 +240,16 @@ async def load(
                     "created_at": s.placed,
                 }
             )
+        # the counts placement, shipping and cancellation keep on the order row
+        orders[-1] |= {
+            "units_ordered": sum(ln.quantity for ln in s.lines),
+            "units_shipped": sum(
+                a["quantity"]
+                for a in allocations
+                if a["order_id"] == s.id and a["status"] == "consumed"
+            ),
+            "live_shipments": 0 if ship_status == "cancelled" else len(shipment_ids),
+        }
     return_rows: list[dict[str, Any]] = []
     return_lines: list[dict[str, Any]] = []
     for key, status, items in returns_spec:

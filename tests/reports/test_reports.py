@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import random
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tests.helpers import auth, order_body, stock
+from tests.helpers import assert_stock_invariants, auth, order_body, stock
 from tests.reports.data import W_FROM, W_TO, Line, Spec, load, t
 
 W = {"from": W_FROM, "to": W_TO}
@@ -492,47 +493,75 @@ async def test_late_after_hours_is_checked(client: httpx.AsyncClient, keys: dict
         assert resp.status_code == 422, value
 
 
-async def test_split_counts_live_shipments_only(
-    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+async def test_fulfilment_counts_follow_placement_rerouting_shipping_and_cancellation(
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
-    """A rerouted order (first shipment cancelled, one live) is not split; two live are."""
-    specs = [
-        Spec("R1", t(1, 10, month=4), "EUR", "web", "DE", ("c", "c@example.com"), "paid",
-             [Line("A-1", 1, 100)], paid=timedelta(hours=1)),
-        Spec("R2", t(1, 11, month=4), "EUR", "web", "DE", ("c", "c@example.com"), "paid",
-             [Line("A-1", 1, 100), Line("B-2", 1, 100, warehouse="AMS")],
-             paid=timedelta(hours=1)),
-    ]  # fmt: skip
-    await load(engine, specs=specs, returns=[])
-    async with engine.begin() as conn:
-        # R1 was rerouted: its first shipment was cancelled and a second one made (seq 2);
-        # R2 lost its BER parcel the same way but still has two live ones (AMS and seq 3)
-        for key, cancel_code in (("R1", "BER"), ("R2", "BER")):
-            order_id = next(s.id for s in specs if s.key == key)
-            await conn.execute(
-                text(
-                    "UPDATE shipments SET status = 'cancelled' "
-                    "WHERE order_id = :o AND warehouse_code = :c"
-                ),
-                {"o": order_id, "c": cancel_code},
-            )
-            await conn.execute(
-                text(
-                    "INSERT INTO shipments (id, order_id, seq, warehouse_id, warehouse_code, "
-                    "status, version, created_at, updated_at) "
-                    "SELECT gen_random_uuid(), order_id, 3, warehouse_id, 'AMS', 'pending', 1, "
-                    "created_at + interval '1 hour', created_at + interval '1 hour' "
-                    "FROM shipments WHERE order_id = :o AND seq = 1"
-                ),
-                {"o": order_id},
-            )
-    body = await report(
-        client,
-        keys,
-        "fulfilment",
-        **{"from": "2025-04-01T00:00:00Z", "to": "2025-04-02T00:00:00Z"},
+    """The split share and fill rate read counts kept on the order row (migration 0008): the
+    API's placement, re-routing, shipping and cancellation must keep them equal to the lines,
+    consumed allocations and live shipments they stand for."""
+    await stock(sessionmaker, "BER", {"TSHIRT-RED-M": 20})
+    await stock(sessionmaker, "AMS", {"MUG-01": 20}, country="NL")
+    admin = auth(keys["admin"])
+    shirts_only = [{"sku": "TSHIRT-RED-M", "quantity": 2, "unit_price": 1999, "tax_rate_bps": 0}]
+    placed = {}
+    for key, body in (
+        ("split", order_body()),  # shirts from BER, the mug from AMS: two shipments
+        ("rerouted", order_body(lines=shirts_only)),
+        ("cancelled", order_body(lines=shirts_only)),
+    ):
+        resp = await client.post("/v1/orders", json=body, headers=admin)
+        assert resp.status_code == 201, resp.text
+        placed[key] = resp.json()
+    assert len(placed["split"]["shipments"]) == 2
+    resp = await client.post(
+        f"/v1/orders/{placed['rerouted']['id']}/reroute", json={}, headers=admin
     )
-    assert body["split"] == {"orders_with_shipments": 2, "orders_split": 1, "share": 0.5}
+    assert resp.status_code == 200, resp.text
+    resp = await client.post(
+        f"/v1/orders/{placed['cancelled']['id']}/transitions",
+        json={"to": "cancelled"},
+        headers=admin,
+    )
+    assert resp.status_code == 200, resp.text
+    split_id = placed["split"]["id"]
+    resp = await client.post(
+        f"/v1/orders/{split_id}/transitions", json={"to": "paid"}, headers=admin
+    )
+    assert resp.status_code == 200, resp.text
+    ber = next(s for s in placed["split"]["shipments"] if s["warehouse"] == "BER")
+    for step in (
+        {"to": "picked"},
+        {"to": "packed"},
+        {"to": "shipped", "carrier": "DHL", "tracking_number": "JJD0001"},
+    ):
+        resp = await client.post(
+            f"/v1/shipments/{ber['id']}/transitions", json=step, headers=admin
+        )
+        assert resp.status_code == 200, resp.text
+    await assert_stock_invariants(engine)  # the counts included
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT id, units_ordered, units_shipped, live_shipments FROM orders")
+        )
+        counts = {str(r[0]): tuple(r[1:]) for r in rows}
+    assert counts == {
+        split_id: (3, 2, 2),  # 2 shirts shipped, the mug's parcel not yet
+        placed["rerouted"]["id"]: (2, 0, 1),  # old shipment cancelled, a new one made
+        placed["cancelled"]["id"]: (2, 0, 0),
+    }
+    kpis = await report(client, keys, "fulfilment")
+    assert kpis["split"] == {"orders_with_shipments": 2, "orders_split": 1, "share": 0.5}
+    assert kpis["fill"] == {
+        "units_ordered": 5,  # the cancelled order is not a sale
+        "units_shipped": 2,
+        "rate": 0.4,
+        "units_ordered_of_shipped_orders": 0,  # no order has shipped in full yet
+        "units_shipped_of_shipped_orders": 0,
+        "rate_of_shipped_orders": None,
+    }
 
 
 async def test_an_order_returned_without_a_return_record_counts_its_shipped_units(
@@ -632,3 +661,73 @@ async def test_orders_placed_through_the_api_count_in_the_line_reports(
     kpis = await report(client, keys, "fulfilment")
     assert kpis["fill"]["units_ordered"] == 6  # 3 units in each of the two sales
     assert kpis["fill"]["units_ordered_of_shipped_orders"] == 0
+
+
+def _percentile_cont(values: list[float], fraction: float) -> float:
+    """Postgres' percentile_cont, by hand: interpolate between the two neighbouring ranks."""
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (position - low) * (ordered[high] - ordered[low])
+
+
+async def _many_durations(engine: AsyncEngine) -> dict[str, list[float]]:
+    """600 orders in May 2025 with seeded random times to payment, shipping and delivery."""
+    rng = random.Random(7)
+    specs = []
+    for i in range(600):
+        paid = timedelta(seconds=rng.randint(60, 20_000))
+        shipped = paid + timedelta(seconds=rng.randint(600, 300_000)) if i % 10 else None
+        delivered = shipped + timedelta(seconds=rng.randint(3600, 400_000)) if shipped else None
+        status = "delivered" if delivered else "paid"
+        specs.append(
+            Spec(f"P{i}", t(1 + i % 28, i % 24, i % 60, month=5), "EUR", "web", "DE",
+                 (f"cus_{i}", f"c{i}@example.com"), status, [Line("A-1", 1, 100)],
+                 paid=paid, shipped=shipped, delivered=delivered)
+        )  # fmt: skip
+    await load(engine, specs=specs, returns=[])
+    return {
+        "time_to_paid": [s.paid.total_seconds() for s in specs if s.paid],
+        "time_to_shipped": [s.shipped.total_seconds() for s in specs if s.shipped],
+        "time_to_delivered": [s.delivered.total_seconds() for s in specs if s.delivered],
+    }
+
+
+MAY = {"from": "2025-05-01T00:00:00Z", "to": "2025-06-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize("path", ["one exact sort", "sample brackets", "missed brackets"])
+async def test_fulfilment_percentiles_are_exact_whichever_way_they_are_found(
+    path: str,
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Large windows bracket each percentile with a sample and read off the exact value; a
+    bracket the sample got wrong falls back to the sort. All three give percentile_cont's
+    figures (checked by hand here)."""
+    from oms.reports import service
+
+    durations = await _many_durations(engine)
+    if path != "one exact sort":
+        monkeypatch.setattr(service, "SAMPLE_MASK", 3)  # ~1 in 4 orders: ~150 sampled
+        monkeypatch.setattr(service, "MIN_SAMPLE", 50)
+    if path == "missed brackets":
+        monkeypatch.setattr(service, "SIGMAS", -3.0)  # brackets away from the percentiles
+    calls: list[str] = []
+    execute = AsyncSession.execute
+
+    async def spy(self: AsyncSession, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(str(statement))
+        return await execute(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncSession, "execute", spy)
+    kpis = await report(client, keys, "fulfilment", **MAY)
+    sorted_here = any("percentile_cont" in c for c in calls)
+    assert sorted_here is (path != "sample brackets")
+    for figure, values in durations.items():
+        assert kpis[figure]["orders"] == len(values)
+        assert kpis[figure]["median_s"] == pytest.approx(_percentile_cont(values, 0.5), abs=1e-3)
+        assert kpis[figure]["p90_s"] == pytest.approx(_percentile_cont(values, 0.9), abs=1e-3)

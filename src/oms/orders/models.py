@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Computed,
     DateTime,
     Float,
     ForeignKey,
@@ -47,7 +48,7 @@ class Order(Base):
         Index("ix_orders_channel_created_at", "channel", "created_at"),
         Index("ix_orders_customer_id_created_at", "customer_id", "created_at"),
         Index("ix_orders_customer_email_created_at", "customer_email", "created_at"),
-        Index(  # reports: index-only scans of a placement-time window (migration 0005)
+        Index(  # reports: index-only scans of a placement-time window (migrations 0005, 0008)
             "ix_orders_reporting",
             "created_at",
             postgresql_include=[
@@ -62,7 +63,26 @@ class Order(Base):
                 "paid_at",
                 "shipped_at",
                 "delivered_at",
+                "units_ordered",
+                "units_shipped",
+                "live_shipments",
+                "paid_after_s",
+                "shipped_after_s",
+                "delivered_after_s",
             ],
+        ),
+        Index(  # reports: ~1 order in 64, the fulfilment percentiles' sample (migration 0008)
+            "ix_orders_duration_sample",
+            "created_at",
+            postgresql_include=[
+                "status",
+                "channel",
+                "currency",
+                "paid_after_s",
+                "shipped_after_s",
+                "delivered_after_s",
+            ],
+            postgresql_where=text("(uuid_hash(id) & 63) = 0"),
         ),
         Index(  # reports: the window's orders that are cancelled or not shipped (migration 0007)
             "ix_orders_unshipped_or_cancelled",
@@ -109,6 +129,22 @@ class Order(Base):
     shipped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # fulfilment counts kept for the reports (migration 0008): the sum of the lines' quantities
+    # (set at placement), the units of consumed allocations (raised when a shipment ships) and
+    # the shipments that are not cancelled (set at placement, re-routing and cancellation)
+    units_ordered: Mapped[int] = mapped_column(Integer, server_default="0")
+    units_shipped: Mapped[int] = mapped_column(Integer, server_default="0")
+    live_shipments: Mapped[int] = mapped_column(Integer, server_default="0")
+    # seconds from placement to payment, shipping, delivery: computed by Postgres (migration 0008)
+    paid_after_s: Mapped[float | None] = mapped_column(
+        Float, Computed("date_part('epoch', paid_at - created_at)", persisted=True)
+    )
+    shipped_after_s: Mapped[float | None] = mapped_column(
+        Float, Computed("date_part('epoch', shipped_at - created_at)", persisted=True)
+    )
+    delivered_after_s: Mapped[float | None] = mapped_column(
+        Float, Computed("date_part('epoch', delivered_at - created_at)", persisted=True)
+    )
 
     lines: Mapped[list[OrderLine]] = relationship(
         back_populates="order", order_by="OrderLine.line_no", lazy="raise"

@@ -328,10 +328,11 @@ async def _write_plan(
     await session.execute(
         update(Order)
         .where(Order.id == order.id)
-        .values(routing=routing)
+        .values(routing=routing, live_shipments=len(plan.warehouses))
         .execution_options(synchronize_session=False)
     )
     set_committed_value(order, "routing", routing)
+    set_committed_value(order, "live_shipments", len(plan.warehouses))
     # the contended stock rows last: their locks are held only until the commit
     if reservations and not await inventory_service.reserve(session, reservations=reservations):
         raise _StockMoved
@@ -429,9 +430,10 @@ _PLACE_ORDER = """WITH o AS (
     customer_email, currency, payment_method, priority, ship_name, ship_lines, ship_city,
     ship_postal_code, ship_region, ship_country, ship_latitude, ship_longitude, subtotal_amount,
     tax_amount, shipping_fee, total_amount, fulfillment, pickup_warehouse_code, notes,
-    attributes, routing, created_by, created_at, updated_at)
+    attributes, routing, created_by, created_at, updated_at, units_ordered, live_shipments)
   VALUES ($1, 'placed', 1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13, $14, $15,
-    $16, $17, $18, $19, $20, $21, $22, $23, $24::jsonb, $25::jsonb, $26, $27, $27)
+    $16, $17, $18, $19, $20, $21, $22, $23, $24::jsonb, $25::jsonb, $26, $27, $27,
+    (SELECT coalesce(sum(q), 0) FROM unnest($32::int[]) AS q), cardinality($41::uuid[]))
   ON CONFLICT (channel, external_reference) WHERE external_reference IS NOT NULL DO NOTHING
   RETURNING id, number
 ), lines AS (
@@ -467,7 +469,8 @@ _PLACE_ORDER = """WITH o AS (
 )
 SELECT number FROM o"""
 """Everything an order placement writes except the reservation, in one round trip: the order
-(routing included), its lines (backorders included), the ``placed`` history row, the shipments,
+(routing and fulfilment counts included), its lines (backorders included), the ``placed``
+history row, the shipments,
 the ``order.placed`` outbox event and the stored idempotent response. The order number is an
 identity assigned by the INSERT, so it is patched into the two JSON documents in SQL."""
 
@@ -1156,9 +1159,16 @@ async def _move_shipment(
     for key, value in values.items():
         setattr(shipment, key, value)
     if target is ShipmentStatus.SHIPPED:
-        await inventory_service.consume(
+        units = await inventory_service.consume(
             session, order_id=shipment.order_id, shipment_id=shipment.id, actor=principal.actor
         )
+        if units:
+            await session.execute(
+                update(Order)
+                .where(Order.id == shipment.order_id)
+                .values(units_shipped=Order.units_shipped + units)
+                .execution_options(synchronize_session=False)
+            )
     await record_event(
         session,
         type=f"shipment.{target.value}",
@@ -1253,6 +1263,13 @@ async def transition_order(
             .where(Shipment.order_id == order_id, Shipment.status != ShipmentStatus.CANCELLED.value)
             .values(status=ShipmentStatus.CANCELLED.value, cancelled_at=now, updated_at=now)
         )
+        await session.execute(
+            update(Order)
+            .where(Order.id == order_id)
+            .values(live_shipments=0)
+            .execution_options(synchronize_session=False)
+        )
+        set_committed_value(order, "live_shipments", 0)
     return order
 
 
@@ -1268,6 +1285,12 @@ async def transition_shipment(
     shipment = await session.get(Shipment, shipment_id)
     if shipment is None:
         raise NotFound(f"shipment {shipment_id} does not exist", code="shipment_not_found")
+    # the order row first, as transition_order does (its version-guarded UPDATE comes before
+    # its shipments'): one lock order, so a shipment move (which may move the order and adds the
+    # shipped units to the order's count) and an order move never deadlock
+    await session.execute(
+        select(Order.id).where(Order.id == shipment.order_id).with_for_update(key_share=True)
+    )
     order = await get_order(session, order_id=shipment.order_id, principal=principal)
     if principal.role not in (Role.ADMIN, Role.FULFILLMENT):
         raise Forbidden("only fulfillment or admin keys move shipments", code="role_not_allowed")
