@@ -58,7 +58,6 @@ REPORT_INDEXES = (
     "ix_order_lines_reporting",
     "ix_orders_unshipped_or_cancelled",
     "ix_orders_duration_sample",
-    "ix_shipments_live_created_at",
     "ix_allocations_consumed_created_at",
 )
 
@@ -133,7 +132,8 @@ GENERATE: list[tuple[str, str]] = [
             id, status, version, channel, customer_id, customer_email, currency, payment_method,
             priority, ship_lines, ship_city, ship_country, subtotal_amount, tax_amount,
             shipping_fee, total_amount, created_by, created_at, updated_at, paid_at, shipped_at,
-            delivered_at, cancelled_at)
+            delivered_at, cancelled_at, units_ordered, units_shipped, live_shipments,
+            units_returned)
         SELECT o.id, o.status, 1, 
                CASE WHEN r_chan < 0.5 THEN 'web' WHEN r_chan < 0.75 THEN 'app'
                     WHEN r_chan < 0.9 THEN 'amazon' ELSE 'pos' END,
@@ -155,10 +155,20 @@ GENERATE: list[tuple[str, str]] = [
                CASE WHEN o.status IN ('delivered', 'returned')
                     THEN o.created_at + make_interval(secs => o.deliv_s) END,
                CASE WHEN o.status = 'cancelled'
-                    THEN o.created_at + make_interval(secs => least(o.cancel_s, o.ship_s - 1)) END
+                    THEN o.created_at + make_interval(secs => least(o.cancel_s, o.ship_s - 1)) END,
+               -- the counts the API keeps on the order (see the shipments, allocations and
+               -- returns steps)
+               l.units,
+               CASE WHEN o.status IN ('shipped', 'delivered', 'returned') THEN l.allocated
+                    ELSE 0 END,
+               CASE WHEN o.status = 'cancelled' THEN 0
+                    WHEN o.nlines >= 2 AND o.r_split < 0.08 THEN 2 ELSE 1 END,
+               -- the returns step returns every shipped unit of a returned order
+               CASE WHEN o.status = 'returned' THEN l.allocated ELSE 0 END
         FROM bo o
         JOIN (SELECT order_id, sum(quantity * unit_price) AS subtotal,
-                     sum((quantity * unit_price * 1900 + 5000) / 10000) AS tax
+                     sum((quantity * unit_price * 1900 + 5000) / 10000) AS tax,
+                     sum(quantity) AS units, sum(quantity - backordered) AS allocated
               FROM bl GROUP BY order_id) l ON l.order_id = o.id
         ORDER BY o.g
         """,
@@ -220,28 +230,6 @@ GENERATE: list[tuple[str, str]] = [
                            THEN 1 + l.line_no % 2 ELSE 1 END
         WHERE l.quantity > l.backordered
         ORDER BY l.g, l.line_no
-        """,
-    ),
-    (
-        # what placement, shipping and cancellation keep on the order row (migration 0008)
-        "order fulfilment counts",
-        """
-        WITH lines AS (
-            SELECT order_id, sum(quantity) AS units FROM order_lines GROUP BY order_id
-        ), shipped AS (
-            SELECT order_id, sum(quantity) AS units FROM allocations
-            WHERE status = 'consumed' GROUP BY order_id
-        ), live AS (
-            SELECT order_id, count(*) AS n FROM shipments
-            WHERE status <> 'cancelled' GROUP BY order_id
-        )
-        UPDATE orders o
-        SET units_ordered = lines.units, units_shipped = coalesce(shipped.units, 0),
-            live_shipments = coalesce(live.n, 0)
-        FROM lines
-        LEFT JOIN shipped ON shipped.order_id = lines.order_id
-        LEFT JOIN live ON live.order_id = lines.order_id
-        WHERE o.id = lines.order_id
         """,
     ),
     (

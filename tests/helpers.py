@@ -99,19 +99,23 @@ INVARIANTS_SQL = {
         WHERE a.status = 'open'
           AND o.status IN ('cancelled', 'shipped', 'delivered', 'returned')""",
     # the counts kept on the order row for the reports (migration 0008)
-    "order fulfilment counts differ from lines, consumed allocations, live shipments": """
+    "order fulfilment counts differ from lines, allocations, shipments, returns": """
         SELECT count(*) FROM orders o
-        WHERE (o.units_ordered, o.units_shipped, o.live_shipments) IS DISTINCT FROM (
+        WHERE (o.units_ordered, o.units_shipped, o.live_shipments, o.units_returned)
+              IS DISTINCT FROM (
             (SELECT coalesce(sum(quantity), 0) FROM order_lines WHERE order_id = o.id),
             (SELECT coalesce(sum(quantity), 0) FROM allocations
              WHERE order_id = o.id AND status = 'consumed'),
-            (SELECT count(*) FROM shipments WHERE order_id = o.id AND status <> 'cancelled'))""",
+            (SELECT count(*) FROM shipments WHERE order_id = o.id AND status <> 'cancelled'),
+            (SELECT coalesce(sum(rl.quantity), 0) FROM returns r
+             JOIN return_lines rl ON rl.return_id = r.id
+             WHERE r.order_id = o.id AND r.status <> 'rejected'))""",
 }
 
 
 async def assert_stock_invariants(engine: Any) -> None:
     """on hand >= 0, 0 <= reserved <= on hand, reserved = open allocations, ledger = on hand;
-    and each order's fulfilment counts match its lines, allocations and shipments."""
+    and each order's fulfilment counts match its lines, allocations, shipments and returns."""
     from sqlalchemy import text
 
     async with engine.connect() as conn:

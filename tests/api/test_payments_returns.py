@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.helpers import assert_stock_invariants, auth, order_body
@@ -330,4 +331,47 @@ async def test_restock_to_a_named_warehouse_and_bad_receipts(
     )
     assert ok.status_code == 200
     assert (await _levels(client, keys, "TSHIRT-RED-M"))["OUTLET"] == 2
+    await assert_stock_invariants(engine)
+
+
+async def test_returned_units_count_on_the_order_until_a_return_is_rejected(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    """The order keeps the units on its returns that are not rejected (the fulfilment KPIs
+    read that count)."""
+    order = await _place(client, keys)
+    await _pay(client, keys, order["id"], "pi_r", TOTAL)
+    await _deliver(client, keys, order["id"])
+
+    async def request(quantity: int) -> str:
+        resp = await client.post(
+            f"/v1/orders/{order['id']}/returns",
+            json={
+                "lines": [
+                    {
+                        "order_line_id": order["lines"][0]["id"],
+                        "quantity": quantity,
+                        "reason_code": "damaged",
+                    }
+                ]
+            },
+            headers=auth(keys["storefront"]),
+        )
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["id"])
+
+    async def units_returned() -> int:
+        async with engine.connect() as conn:
+            value = await conn.scalar(
+                text("SELECT units_returned FROM orders WHERE id = :id"), {"id": order["id"]}
+            )
+        return int(value)
+
+    first = await request(1)
+    assert await units_returned() == 1
+    resp = await client.post(f"/v1/returns/{first}/reject", headers=auth(keys["admin"]))
+    assert resp.status_code == 200, resp.text
+    assert await units_returned() == 0
+    await request(2)
+    assert await units_returned() == 2
     await assert_stock_invariants(engine)

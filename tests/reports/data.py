@@ -249,6 +249,7 @@ async def load(
                 if a["order_id"] == s.id and a["status"] == "consumed"
             ),
             "live_shipments": 0 if ship_status == "cancelled" else len(shipment_ids),
+            "units_returned": 0,  # raised below by the returns that are not rejected
         }
     return_rows: list[dict[str, Any]] = []
     return_lines: list[dict[str, Any]] = []
@@ -270,6 +271,10 @@ async def load(
                     "discarded_quantity": 0,
                 }
             )
+    order_rows = {o["id"]: o for o in orders}
+    for key, status, items in returns_spec:
+        if status != "rejected":
+            order_rows[by_key[key].id]["units_returned"] += sum(qty for _, qty, _ in items)
     async with engine.begin() as conn:
         await conn.execute(
             insert(Warehouse),

@@ -1273,6 +1273,16 @@ async def transition_order(
     return order
 
 
+async def add_returned_units(session: AsyncSession, *, order_id: uuid.UUID, units: int) -> None:
+    """Keep the order's count of units on returns that are not rejected (for the reports)."""
+    await session.execute(
+        update(Order)
+        .where(Order.id == order_id)
+        .values(units_returned=Order.units_returned + units)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def transition_shipment(
     session: AsyncSession,
     *,

@@ -146,6 +146,9 @@ async def request_return(
         for ln in lines
     )
     await session.flush()
+    await orders_service.add_returned_units(
+        session, order_id=order_id, units=sum(ln.quantity for ln in lines)
+    )
     await record_event(
         session,
         type="return.requested",
@@ -218,6 +221,11 @@ async def decide(
     rma = await get_return(session, return_id=return_id, principal=principal)
     await _move(rma, ("requested",), "approved" if approve else "rejected")
     await session.flush()
+    if not approve:  # a rejected return's units no longer count as returned
+        lines = (await lines_of(session, return_ids=[rma.id]))[rma.id]
+        await orders_service.add_returned_units(
+            session, order_id=rma.order_id, units=-sum(ln.quantity for ln in lines)
+        )
     return rma
 
 
