@@ -358,6 +358,23 @@ def _lerp(low: float, high: float, weight: float) -> float:
     return low + weight * (high - low)  # as Postgres' float8 percentile_cont interpolates
 
 
+def _in_brackets(brackets: list[_Bracket]) -> tuple[str, dict[str, Any]]:
+    """The SQL predicate "inside any of the brackets" on alias ``o``, and its bounds."""
+    bounds: dict[str, Any] = {}
+    inside: list[str] = []
+    for i, b in enumerate(brackets):
+        value = "o." + DURATIONS[b.name]
+        conditions = [f"{value} IS NOT NULL"]
+        if b.lo is not None:
+            conditions.append(f"{value} >= :lo{i}")
+            bounds[f"lo{i}"] = b.lo
+        if b.hi is not None:
+            conditions.append(f"{value} <= :hi{i}")
+            bounds[f"hi{i}"] = b.hi
+        inside.append("(" + " AND ".join(conditions) + ")")
+    return " OR ".join(inside), bounds
+
+
 async def _percentiles(
     session: AsyncSession,
     where: str,
@@ -365,58 +382,38 @@ async def _percentiles(
     counts: dict[str, int],
     brackets: list[_Bracket],
     below: list[int],
+    fetched: dict[str, list[float | None]],
 ) -> dict[str, list[float] | None]:
     """Exact median and 90th percentile of each duration, as ``percentile_cont`` computes them,
     without sorting every value of a large window.
 
     A sort of the ~500,000 durations of a year costs ~0.15 s (three of them: most of the
     report's time). Instead the sample gives each percentile a bracket that holds it but for a
-    4-sigma miss; the report's main scan counts the durations below each bracket (``below``);
-    one more scan returns the few inside the brackets, and the values at the wanted ranks are
-    read off. A duration whose rank falls outside its bracket (or whose sample is too small) is
-    ranked with one exact sort instead: the result is always exact, only the time varies.
+    3-sigma miss; the report's main statement counts the durations below each bracket
+    (``below``) and returns the few inside the brackets (``fetched``: the durations of the
+    orders with any duration in any bracket), all from one snapshot; the values at the wanted
+    ranks are read off. A duration whose rank falls outside its bracket (or whose sample is too
+    small) is ranked with one exact sort instead: the result is always exact, only the time
+    varies.
     """
     results: dict[str, list[float] | None] = {n: None for n in DURATIONS}
     bracketed = {b.name for b in brackets}
     exact = [n for n, count in counts.items() if count and n not in bracketed]
-    if brackets:
-        bounds: dict[str, Any] = {}
-        inside: list[str] = []
-        for i, b in enumerate(brackets):
-            value = "o." + DURATIONS[b.name]
-            conditions = [f"{value} IS NOT NULL"]
-            if b.lo is not None:
-                conditions.append(f"{value} >= :lo{i}")
-                bounds[f"lo{i}"] = b.lo
-            if b.hi is not None:
-                conditions.append(f"{value} <= :hi{i}")
-                bounds[f"hi{i}"] = b.hi
-            inside.append("(" + " AND ".join(conditions) + ")")
-        names = sorted(bracketed)
-        rows = (
-            await session.execute(
-                text(
-                    f"SELECT {', '.join(f'o.{DURATIONS[n]} AS {n}' for n in names)} "
-                    f"FROM orders o WHERE {where} AND ({' OR '.join(inside)})"
-                ),
-                params | bounds,
-            )
-        ).all()
-        fetched = {n: sorted(r[i] for r in rows if r[i] is not None) for i, n in enumerate(names)}
-        found: dict[str, list[float]] = defaultdict(list)
-        for b, first in zip(brackets, below, strict=True):
-            if b.name in exact:
-                continue  # another bracket of this duration missed already
-            column = fetched[b.name]  # sorted: the bracket is a slice of it
-            start = 0 if b.lo is None else bisect.bisect_left(column, b.lo)
-            stop = len(column) if b.hi is None else bisect.bisect_right(column, b.hi)
-            values = column[start:stop]
-            low, high, weight = _ranks(counts[b.name], b.fraction)
-            if not first <= low <= high < first + len(values):
-                exact.append(b.name)  # the sample was that far off: sort this one
-                continue
-            found[b.name].append(_lerp(values[low - first], values[high - first], weight))
-        results |= {n: v for n, v in found.items() if n not in exact}
+    columns = {n: sorted(v for v in fetched.get(n, []) if v is not None) for n in bracketed}
+    found: dict[str, list[float]] = defaultdict(list)
+    for b, first in zip(brackets, below, strict=True):
+        if b.name in exact:
+            continue  # another bracket of this duration missed already
+        column = columns[b.name]  # sorted: the bracket is a slice of it
+        start = 0 if b.lo is None else bisect.bisect_left(column, b.lo)
+        stop = len(column) if b.hi is None else bisect.bisect_right(column, b.hi)
+        values = column[start:stop]
+        low, high, weight = _ranks(counts[b.name], b.fraction)
+        if not first <= low <= high < first + len(values):
+            exact.append(b.name)  # the sample was that far off: sort this one
+            continue
+        found[b.name].append(_lerp(values[low - first], values[high - first], weight))
+    results |= {n: v for n, v in found.items() if n not in exact}
     if exact:
         cols = ", ".join(
             f"percentile_cont(ARRAY{list(PERCENTILES)}) WITHIN GROUP "
@@ -437,9 +434,10 @@ async def fulfilment(
 ) -> dict[str, Any]:
     """Fulfilment KPIs of the window's orders (see the API description for each figure).
 
-    The percentile sample first (a small partial index); then one scan of the window's orders
-    in their fulfilment index (the counts and durations kept on each order, migration 0008)
-    gives every count and sum; one more pins the exact percentiles (see ``_percentiles``).
+    The percentile sample first (a small partial index); then one statement over the window's
+    orders in their fulfilment index (the counts and durations kept on each order, migration
+    0008) gives every count and sum and the durations that pin the exact percentiles (see
+    ``_percentiles``).
     """
     where, params = _where(window)
     params |= {
@@ -459,13 +457,25 @@ async def fulfilment(
         params,
     )
     brackets = _brackets({n: sample[n] or [] for n in DURATIONS})
-    below: list[str] = []
-    for i, b in enumerate(brackets):
-        if b.lo is None:
-            below.append(f"0 AS below{i}")
-        else:
-            below.append(f"count(*) FILTER (WHERE o.{DURATIONS[b.name]} < :lo{i}) AS below{i}")
-            params[f"lo{i}"] = b.lo
+    inside, bounds = _in_brackets(brackets)
+    params |= bounds
+    below = [
+        f"count(*) FILTER (WHERE o.{DURATIONS[b.name]} < :lo{i}) AS below{i}"
+        if b.lo is not None
+        else f"0 AS below{i}"
+        for i, b in enumerate(brackets)
+    ]
+    names = sorted({b.name for b in brackets})
+    # the bracketed durations come with the counts, in one statement: one snapshot, so the
+    # ranks read off them are those of the counts even while orders change
+    fetch = "".join(f", (SELECT array_agg(v.{n}) FROM inside v) AS {n}_inside" for n in names)
+    fetch_cte = (
+        ", inside AS (SELECT "
+        + ", ".join(f"o.{DURATIONS[n]} AS {n}" for n in names)
+        + f" FROM orders o WHERE {where} AND ({inside}))"
+        if names
+        else ""
+    )
     sale = "o.status <> 'cancelled'"
     shipped = "o.shipped_after_s IS NOT NULL"
     # returned units: those on returns that are not rejected; an order moved to `returned`
@@ -477,6 +487,7 @@ async def fulfilment(
     orders = await _one(
         session,
         f"""
+        WITH agg AS (
         SELECT count(*) AS placed,
                count(*) FILTER (WHERE o.status = 'cancelled') AS cancelled,
                count(o.paid_after_s) AS paid, count(o.shipped_after_s) AS shipped,
@@ -497,6 +508,8 @@ async def fulfilment(
                {"".join(", " + c for c in below)}
         FROM orders o
         WHERE {where}
+        ){fetch_cte}
+        SELECT agg.*{fetch} FROM agg
         """,
         params,
     )
@@ -508,6 +521,7 @@ async def fulfilment(
         counts,
         brackets,
         [int(orders[f"below{i}"]) for i in range(len(brackets))],
+        {n: orders[f"{n}_inside"] or [] for n in names},
     )
 
     def durations(count: int, pair: list[Any] | None) -> dict[str, Any]:
