@@ -470,9 +470,9 @@ _PLACE_ORDER = """WITH o AS (
 SELECT number FROM o"""
 """Everything an order placement writes except the reservation, in one round trip: the order
 (routing and fulfilment counts included), its lines (backorders included), the ``placed``
-history row, the shipments,
-the ``order.placed`` outbox event and the stored idempotent response. The order number is an
-identity assigned by the INSERT, so it is patched into the two JSON documents in SQL."""
+history row, the shipments, the ``order.placed`` outbox event and the stored idempotent
+response. The order number is an identity assigned by the INSERT, so it is patched into the two
+JSON documents in SQL."""
 
 _SAVEPOINT = "SAVEPOINT oms_place_order"
 _ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT oms_place_order"
