@@ -57,6 +57,7 @@ REPORT_INDEXES = (
     "ix_orders_reporting",
     "ix_order_lines_reporting",
     "ix_orders_unshipped_or_cancelled",
+    "ix_orders_fulfilment",
     "ix_orders_duration_sample",
     "ix_allocations_consumed_created_at",
 )

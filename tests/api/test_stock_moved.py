@@ -27,6 +27,22 @@ HAMBURG = {
     "postal_code": "20354",
     "country": "DE",
 }
+WAREHOUSES = {"HAM": (53.55, 9.99), "BER": (52.52, 13.40), "MUC": (48.14, 11.58)}
+
+
+def _race_order(quantity: int) -> dict[str, Any]:
+    """An order of `quantity` RACE units to Hamburg (nearest: HAM, then BER, then MUC)."""
+    return order_body(
+        lines=[{"sku": "RACE", "quantity": quantity, "unit_price": 500}],
+        shipping_address=HAMBURG,
+    )
+
+
+async def _stock_race(sessionmaker: async_sessionmaker[AsyncSession], *codes: str) -> None:
+    """5 RACE units in each of the named warehouses."""
+    for code in codes:
+        lat, lon = WAREHOUSES[code]
+        await stock(sessionmaker, code, {"RACE": 5}, latitude=lat, longitude=lon)
 
 
 async def _count_away(
@@ -74,13 +90,9 @@ async def test_stock_moved_routes_again_in_a_new_transaction(
     sessionmaker: async_sessionmaker[AsyncSession],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    await stock(sessionmaker, "HAM", {"RACE": 5}, latitude=53.55, longitude=9.99)
-    await stock(sessionmaker, "MUC", {"RACE": 5}, latitude=48.14, longitude=11.58)
+    await _stock_race(sessionmaker, "HAM", "MUC")
     calls = _take_stock_once(monkeypatch, sessionmaker, "HAM", "RACE")
-    body = order_body(
-        lines=[{"sku": "RACE", "quantity": 2, "unit_price": 500}],
-        shipping_address=HAMBURG,
-    )
+    body = _race_order(2)
     headers = auth(keys["storefront"]) | {"Idempotency-Key": "race-1"}
     resp = await client.post("/v1/orders", json=body, headers=headers)
     assert resp.status_code == 201, resp.text
@@ -112,12 +124,8 @@ async def test_stock_moved_then_a_concurrent_duplicate_won_replays_it(
     sessionmaker: async_sessionmaker[AsyncSession],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    await stock(sessionmaker, "HAM", {"RACE": 5}, latitude=53.55, longitude=9.99)
-    await stock(sessionmaker, "MUC", {"RACE": 5}, latitude=48.14, longitude=11.58)
-    body = order_body(
-        lines=[{"sku": "RACE", "quantity": 1, "unit_price": 500}],
-        shipping_address=HAMBURG,
-    )
+    await _stock_race(sessionmaker, "HAM", "MUC")
+    body = _race_order(1)
     headers = auth(keys["storefront"])
     first = await client.post("/v1/orders", json=body, headers=headers | {"Idempotency-Key": "w"})
     assert first.status_code == 201
@@ -173,11 +181,8 @@ async def test_commit_with_the_reservation_falls_back_when_driver_internals_diff
         return await real_execute(self, sql, *args)
 
     monkeypatch.setattr(oms.db.DriverConnection, "execute", execute)
-    await stock(sessionmaker, "HAM", {"RACE": 5}, latitude=53.55, longitude=9.99)
-    body = order_body(
-        lines=[{"sku": "RACE", "quantity": 2, "unit_price": 500}],
-        shipping_address=HAMBURG,
-    )
+    await _stock_race(sessionmaker, "HAM")
+    body = _race_order(2)
     resp = await client.post("/v1/orders", json=body, headers=auth(keys["storefront"]))
     assert resp.status_code == 201, resp.text
     got = await client.get(f"/v1/orders/{resp.json()['id']}", headers=auth(keys["admin"]))
@@ -202,8 +207,7 @@ async def test_stock_moving_on_every_attempt_is_a_409_stock_contention_that_stor
     """Three warehouses; before each reservation another transaction takes the chosen
     warehouse's units: after three attempts the answer is 409 ``stock_contention`` with
     Retry-After, nothing is stored, and the same key then works once the stock is back."""
-    for code, lat, lon in (("HAM", 53.55, 9.99), ("BER", 52.52, 13.40), ("MUC", 48.14, 11.58)):
-        await stock(sessionmaker, code, {"RACE": 5}, latitude=lat, longitude=lon)
+    await _stock_race(sessionmaker, "HAM", "BER", "MUC")
     real = inventory_service.reserve_and_commit
     taken: list[str] = []
 
@@ -222,9 +226,7 @@ async def test_stock_moving_on_every_attempt_is_a_409_stock_contention_that_stor
         return await real(session, reservations=reservations)
 
     monkeypatch.setattr(inventory_service, "reserve_and_commit", racing)
-    body = order_body(
-        lines=[{"sku": "RACE", "quantity": 1, "unit_price": 500}], shipping_address=HAMBURG
-    )
+    body = _race_order(1)
     headers = auth(keys["storefront"]) | {"Idempotency-Key": "always-moving"}
     resp = await client.post("/v1/orders", json=body, headers=headers)
     assert resp.status_code == 409, resp.text
