@@ -12,21 +12,22 @@ What it does:
   in it is lost), runs every migration, then generates the history with set-based SQL
   (``INSERT ... SELECT generate_series``), not the API, so a million orders take minutes.
   ``--reuse`` skips all that and measures the data already there.
-* **Data.** ``--orders`` orders spread evenly over the last ``--days`` days, ending now:
-  1-4 lines each (uniform; 2,000 SKUs, skewed), four currencies (EUR 60 %, USD 25 %, GBP 10 %,
-  SEK 5 %), four channels, 20 destination countries (skewed), ~250,000 customers plus guests.
-  Each order walks the real life cycle with random delays (paid after ~2 h, shipped ~36 h later,
-  delivered 1-3 days later, exponential tails); 5 % are cancelled, 4 % of delivered orders are
-  returned, 8 % of multi-line orders ship in two parcels, 2 % of lines are short one unit
-  (backordered). Shipments, allocations (consumed / released / open), the order history of
-  returned orders, and the returns tables when they exist, are filled in accordingly. Then
-  ``VACUUM ANALYZE`` (what autovacuum does on a live system).
+* **Data.** ``--orders`` orders spread evenly over the last ``--days`` days, ending now: 1-4
+  lines each (uniform; 2,000 SKUs, skewed), four currencies (EUR 60 %, USD 25 %, GBP 10 %, SEK
+  5 %), four channels, 20 destination countries (skewed), ~250,000 customers (skewed: a few
+  order a lot) plus guests. Each order walks the real life cycle with random delays (paid after
+  ~2 h, shipped ~36 h later, delivered 1-3 days later, exponential tails); 5 % are cancelled,
+  4 % of delivered orders are returned, 8 % of multi-line orders ship in two parcels, 2 % of
+  lines are short one unit (backordered). Shipments, allocations (consumed / released / open),
+  the order history of returned orders, and the returns tables when they exist, are filled in
+  accordingly. Then ``VACUUM ANALYZE`` (what autovacuum does on a live system).
 * **Timing.** Every report endpoint, through the real ASGI app (httpx ``ASGITransport``, so
   routing, auth, validation, SQL and JSON are all included) for the last 30 days and the last
   365 days: one warm-up call, then ``--repeat`` timed calls; prints p50 and max per report and
-  writes everything to ``--json``.
-* ``--without-report-indexes`` drops the reporting indexes of migrations 0005, 0007 and 0008 first,
-  to see what they buy (to get them back: regenerate).
+  writes everything to ``--json``. Top customers is timed twice: as served, and with its
+  placed-order-totals bound off (the cost where the bound cannot help).
+* ``--without-report-indexes`` drops the reporting indexes of migrations 0005 and 0007-0009
+  first, to see what they buy (to get them back: regenerate).
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ REPORT_INDEXES = (
     "ix_orders_unshipped_or_cancelled",
     "ix_orders_fulfilment",
     "ix_orders_duration_sample",
-    "ix_allocations_consumed_created_at",
+    "ix_allocations_consumed_reporting",
+    "ix_customer_order_totals_amount",
+    "ix_customer_order_totals_orders",
 )
 
 # ---- data generation ----------------------------------------------------------------------
@@ -218,19 +221,29 @@ GENERATE: list[tuple[str, str]] = [
         "allocations",
         """
         INSERT INTO allocations (id, order_id, order_line_id, shipment_id, warehouse_id, sku,
-                                 quantity, status, created_at)
+                                 quantity, status, created_at, placed_at, channel, currency)
         SELECT gen_random_uuid(), l.order_id, l.id, sh.id, sh.warehouse_id,
                'SKU-' || lpad(l.k::text, 5, '0'), l.quantity - l.backordered,
                CASE WHEN l.status = 'cancelled' THEN 'released'
                     WHEN l.status IN ('shipped', 'delivered', 'returned') THEN 'consumed'
                     ELSE 'open' END,
-               sh.created_at
+               sh.created_at, o.created_at, o.channel, o.currency
         FROM bl l
+        JOIN orders o ON o.id = l.order_id
         JOIN shipments sh ON sh.order_id = l.order_id
          AND sh.seq = CASE WHEN l.nlines >= 2 AND l.r_split < 0.08
                            THEN 1 + l.line_no % 2 ELSE 1 END
         WHERE l.quantity > l.backordered
         ORDER BY l.g, l.line_no
+        """,
+    ),
+    (
+        "customer order totals",  # what order placement keeps up to date
+        """
+        INSERT INTO customer_order_totals (currency, guest, customer_key, orders, amount)
+        SELECT currency, customer_id IS NULL, coalesce(customer_id, customer_email), count(*),
+               sum(total_amount)
+        FROM orders GROUP BY 1, 2, 3
         """,
     ),
     (
@@ -360,14 +373,21 @@ REPORTS: dict[str, dict[str, Any]] = {
     "returns/by-product": {"limit": 10},
     "returns/by-reason": {},
     "late-orders": {"late_after_hours": 48, "limit": 50},
+    "top-customers, aggregate": {"limit": 10},
 }
+AGGREGATE_ONLY = {"top-customers, aggregate": "top-customers"}
+"""Timed again with the placed-order-totals bound off (``MAX_CANDIDATES = 0``): what the report
+costs where the bound cannot help (sales spread evenly over many customers, short windows)."""
 
 
 async def measure(url: str, *, repeat: int, now: datetime, csv: bool) -> list[dict[str, Any]]:
     from oms.auth.service import create_api_key
     from oms.db import create_sessionmaker
     from oms.main import create_app
+    from oms.reports import service as reports_service
     from oms.shared.roles import Role
+
+    candidates = reports_service.MAX_CANDIDATES
 
     app = create_app(Settings(database_url=url, db_pool_size=4, db_statement_timeout_ms=60_000))
     out: list[dict[str, Any]] = []
@@ -382,7 +402,9 @@ async def measure(url: str, *, repeat: int, now: datetime, csv: bool) -> list[di
                     "from": (now - timedelta(days=days)).isoformat(),
                     "to": now.isoformat(),
                 }
-                for report, extra in REPORTS.items():
+                for label, extra in REPORTS.items():
+                    report = AGGREGATE_ONLY.get(label, label)
+                    reports_service.MAX_CANDIDATES = 0 if label in AGGREGATE_ONLY else candidates
                     for fmt in ("json", "csv") if csv else ("json",):
                         query = urlencode(bounds | extra | {"format": fmt})
                         path = f"/v1/reports/{report}?{query}"
@@ -398,7 +420,7 @@ async def measure(url: str, *, repeat: int, now: datetime, csv: bool) -> list[di
                                 samples.append(took)
                             size = len(resp.content)
                         row = {
-                            "report": report,
+                            "report": label,
                             "range_days": days,
                             "format": fmt,
                             "p50_ms": round(statistics.median(samples), 1),
@@ -409,7 +431,7 @@ async def measure(url: str, *, repeat: int, now: datetime, csv: bool) -> list[di
                         }
                         out.append(row)
                         print(
-                            f"  {report:<20} {days:>4} d  {fmt:<4}  p50 {row['p50_ms']:7.1f} ms"
+                            f"  {label:<25} {days:>4} d  {fmt:<4}  p50 {row['p50_ms']:7.1f} ms"
                             f"   min {row['min_ms']:7.1f}   max {row['max_ms']:7.1f} ms",
                             flush=True,
                         )
@@ -479,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--without-report-indexes",
         action="store_true",
-        help="drop the reporting indexes (migrations 0005, 0007) before timing",
+        help="drop the reporting indexes (migrations 0005, 0007-0009) before timing",
     )
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "reports.json")
     return asyncio.run(amain(ap.parse_args(argv)))

@@ -78,6 +78,17 @@ async def stock(
             )
 
 
+CUSTOMER_ORDER_TOTALS = """
+    SELECT currency, customer_id IS NULL AS guest, coalesce(customer_id, customer_email)
+           AS customer_key, count(*) AS orders, sum(total_amount) AS amount
+    FROM orders GROUP BY 1, 2, 3"""
+"""``customer_order_totals`` as it must be: every order placed, per customer and currency."""
+
+FILL_CUSTOMER_ORDER_TOTALS = (
+    "INSERT INTO customer_order_totals (currency, guest, customer_key, orders, amount) "
+    + CUSTOMER_ORDER_TOTALS
+)
+
 INVARIANTS_SQL = {
     "negative or over-reserved stock": """
         SELECT count(*) FROM stock_levels
@@ -110,12 +121,23 @@ INVARIANTS_SQL = {
             (SELECT coalesce(sum(rl.quantity), 0) FROM returns r
              JOIN return_lines rl ON rl.return_id = r.id
              WHERE r.order_id = o.id AND r.status <> 'rejected'))""",
+    # the copies and totals kept for the reports (migration 0009)
+    "allocation copies differ from their order": """
+        SELECT count(*) FROM allocations a JOIN orders o ON o.id = a.order_id
+        WHERE (a.placed_at, a.channel, a.currency)
+              IS DISTINCT FROM (o.created_at, o.channel, o.currency)""",
+    "customer order totals differ from the orders": f"""
+        SELECT count(*) FROM (
+            (TABLE customer_order_totals EXCEPT {CUSTOMER_ORDER_TOTALS})
+            UNION ALL
+            ({CUSTOMER_ORDER_TOTALS} EXCEPT TABLE customer_order_totals)) d""",
 }
 
 
 async def assert_stock_invariants(engine: Any) -> None:
     """on hand >= 0, 0 <= reserved <= on hand, reserved = open allocations, ledger = on hand;
-    and each order's fulfilment counts match its lines, allocations, shipments and returns."""
+    each order's fulfilment counts match its lines, allocations, shipments and returns; and
+    the reports' copies (allocations) and customer totals match the orders."""
     from sqlalchemy import text
 
     async with engine.connect() as conn:

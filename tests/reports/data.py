@@ -33,12 +33,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oms.inventory.models import Allocation, Warehouse
 from oms.orders.models import Order, OrderEvent, OrderLine, Shipment
 from oms.returns.models import Return, ReturnLine
+from tests.helpers import FILL_CUSTOMER_ORDER_TOTALS
 
 W_FROM = "2025-03-01T00:00:00Z"
 W_TO = "2025-03-04T00:00:00Z"
@@ -238,6 +239,9 @@ async def load(
                     "quantity": ln.quantity - ln.backordered,
                     "status": alloc_status,
                     "created_at": s.placed,
+                    "placed_at": s.placed,
+                    "channel": s.channel,
+                    "currency": s.currency,
                 }
             )
         # the counts placement, shipping and cancellation keep on the order row
@@ -285,6 +289,7 @@ async def load(
             ],
         )  # fmt: skip
         await conn.execute(insert(Order), orders)
+        await conn.execute(text(FILL_CUSTOMER_ORDER_TOTALS))  # what placement keeps up to date
         await conn.execute(insert(OrderLine), lines)
         await conn.execute(insert(Shipment), shipments)
         await conn.execute(insert(Allocation), allocations)

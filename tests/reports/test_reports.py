@@ -537,9 +537,7 @@ async def test_fulfilment_counts_follow_placement_rerouting_shipping_and_cancell
         {"to": "packed"},
         {"to": "shipped", "carrier": "DHL", "tracking_number": "JJD0001"},
     ):
-        resp = await client.post(
-            f"/v1/shipments/{ber['id']}/transitions", json=step, headers=admin
-        )
+        resp = await client.post(f"/v1/shipments/{ber['id']}/transitions", json=step, headers=admin)
         assert resp.status_code == 200, resp.text
     await assert_stock_invariants(engine)  # the counts included
     async with engine.connect() as conn:
@@ -731,3 +729,112 @@ async def test_fulfilment_percentiles_are_exact_whichever_way_they_are_found(
         assert kpis[figure]["orders"] == len(values)
         assert kpis[figure]["median_s"] == pytest.approx(_percentile_cont(values, 0.5), abs=1e-3)
         assert kpis[figure]["p90_s"] == pytest.approx(_percentile_cont(values, 0.9), abs=1e-3)
+
+
+APRIL = {"from": "2025-04-01T00:00:00Z", "to": "2025-05-01T00:00:00Z"}
+
+
+async def _many_customers(engine: AsyncEngine) -> list[Spec]:
+    """~400 orders of a few big and many small customers (and guests), in EUR and USD, some
+    cancelled; a third placed in March, outside the window but in the customers' totals."""
+    rng = random.Random(11)
+    specs = []
+    for i in range(400):
+        who = int(60 * rng.random() ** 3)  # skewed: customer 0 orders most
+        customer = (
+            (None, f"g{who:03}@example.com")
+            if who % 7 == 3
+            else (f"cus_{who:03}", f"c{who:03}@example.com")
+        )
+        month = 3 if i % 3 == 0 else 4
+        specs.append(
+            Spec(f"C{i}", t(1 + i % 28, i % 24, i % 60, month=month),
+                 "USD" if i % 4 == 0 else "EUR", "app" if i % 5 == 0 else "web", "DE", customer,
+                 "cancelled" if i % 9 == 0 else "placed",
+                 [Line("A-1", 1 + rng.randrange(3), 100 * (1 + rng.randrange(50)))])
+        )  # fmt: skip
+    await load(engine, specs=specs, returns=[])
+    return specs
+
+
+def _top_customers_by_hand(specs: list[Spec], limit: int, sort: str) -> list[tuple[Any, ...]]:
+    sales: dict[tuple[str, str | None, str | None], list[int]] = {}
+    for s in specs:
+        if s.placed.month == 4 and s.status != "cancelled" and s.channel == "web":
+            key = (s.currency, s.customer[0], s.customer[1] if s.customer[0] is None else None)
+            figures = sales.setdefault(key, [0, 0])
+            figures[0] += 1
+            figures[1] += s.total
+    rows = []
+    for currency in sorted({k[0] for k in sales}):
+        ranked = sorted(
+            (k for k in sales if k[0] == currency),
+            key=lambda k: (
+                -sales[k][0 if sort == "orders" else 1],
+                k[1] is None,
+                k[1] or "",
+                k[2] or "",
+            ),
+        )
+        rows += [(c, rank, cid, g, *sales[(c, cid, g)]) for rank, (c, cid, g) in
+                 enumerate(ranked[:limit], start=1)]  # fmt: skip
+    return rows
+
+
+@pytest.mark.parametrize("path", ["bounded", "aggregated", "bound missed"])
+@pytest.mark.parametrize(("sort", "limit"), [("revenue", 5), ("orders", 3), ("revenue", 60)])
+async def test_top_customers_are_exact_whichever_way_they_are_found(
+    path: str,
+    sort: str,
+    limit: int,
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Top customers look up only the customers whose placed-order totals can reach the list;
+    when too many can, or the bound is missing (a list longer than the customers with sales),
+    or the list found falls short of the bound, they aggregate the window. Every way gives the
+    same, hand-computed list."""
+    from oms.reports import service
+
+    specs = await _many_customers(engine)
+    if path == "aggregated":
+        monkeypatch.setattr(service, "MAX_CANDIDATES", 0)
+    if path == "bound missed":  # as if a first-list sale were cancelled between the statements
+        bounds = service._customer_bounds
+
+        async def inflated(*args: Any, **kwargs: Any) -> dict[str, int | None]:
+            found = await bounds(*args, **kwargs)
+            return {c: None if b is None else b * 100 for c, b in found.items()}
+
+        monkeypatch.setattr(service, "_customer_bounds", inflated)
+    calls: list[str] = []
+    execute = AsyncSession.execute
+
+    async def spy(self: AsyncSession, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(str(statement))
+        return await execute(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncSession, "execute", spy)
+    body = await report(client, keys, "top-customers", **APRIL, channel="web", sort=sort,
+                        limit=limit)  # fmt: skip
+    expected = _top_customers_by_hand(specs, limit, sort)
+    assert len(expected) == 2 * limit if limit < 10 else len(expected) < 2 * limit
+    assert (
+        pick(
+            body["items"], "currency", "rank", "customer_id", "customer_email", "orders", "revenue"
+        )
+        == [  # fmt: skip
+            (c, rank, cid, g or f"c{cid[4:]}@example.com", n, revenue)
+            for c, rank, cid, g, n, revenue in expected
+        ]
+    )
+    usd = await report(client, keys, "top-customers", **APRIL, channel="web", sort=sort,
+                       limit=limit, currency="USD")  # fmt: skip
+    assert usd["items"] == [item for item in body["items"] if item["currency"] == "USD"]
+    aggregated = any("GROUP BY o.currency, o.customer_id" in c for c in calls)
+    assert aggregated is (path != "bounded" or limit == 60)
+    assert any("JOIN customer_order_totals k" in c for c in calls) is (
+        path != "aggregated" and limit < 60
+    )

@@ -129,10 +129,11 @@ class Allocation(Base):
         ),
         Index("ix_allocations_order_id", "order_id"),
         Index("ix_allocations_shipment_id", "shipment_id"),
-        Index(
-            "ix_allocations_consumed_created_at",
-            "created_at",
-            postgresql_include=["order_id", "sku", "quantity"],
+        Index(  # reports: units shipped of a few SKUs in a placement window (migration 0009)
+            "ix_allocations_consumed_reporting",
+            "sku",
+            "placed_at",
+            postgresql_include=["quantity", "channel", "currency"],
             postgresql_where=text("status = 'consumed'"),
         ),
     )
@@ -149,3 +150,7 @@ class Allocation(Base):
     status: Mapped[str] = mapped_column(String(16), default="open")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # copies of the order's (immutable) placement time, channel and currency, for the reports
+    placed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    channel: Mapped[str] = mapped_column(String(64))
+    currency: Mapped[str] = mapped_column(String(3))

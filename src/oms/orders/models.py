@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Computed,
     DateTime,
@@ -36,6 +37,9 @@ class Order(Base):
         CheckConstraint(f"status IN ({_STATUSES})", name="status_valid"),
         CheckConstraint("total_amount >= 0 AND shipping_fee >= 0", name="amounts_non_negative"),
         CheckConstraint("char_length(currency) = 3", name="currency_len"),
+        CheckConstraint(
+            "customer_id IS NOT NULL OR customer_email IS NOT NULL", name="customer_known"
+        ),
         Index(
             "uq_orders_channel_external_reference",
             "channel",
@@ -272,3 +276,27 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
     )
+
+
+class CustomerOrderTotal(Base):
+    """Every order a customer (or, without a customer id, a guest email) ever placed in one
+    currency: how many and their total, cancelled orders included (migration 0009).
+
+    Only ever raised, by the statement that places the order, so it bounds the customer's sales
+    in any time window from above: the top-customers report uses it to skip the customers that
+    cannot reach its list (``oms.reports.service.top_customers``)."""
+
+    __tablename__ = "customer_order_totals"
+    __table_args__ = (
+        Index(
+            "ix_customer_order_totals_amount", "currency", "amount", postgresql_include=["orders"]
+        ),
+        Index("ix_customer_order_totals_orders", "currency", "orders"),
+    )
+
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    guest: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    """False: ``customer_key`` is the customer id; true: the email of orders without one."""
+    customer_key: Mapped[str] = mapped_column(String(320), primary_key=True)
+    orders: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)

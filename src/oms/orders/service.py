@@ -466,13 +466,19 @@ _PLACE_ORDER = """WITH o AS (
       response_body = jsonb_set($47::jsonb, '{number}', to_jsonb(o.number))
   FROM o
   WHERE $48::text IS NOT NULL AND scope = $48 AND key = $49
+), customer AS (
+  INSERT INTO customer_order_totals AS t (currency, guest, customer_key, orders, amount)
+  SELECT $6, $4::text IS NULL, coalesce($4, $5), 1, $20 FROM o
+  ON CONFLICT (currency, guest, customer_key)
+  DO UPDATE SET orders = t.orders + 1, amount = t.amount + excluded.amount
 )
 SELECT number FROM o"""
 """Everything an order placement writes except the reservation, in one round trip: the order
 (routing and fulfilment counts included), its lines (backorders included), the ``placed``
 history row, the shipments, the ``order.placed`` outbox event and the stored idempotent
-response. The order number is an identity assigned by the INSERT, so it is patched into the two
-JSON documents in SQL."""
+response, and the customer's placed-order totals (``customer_order_totals``, which the
+top-customers report reads). The order number is an identity assigned by the INSERT, so it is
+patched into the two JSON documents in SQL."""
 
 _SAVEPOINT = "SAVEPOINT oms_place_order"
 _ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT oms_place_order"
