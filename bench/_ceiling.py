@@ -94,6 +94,11 @@ WRITE = """WITH o AS (
   SET response_status = 201, response_body = jsonb_set($34::jsonb, '{number}', to_jsonb(o.number)),
       order_id = $1
   FROM o WHERE scope = $35 AND key = $36
+), c AS (
+  INSERT INTO customer_order_totals AS t (currency, guest, customer_key, orders, amount)
+  SELECT 'EUR', $3::text IS NULL, coalesce($3, $4), 1, $13 FROM o
+  ON CONFLICT (currency, guest, customer_key)
+  DO UPDATE SET orders = t.orders + 1, amount = t.amount + excluded.amount
 )
 SELECT number FROM o"""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -374,4 +375,39 @@ async def test_returned_units_count_on_the_order_until_a_return_is_rejected(
     assert await units_returned() == 0
     await request(2)
     assert await units_returned() == 2
+    await assert_stock_invariants(engine)
+
+
+async def test_concurrent_return_requests_never_exceed_the_delivered_units(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    """Eight requests for one unit each of a line with two delivered units, all at once:
+    exactly two are opened, the others are refused, and the order counts two units back."""
+    order = await _place(client, keys)
+    await _pay(client, keys, order["id"], "pi_c", TOTAL)
+    await _deliver(client, keys, order["id"])
+    line = order["lines"][0]
+    assert line["quantity"] == 2
+
+    async def request() -> httpx.Response:
+        return await client.post(
+            f"/v1/orders/{order['id']}/returns",
+            json={"lines": [{"order_line_id": line["id"], "quantity": 1, "reason_code": "other"}]},
+            headers=auth(keys["storefront"]),
+        )
+
+    answers = await asyncio.gather(*(request() for _ in range(8)))
+    assert sorted(r.status_code for r in answers) == [201] * 2 + [409] * 6
+    assert {r.json()["code"] for r in answers if r.status_code == 409} == {
+        "return_exceeds_delivered"
+    }
+    async with engine.connect() as conn:
+        on_returns = await conn.scalar(
+            text(
+                "SELECT sum(rl.quantity) FROM returns r JOIN return_lines rl ON rl.return_id = r.id"
+                " WHERE r.order_id = :id"
+            ),
+            {"id": order["id"]},
+        )
+    assert on_returns == 2
     await assert_stock_invariants(engine)

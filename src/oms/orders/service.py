@@ -1279,6 +1279,17 @@ async def transition_order(
     return order
 
 
+async def lock_order(session: AsyncSession, *, order_id: uuid.UUID) -> str:
+    """Lock the order row until the end of the transaction (``FOR NO KEY UPDATE``, as order and
+    shipment moves do) and return its status as of now, committed changes included."""
+    status: str = (
+        await session.execute(
+            select(Order.status).where(Order.id == order_id).with_for_update(key_share=True)
+        )
+    ).scalar_one()
+    return status
+
+
 async def add_returned_units(session: AsyncSession, *, order_id: uuid.UUID, units: int) -> None:
     """Keep the order's count of units on returns that are not rejected (for the reports)."""
     await session.execute(

@@ -90,13 +90,17 @@ async def request_return(
     note: str | None,
     principal: Principal,
 ) -> Return:
-    """Open an RMA for a delivered order; never more than delivered minus already returned."""
+    """Open an RMA for a delivered order; never more than delivered minus already returned.
+
+    The order row stays locked from the check to the commit, so concurrent requests for the
+    same order are checked one after the other (each sees the returns committed before it)."""
     order = await orders_service.get_order(session, order_id=order_id, principal=principal)
-    if order.status not in (OrderStatus.DELIVERED.value,):
+    status = await orders_service.lock_order(session, order_id=order_id)
+    if status != OrderStatus.DELIVERED.value:
         raise Conflict(
-            f"only delivered orders can be returned; this one is '{order.status}'",
+            f"only delivered orders can be returned; this one is '{status}'",
             code="order_not_delivered",
-            current_status=order.status,
+            current_status=status,
         )
     skus = {ln.id: ln.sku for ln in order.lines}
     delivered, _ = await _delivered_by_line(session, order_id)
