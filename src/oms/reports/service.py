@@ -340,10 +340,10 @@ async def top_customers(
     ``limit``-th largest of their figures; the true list's ``limit``-th figure is at least that
     bound, so only the customers whose totals reach it can be on the list, and only theirs are
     looked up. Exact, not an estimate. A currency falls back to aggregating the window when the
-    bound is 0 or missing, or more than ``MAX_CANDIDATES`` totals reach it (short windows, where
-    the aggregate is cheap anyway); and when the list found does not reach the bound (a sale of
-    a first-list customer was cancelled between the two statements).
-    """
+    bound is 0 or missing, or the totals of more than ``MAX_CANDIDATES`` customers (or of more
+    than ``MAX_LOOKUPS`` orders) reach it (short windows, where the aggregate is cheap anyway);
+    and when the list found does not reach the bound (a sale of a first-list customer was
+    cancelled between the two statements)."""
     figure = "orders" if sort == "orders" else "revenue"
     if limit > MAX_PRUNED_LIMIT:
         return await _top_customers_of(
