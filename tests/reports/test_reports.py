@@ -692,6 +692,19 @@ async def _many_durations(engine: AsyncEngine) -> dict[str, list[float]]:
     }
 
 
+def _record_sql(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The text of every statement the app's sessions execute from now on (which path ran)."""
+    calls: list[str] = []
+    execute = AsyncSession.execute
+
+    async def spy(self: AsyncSession, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(str(statement))
+        return await execute(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncSession, "execute", spy)
+    return calls
+
+
 MAY = {"from": "2025-05-01T00:00:00Z", "to": "2025-06-01T00:00:00Z"}
 
 
@@ -714,14 +727,7 @@ async def test_fulfilment_percentiles_are_exact_whichever_way_they_are_found(
         monkeypatch.setattr(service, "MIN_SAMPLE", 50)
     if path == "missed brackets":
         monkeypatch.setattr(service, "SIGMAS", -3.0)  # brackets away from the percentiles
-    calls: list[str] = []
-    execute = AsyncSession.execute
-
-    async def spy(self: AsyncSession, statement: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(str(statement))
-        return await execute(self, statement, *args, **kwargs)
-
-    monkeypatch.setattr(AsyncSession, "execute", spy)
+    calls = _record_sql(monkeypatch)
     kpis = await report(client, keys, "fulfilment", **MAY)
     sorted_here = any("percentile_cont" in c for c in calls)
     assert sorted_here is (path != "sample brackets")
@@ -809,14 +815,7 @@ async def test_top_customers_are_exact_whichever_way_they_are_found(
             return {c: None if b is None else b * 100 for c, b in found.items()}
 
         monkeypatch.setattr(service, "_customer_bounds", inflated)
-    calls: list[str] = []
-    execute = AsyncSession.execute
-
-    async def spy(self: AsyncSession, statement: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(str(statement))
-        return await execute(self, statement, *args, **kwargs)
-
-    monkeypatch.setattr(AsyncSession, "execute", spy)
+    calls = _record_sql(monkeypatch)
     body = await report(client, keys, "top-customers", **APRIL, channel="web", sort=sort,
                         limit=limit)  # fmt: skip
     expected = _top_customers_by_hand(specs, limit, sort)

@@ -1315,9 +1315,7 @@ async def transition_shipment(
     # the order row first, as transition_order does (its version-guarded UPDATE comes before
     # its shipments'): one lock order, so a shipment move (which may move the order and adds the
     # shipped units to the order's count) and an order move never deadlock
-    await session.execute(
-        select(Order.id).where(Order.id == shipment.order_id).with_for_update(key_share=True)
-    )
+    await lock_order(session, order_id=shipment.order_id)
     order = await get_order(session, order_id=shipment.order_id, principal=principal)
     if principal.role not in (Role.ADMIN, Role.FULFILLMENT):
         raise Forbidden("only fulfillment or admin keys move shipments", code="role_not_allowed")
