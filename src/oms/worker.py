@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oms.config import Settings
+from oms.flows import intake
 from oms.shared.clock import utcnow
 from oms.webhooks.inbound import service as inbound_service
 from oms.webhooks.outbound import sender
@@ -147,7 +148,7 @@ class Relay:
             return 0
         self._last_sweep = now
         async with self.sessionmaker() as session, session.begin():
-            applied = await inbound_service.sweep_pending(session)
+            applied = await inbound_service.sweep_pending(session, apply=intake.apply_event)
             waiting = await inbound_service.pending_report(
                 session, older_than=now - timedelta(hours=1)
             )

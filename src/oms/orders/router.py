@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -12,14 +12,12 @@ from pydantic import EmailStr
 
 from oms.auth.service import Principal
 from oms.deps import Session, require
-from oms.orders import domain, service
+from oms.flows import fulfilment
+from oms.orders import domain, service, views
 from oms.orders.models import Order
 from oms.orders.schemas import (
-    Address,
-    Customer,
     OrderCreate,
     OrderEventRead,
-    OrderLineRead,
     OrderPage,
     OrderRead,
     OrderRoutingRead,
@@ -32,7 +30,6 @@ from oms.orders.schemas import (
     ShipmentRead,
     ShipmentTransitionRequest,
     StateMachineRead,
-    Totals,
     TransitionRead,
     TransitionRequest,
 )
@@ -49,94 +46,9 @@ Creator = Annotated[Principal, Depends(require(Role.STOREFRONT))]
 Mover = Annotated[Principal, Depends(require(Role.STOREFRONT, Role.FULFILLMENT))]
 
 
-def shipment_read(view: service.ShipmentView) -> ShipmentRead:
-    sh = view.shipment
-    return ShipmentRead(
-        id=sh.id,
-        order_id=sh.order_id,
-        seq=sh.seq,
-        warehouse=sh.warehouse_code,
-        status=domain.ShipmentStatus(sh.status),
-        carrier=sh.carrier,
-        tracking_number=sh.tracking_number,
-        lines=[ShipmentLine(**ln) for ln in view.lines],
-        created_at=sh.created_at,
-        picked_at=sh.picked_at,
-        packed_at=sh.packed_at,
-        shipped_at=sh.shipped_at,
-        delivered_at=sh.delivered_at,
-        cancelled_at=sh.cancelled_at,
-    )
-
-
 async def read_orders(session: Session, orders: list[Order]) -> list[OrderRead]:
     shipments = await service.shipments_for(session, order_ids=[o.id for o in orders])
-    return [to_read(o, shipments[o.id]) for o in orders]
-
-
-def to_read(order: Order | service.NewOrder, shipments: list[service.ShipmentView]) -> OrderRead:
-    cod = order.payment_method == domain.PaymentMethod.CASH_ON_DELIVERY
-    return OrderRead(
-        id=order.id,
-        number=order.number,
-        status=domain.OrderStatus(order.status),
-        version=order.version,
-        allowed_transitions=domain.allowed_next(
-            domain.OrderStatus(order.status), cash_on_delivery=cod
-        ),
-        channel=order.channel,
-        external_reference=order.external_reference,
-        customer=Customer.model_construct(id=order.customer_id, email=order.customer_email),
-        shipping_address=Address.model_construct(
-            name=order.ship_name,
-            lines=order.ship_lines,
-            city=order.ship_city,
-            postal_code=order.ship_postal_code,
-            region=order.ship_region,
-            country=order.ship_country,
-            latitude=order.ship_latitude,
-            longitude=order.ship_longitude,
-        ),
-        payment_method=domain.PaymentMethod(order.payment_method),
-        priority=domain.Priority(order.priority),
-        currency=order.currency,
-        lines=[
-            OrderLineRead(
-                id=ln.id,
-                line_no=ln.line_no,
-                sku=ln.sku,
-                name=ln.name,
-                quantity=ln.quantity,
-                unit_price=ln.unit_price,
-                tax_rate_bps=ln.tax_rate_bps,
-                backordered=ln.backordered,
-                subtotal=ln.subtotal_amount,
-                tax=ln.tax_amount,
-                total=ln.total_amount,
-            )
-            for ln in order.lines
-        ],
-        totals=Totals(
-            subtotal=order.subtotal_amount,
-            tax_total=order.tax_amount,
-            shipping_fee=order.shipping_fee,
-            total=order.total_amount,
-        ),
-        fulfillment=order.fulfillment,
-        pickup_store=order.pickup_warehouse_code,
-        shipments=[shipment_read(v) for v in shipments],
-        routed_to=list(order.routing["warehouses"]) if order.routing else [],
-        carrier=order.carrier,
-        tracking_number=order.tracking_number,
-        notes=order.notes,
-        attributes=order.attributes,
-        created_at=order.created_at,
-        updated_at=order.updated_at,
-        paid_at=order.paid_at,
-        shipped_at=order.shipped_at,
-        delivered_at=order.delivered_at,
-        cancelled_at=order.cancelled_at,
-    )
+    return [views.to_read(o, shipments[o.id]) for o in orders]
 
 
 @router.post(
@@ -191,12 +103,11 @@ async def create_order(
             principal=principal,
             request_id=request_id_var.get(),
             idempotency=idempotent,
-            render=_render,
-            commit=True,  # nothing follows: commit with the reservation, in one round trip
+            restartable=True,  # the transaction holds only the key's claim: restart on a stock move
         )
     except service.IdempotentReplay as replayed:
         return _replay(replayed.stored, response)
-    body = placed.body if placed.body is not None else _render(placed.order, placed.shipments)
+    body = placed.body if placed.body is not None else views.render(placed.order, placed.shipments)
     # Already validated and in JSON form: skip FastAPI's second pass through the response model.
     return JSONResponse(
         body, status_code=201, headers={"Location": f"/v1/orders/{placed.order.id}"}
@@ -210,10 +121,6 @@ def _replay(stored: service.StoredResponse, response: Response) -> OrderRead:
     response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/orders/{replay.id}"
     return replay
-
-
-def _render(order: service.NewOrder, shipments: list[service.ShipmentView]) -> dict[str, Any]:
-    return to_read(order, shipments).model_dump(mode="json")
 
 
 @router.get(
@@ -301,7 +208,7 @@ async def get_order(order_id: uuid.UUID, session: Session, principal: Reader) ->
 async def transition_order(
     order_id: uuid.UUID, change: TransitionRequest, session: Session, principal: Mover
 ) -> OrderRead:
-    order = await service.transition_order(
+    order = await fulfilment.transition_order(
         session,
         order_id=order_id,
         change=change,
@@ -460,15 +367,17 @@ async def move_shipment(
     session: Session,
     principal: Annotated[Principal, Depends(require(Role.FULFILLMENT))],
 ) -> ShipmentRead:
-    shipment = await service.transition_shipment(
+    shipment = await fulfilment.transition_shipment(
         session,
         shipment_id=shipment_id,
         change=change,
         principal=principal,
         request_id=request_id_var.get(),
     )
-    views = (await service.shipments_for(session, order_ids=[shipment.order_id]))[shipment.order_id]
-    return shipment_read(next(v for v in views if v.shipment.id == shipment.id))
+    listed = (await service.shipments_for(session, order_ids=[shipment.order_id]))[
+        shipment.order_id
+    ]
+    return views.shipment_read(next(v for v in listed if v.shipment.id == shipment.id))
 
 
 @router.get(

@@ -7,7 +7,7 @@ the same payment back. Refunds never exceed what was captured.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from oms.auth.service import Principal
 from oms.orders import service as orders_service
 from oms.orders.domain import OrderStatus, PaymentMethod
-from oms.orders.models import Order
 from oms.orders.schemas import TransitionRequest
 from oms.outbox.service import record_event
 from oms.payments.models import Payment, Refund
@@ -26,19 +25,21 @@ from oms.shared.errors import Conflict, NotFound, Unprocessable
 PaymentStatus = Literal["authorized", "captured", "failed"]
 
 
+class LockedOrder(Protocol):
+    """What payments read of the order they settle (the orders context's row)."""
+
+    id: uuid.UUID
+    status: str
+    total_amount: int
+    currency: str
+
+
 async def _order_for_update(
     session: AsyncSession, order_id: uuid.UUID, principal: Principal
-) -> Order:
-    """The order row, locked: payments of one order are applied one at a time."""
-    await orders_service.get_order(session, order_id=order_id, principal=principal)
-    order = await session.scalar(
-        select(Order)
-        .where(Order.id == order_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    assert order is not None
-    return order
+) -> LockedOrder:
+    """THE order lock (``orders.lock_order``): payments of one order are applied one at a time,
+    and one at a time with every other change of the order."""
+    return await orders_service.lock_order(session, order_id=order_id, principal=principal)
 
 
 async def _captured_total(session: AsyncSession, order_id: uuid.UUID) -> int:
@@ -66,7 +67,7 @@ def _payment_event(payment: Payment) -> dict[str, Any]:
 
 
 async def _settle(
-    session: AsyncSession, *, order: Order, principal: Principal, request_id: str | None
+    session: AsyncSession, *, order: LockedOrder, principal: Principal, request_id: str | None
 ) -> None:
     """Mark the order paid once captured payments cover its total."""
     captured = await _captured_total(session, order.id)
@@ -303,6 +304,7 @@ async def record_provider_refund(
     principal: Principal,
 ) -> tuple[list[Refund], bool]:
     """A refund reported by a payment provider; a repeat of its reference changes nothing."""
+    order = await _order_for_update(session, order_id, principal)
     existing = (
         await session.scalars(
             select(Refund).where(
@@ -312,7 +314,6 @@ async def record_provider_refund(
     ).all()
     if existing:
         return list(existing), False
-    order = await _order_for_update(session, order_id, principal)
     if currency != order.currency:
         raise Unprocessable(
             f"the refund is in {currency} but the order is in {order.currency}",
@@ -329,10 +330,13 @@ async def record_provider_refund(
     return refunds, True
 
 
-async def record_cash_on_delivery(session: AsyncSession, *, order: Order, actor: str) -> None:
-    """Cash on delivery is captured at delivery: record the cash payment for the balance."""
-    captured = await _captured_total(session, order.id)
-    balance = order.total_amount - captured
+async def record_cash_on_delivery(
+    session: AsyncSession, *, order_id: uuid.UUID, total: int, currency: str, actor: str
+) -> None:
+    """Cash on delivery is captured at delivery: record the cash payment for the balance.
+    The caller holds the order lock."""
+    captured = await _captured_total(session, order_id)
+    balance = total - captured
     if balance <= 0:
         return
     now = utcnow()
@@ -340,11 +344,11 @@ async def record_cash_on_delivery(session: AsyncSession, *, order: Order, actor:
         pg_insert(Payment)
         .values(
             id=uuid.uuid4(),
-            order_id=order.id,
+            order_id=order_id,
             method=PaymentMethod.CASH_ON_DELIVERY.value,
             provider="cash",
-            provider_reference=f"cod:{order.id}",
-            currency=order.currency,
+            provider_reference=f"cod:{order_id}",
+            currency=currency,
             amount=balance,
             captured_amount=balance,
             refunded_amount=0,
@@ -362,12 +366,12 @@ async def record_cash_on_delivery(session: AsyncSession, *, order: Order, actor:
             session,
             type="payment.captured",
             aggregate_type="order",
-            aggregate_id=str(order.id),
+            aggregate_id=str(order_id),
             data={
-                "order_id": str(order.id),
+                "order_id": str(order_id),
                 "method": "cash_on_delivery",
                 "amount": balance,
-                "currency": order.currency,
+                "currency": currency,
                 "status": "captured",
             },
         )

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 
 from oms.auth.service import Principal
 from oms.deps import Session, require
+from oms.flows import returns as returns_flow
 from oms.returns import service
 from oms.returns.models import Return
 from oms.returns.schemas import ReturnCreate, ReturnLineRead, ReturnRead, ReturnReceive
@@ -120,7 +121,7 @@ async def reject(return_id: uuid.UUID, session: Session, principal: Admin) -> Re
 async def receive(
     return_id: uuid.UUID, body: ReturnReceive, session: Session, principal: Receiver
 ) -> ReturnRead:
-    rma = await service.receive(
+    rma = await returns_flow.receive_return(
         session,
         return_id=return_id,
         receipts=[

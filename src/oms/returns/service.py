@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,13 +18,10 @@ from oms.auth.service import Principal
 from oms.inventory import service as inventory_service
 from oms.orders import service as orders_service
 from oms.orders.domain import OrderStatus
-from oms.orders.schemas import TransitionRequest
 from oms.outbox.service import record_event
-from oms.payments import service as payments_service
 from oms.returns.models import Return, ReturnLine
 from oms.shared.clock import utcnow
 from oms.shared.errors import Conflict, NotFound, Unprocessable
-from oms.shared.roles import Role
 
 REASON_CODES = (
     "damaged",
@@ -94,8 +90,8 @@ async def request_return(
 
     The order row stays locked from the check to the commit, so concurrent requests for the
     same order are checked one after the other (each sees the returns committed before it)."""
-    order = await orders_service.get_order(session, order_id=order_id, principal=principal)
-    status = await orders_service.lock_order(session, order_id=order_id)
+    order = await orders_service.lock_order(session, order_id=order_id, principal=principal)
+    status = order.status
     if status != OrderStatus.DELIVERED.value:
         raise Conflict(
             f"only delivered orders can be returned; this one is '{status}'",
@@ -185,6 +181,20 @@ async def get_return(
     return rma
 
 
+async def _lock(session: AsyncSession, *, return_id: uuid.UUID, principal: Principal) -> Return:
+    """THE order lock of the return's order, then the return as committed now: every change of
+    a return is a change of its order, one at a time with the order's other changes."""
+    order_id = await session.scalar(select(Return.order_id).where(Return.id == return_id))
+    if order_id is None:
+        raise NotFound(f"return {return_id} does not exist", code="return_not_found")
+    await orders_service.lock_order(session, order_id=order_id, principal=principal)
+    rma = await session.scalar(
+        select(Return).where(Return.id == return_id).execution_options(populate_existing=True)
+    )
+    assert rma is not None  # returns are never deleted
+    return rma
+
+
 async def lines_of(
     session: AsyncSession, *, return_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, list[ReturnLine]]:
@@ -222,7 +232,7 @@ async def decide(
     session: AsyncSession, *, return_id: uuid.UUID, approve: bool, principal: Principal
 ) -> Return:
     """Approve or reject a requested return."""
-    rma = await get_return(session, return_id=return_id, principal=principal)
+    rma = await _lock(session, return_id=return_id, principal=principal)
     await _move(rma, ("requested",), "approved" if approve else "rejected")
     await session.flush()
     if not approve:  # a rejected return's units no longer count as returned
@@ -233,17 +243,25 @@ async def decide(
     return rma
 
 
+@dataclass(frozen=True, slots=True)
+class Restock:
+    """Units of a received return that go back on a warehouse's shelf."""
+
+    warehouse_id: uuid.UUID
+    sku: str
+    quantity: int
+
+
 async def receive(
     session: AsyncSession,
     *,
     return_id: uuid.UUID,
     receipts: list[LineReceipt],
-    refund: dict[str, Any] | None,
     principal: Principal,
-    request_id: str | None,
-) -> Return:
-    """Record what came back and what happens to each unit; optionally refund in one go."""
-    rma = await get_return(session, return_id=return_id, principal=principal)
+) -> tuple[Return, list[Restock]]:
+    """Record what came back and what happens to each unit (under the order lock); returns the
+    units to put back on the shelves (``flows.returns`` restocks and refunds)."""
+    rma = await _lock(session, return_id=return_id, principal=principal)
     await _move(rma, ("approved",), "received")
     lines = {ln.id: ln for ln in (await lines_of(session, return_ids=[rma.id]))[rma.id]}
     _, origin = await _delivered_by_line(session, rma.order_id)
@@ -253,6 +271,7 @@ async def receive(
         raise Unprocessable("receipt for a line not in this return", code="unknown_line")
     codes = [r.warehouse_code for r in receipts if r.warehouse_code]
     warehouses = await inventory_service.warehouse_ids_by_code(session, codes=codes)
+    restocks: list[Restock] = []
     for r in receipts:
         line = lines[r.return_line_id]
         if r.restock + r.discard > line.quantity:
@@ -269,15 +288,7 @@ async def receive(
         if r.restock:
             wid = warehouses[r.warehouse_code] if r.warehouse_code else origin[line.order_line_id]
             line.restock_warehouse_id = wid
-            await inventory_service.restock(
-                session,
-                warehouse_id=wid,
-                sku=line.sku,
-                quantity=r.restock,
-                reference_type="return",
-                reference_id=str(rma.id),
-                actor=principal.actor,
-            )
+            restocks.append(Restock(wid, line.sku, r.restock))
     rma.received_at = utcnow()
     await session.flush()
     await record_event(
@@ -299,44 +310,19 @@ async def receive(
             ],
         },
     )
-    if refund:
-        await payments_service.issue_refund(
-            session,
-            order_id=rma.order_id,
-            amount=refund["amount"],
-            reason=refund["reason"],
-            principal=principal,
-            return_id=rma.id,
-        )
-    await _maybe_returned(
-        session, order_id=rma.order_id, principal=principal, request_id=request_id
-    )
-    return rma
+    return rma, restocks
+
+
+async def everything_back(session: AsyncSession, *, order_id: uuid.UUID) -> bool:
+    """Whether every delivered unit of the order is on a received (or closed) return."""
+    delivered, _ = await _delivered_by_line(session, order_id)
+    back = await _returned_by_line(session, order_id, ("received", "closed"))
+    return bool(delivered) and all(back.get(line, 0) >= qty for line, qty in delivered.items())
 
 
 async def close(session: AsyncSession, *, return_id: uuid.UUID, principal: Principal) -> Return:
     """Close a received return (nothing more will happen to it)."""
-    rma = await get_return(session, return_id=return_id, principal=principal)
+    rma = await _lock(session, return_id=return_id, principal=principal)
     await _move(rma, ("received",), "closed")
     await session.flush()
     return rma
-
-
-async def _maybe_returned(
-    session: AsyncSession, *, order_id: uuid.UUID, principal: Principal, request_id: str | None
-) -> None:
-    """The order becomes `returned` once everything delivered has come back."""
-    delivered, _ = await _delivered_by_line(session, order_id)
-    back = await _returned_by_line(session, order_id, ("received", "closed"))
-    if delivered and all(back.get(line, 0) >= qty for line, qty in delivered.items()):
-        # a consequence of the receipt, not a separate decision: applied with admin rights
-        system = replace(principal, role=Role.ADMIN, channel=None)
-        await orders_service.transition_order(
-            session,
-            order_id=order_id,
-            change=TransitionRequest(
-                to=OrderStatus.RETURNED, reason="every delivered unit came back"
-            ),
-            principal=system,
-            request_id=request_id,
-        )

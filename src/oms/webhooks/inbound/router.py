@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 
 from oms.auth.service import Principal
 from oms.deps import Session, require
+from oms.flows import intake
 from oms.shared.errors import PROBLEM_JSON
 from oms.shared.logging import request_id_var
 from oms.shared.openapi import AUTH_PROBLEMS, BigId, problems
@@ -154,6 +155,7 @@ async def receive_webhook(
         tolerance_s=request.app.state.settings.webhook_tolerance_s,
         request_id=request_id_var.get(),
         path=request.url.path,
+        apply=intake.apply_event,
     )
     return JSONResponse(
         reply.body,
@@ -343,5 +345,7 @@ async def get_inbox_message(inbox_id: BigId, session: Session, _: Admin) -> Inbo
     ),
 )
 async def replay_inbox_message(inbox_id: BigId, session: Session, _: Admin) -> InboxMessageDetail:
-    row = await service.replay(session, inbox_id=inbox_id, request_id=request_id_var.get())
+    row = await service.replay(
+        session, inbox_id=inbox_id, request_id=request_id_var.get(), apply=intake.apply_event
+    )
     return _inbox_detail(row)

@@ -24,20 +24,17 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import Row, delete, exists, func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms.auth.service import Principal
 from oms.orders import service as orders_service
-from oms.orders.domain import OrderStatus, PaymentMethod
-from oms.orders.models import Order
-from oms.orders.schemas import OrderCreate, TransitionRequest
-from oms.payments import service as payments_service
+from oms.orders.schemas import OrderCreate
 from oms.shared.clock import utcnow
 from oms.shared.errors import Conflict, NotFound, ProblemError, Unprocessable
 from oms.shared.roles import Role
@@ -187,10 +184,37 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
-class _Applied:
+class Applied:
+    """What applying an event did: ``processed`` or ``pending`` (its order does not exist yet)."""
+
     status: str  # processed | pending
     order_id: uuid.UUID | None
     detail: str
+
+
+class Applier(Protocol):
+    """Applies one parsed event to the orders it is about (``oms.flows.intake.apply_event``,
+    given by the router and the worker: the inbox knows nothing of orders or payments)."""
+
+    async def __call__(
+        self,
+        session: AsyncSession,
+        *,
+        event: InboundEvent,
+        order_data: OrderCreate | None,
+        connector: Connector,
+        inbox_id: int,
+        request_id: str | None,
+    ) -> Applied: ...
+
+
+async def lock_target(session: AsyncSession, *, channel: str, external_reference: str) -> None:
+    """Serialize every inbound event about one (channel, external reference) pair: the first
+    lock of the lock order (``oms.orders.locking``), taken before the order's own."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"oms.inbound:{channel}:{external_reference}"},
+    )
 
 
 async def receive(
@@ -202,6 +226,7 @@ async def receive(
     tolerance_s: int,
     request_id: str | None,
     path: str,
+    apply: Applier,
 ) -> Reply:
     """Verify, store and process one delivery. Signature problems raise (401, nothing stored)."""
     connector = await session.scalar(select(Connector).where(Connector.name == connector_name))
@@ -289,6 +314,7 @@ async def receive(
         headers=stored_headers(headers),
         connector=connector,
         request_id=request_id,
+        apply=apply,
         path=path,
     )
 
@@ -362,6 +388,7 @@ async def process(
     headers: Mapping[str, str],
     connector: Connector,
     request_id: str | None,
+    apply: Applier,
     path: str | None = None,
 ) -> Reply:
     """Parse and apply one stored delivery; the outcome is written to its inbox row."""
@@ -397,7 +424,7 @@ async def process(
     mark = len(callbacks)
     try:
         async with session.begin_nested():
-            applied = await _apply(
+            applied = await apply(
                 session,
                 event=event,
                 order_data=order_data,
@@ -471,180 +498,6 @@ async def _fail(
     return Reply(problem.status, body, problem=True)
 
 
-# ---- applying events -----------------------------------------------------------------------
-
-
-async def _lock_target(session: AsyncSession, channel: str, external_reference: str) -> None:
-    """Serialize every inbound event about one (channel, external reference) pair."""
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-        {"key": f"oms.inbound:{channel}:{external_reference}"},
-    )
-
-
-async def _find_order(session: AsyncSession, *, channel: str, event: InboundEvent) -> Any:
-    # orders.service has no lookup by external reference; a read-only query keeps it local
-    stmt = select(
-        Order.id,
-        Order.status,
-        Order.currency,
-        Order.total_amount,
-        Order.channel,
-        Order.payment_method,
-    )
-    if event.order_id is not None:
-        stmt = stmt.where(Order.id == event.order_id, Order.channel == channel)
-    else:
-        stmt = stmt.where(
-            Order.channel == channel, Order.external_reference == event.external_reference
-        )
-    return (await session.execute(stmt)).first()
-
-
-async def _apply(
-    session: AsyncSession,
-    *,
-    event: InboundEvent,
-    order_data: OrderCreate | None,
-    connector: Connector,
-    inbox_id: int,
-    request_id: str | None,
-) -> _Applied:
-    principal = connector_principal(connector)
-    channel = connector.channel
-    if event.external_reference is not None:
-        await _lock_target(session, channel, event.external_reference)
-    if event.type is EventType.ORDER_CREATED:
-        assert order_data is not None
-        assert event.external_reference is not None
-        try:
-            order = await orders_service.place_order(
-                session, data=order_data, principal=principal, request_id=request_id
-            )
-            order_id, detail = order.id, "order created"
-            created = True
-        except Conflict as exc:
-            if exc.code != "duplicate_external_reference":
-                raise
-            order_id, detail, created = uuid.UUID(exc.extra["order_id"]), "order exists", False
-        if created and event.payment is not None:
-            row = await _find_order(session, channel=channel, event=event)
-            assert row is not None
-            detail += "; " + await _capture(
-                session,
-                order=row,
-                event=event,
-                inbox_id=inbox_id,
-                principal=principal,
-                request_id=request_id,
-            )
-        applied = await apply_pending(
-            session,
-            channel=channel,
-            external_reference=event.external_reference,
-            request_id=request_id,
-        )
-        if applied:
-            detail += f"; {applied} pending event(s) applied"
-        return _Applied("processed", order_id, detail)
-    row = await _find_order(session, channel=channel, event=event)
-    if row is None:
-        if event.order_id is not None:
-            raise NotFound(
-                f"order {event.order_id} does not exist in channel '{channel}'",
-                code="order_not_found",
-            )
-        return _Applied(
-            "pending",
-            None,
-            f"no order '{event.external_reference}' in channel '{channel}' yet; the event is "
-            "kept and applied when the order arrives",
-        )
-    if event.type is EventType.ORDER_CANCELLED:
-        if row.status == OrderStatus.CANCELLED.value:
-            return _Applied("processed", row.id, "order was already cancelled")
-        await orders_service.transition_order(
-            session,
-            order_id=row.id,
-            change=TransitionRequest(to=OrderStatus.CANCELLED, reason=event.reason),
-            principal=principal,
-            request_id=request_id,
-        )
-        return _Applied("processed", row.id, "order cancelled")
-    if event.type is EventType.PAYMENT_CAPTURED:
-        detail = await _capture(
-            session,
-            order=row,
-            event=event,
-            inbox_id=inbox_id,
-            principal=principal,
-            request_id=request_id,
-        )
-        return _Applied("processed", row.id, detail)
-    detail = await _refund(session, order=row, event=event, inbox_id=inbox_id, principal=principal)
-    return _Applied("processed", row.id, detail)
-
-
-def _provider_reference(event: InboundEvent, inbox_id: int) -> str:
-    assert event.payment is not None
-    return event.payment.reference or f"inbox:{inbox_id}"
-
-
-async def _capture(
-    session: AsyncSession,
-    *,
-    order: Row[Any],
-    event: InboundEvent,
-    inbox_id: int,
-    principal: Principal,
-    request_id: str | None,
-) -> str:
-    """Record the captured payment through the payments service (idempotent by reference)."""
-    assert event.payment is not None
-    payment, created = await payments_service.record_payment(
-        session,
-        order_id=order.id,
-        principal=principal,
-        method=PaymentMethod(order.payment_method),
-        provider=principal.actor,
-        provider_reference=_provider_reference(event, inbox_id),
-        amount=event.payment.amount,
-        currency=event.payment.currency,
-        status="captured",
-        request_id=request_id,
-    )
-    if not created:
-        return "payment was already recorded"
-    status = await session.scalar(select(Order.status).where(Order.id == order.id))
-    if status == OrderStatus.PAID.value and order.status == OrderStatus.PLACED.value:
-        return "payment captured; order paid"
-    return f"payment recorded ({payment.captured_amount} captured); order is '{status}'"
-
-
-async def _refund(
-    session: AsyncSession,
-    *,
-    order: Row[Any],
-    event: InboundEvent,
-    inbox_id: int,
-    principal: Principal,
-) -> str:
-    """Record the provider's refund through the payments service (idempotent by reference)."""
-    assert event.payment is not None
-    refunds, created = await payments_service.record_provider_refund(
-        session,
-        order_id=order.id,
-        amount=event.payment.amount,
-        currency=event.payment.currency,
-        reason=event.reason or "refunded by the payment provider",
-        provider_reference=_provider_reference(event, inbox_id),
-        principal=principal,
-    )
-    if not created:
-        return "refund was already recorded"
-    return f"refund recorded ({sum(r.amount for r in refunds)} refunded)"
-
-
 # ---- pending events -----------------------------------------------------------------------
 
 
@@ -656,7 +509,9 @@ async def _connector_for(session: AsyncSession, row: InboxMessage) -> Connector 
     return await session.scalar(select(Connector).where(Connector.name == row.connector_name))
 
 
-async def _reprocess(session: AsyncSession, row: InboxMessage, request_id: str | None) -> Reply:
+async def _reprocess(
+    session: AsyncSession, row: InboxMessage, request_id: str | None, apply: Applier
+) -> Reply:
     connector = await _connector_for(session, row)
     if connector is None:
         problem = Conflict(
@@ -671,11 +526,17 @@ async def _reprocess(session: AsyncSession, row: InboxMessage, request_id: str |
         headers=row.headers,
         connector=connector,
         request_id=request_id,
+        apply=apply,
     )
 
 
 async def apply_pending(
-    session: AsyncSession, *, channel: str, external_reference: str, request_id: str | None
+    session: AsyncSession,
+    *,
+    channel: str,
+    external_reference: str,
+    request_id: str | None,
+    apply: Applier,
 ) -> int:
     """Apply the pending events waiting for this order (oldest first); returns how many."""
     rows = (
@@ -692,16 +553,15 @@ async def apply_pending(
     ).all()
     applied = 0
     for row in rows:
-        reply = await _reprocess(session, row, request_id)
+        reply = await _reprocess(session, row, request_id, apply)
         applied += int(reply.status < 400 and reply.status != 202)
     return applied
 
 
-async def sweep_pending(session: AsyncSession, *, limit: int = 100) -> int:
+async def sweep_pending(session: AsyncSession, *, apply: Applier, limit: int = 100) -> int:
     """Apply pending events whose order now exists (e.g. it was placed through the API)."""
-    has_order = exists().where(
-        Order.channel == InboxMessage.channel,
-        Order.external_reference == InboxMessage.external_reference,
+    has_order = orders_service.order_exists(
+        channel=InboxMessage.channel, external_reference=InboxMessage.external_reference
     )
     rows = (
         await session.scalars(
@@ -714,7 +574,7 @@ async def sweep_pending(session: AsyncSession, *, limit: int = 100) -> int:
     ).all()
     done = 0
     for row in rows:
-        reply = await _reprocess(session, row, None)
+        reply = await _reprocess(session, row, None, apply)
         done += int(reply.status != 202)
     return done
 
@@ -789,7 +649,9 @@ async def get_inbox_message(session: AsyncSession, *, inbox_id: int) -> InboxMes
     return row
 
 
-async def replay(session: AsyncSession, *, inbox_id: int, request_id: str | None) -> InboxMessage:
+async def replay(
+    session: AsyncSession, *, inbox_id: int, request_id: str | None, apply: Applier
+) -> InboxMessage:
     """Run a failed or pending delivery through its connector's adapter again (no signature
     check: it was verified when it arrived)."""
     row = (
@@ -805,7 +667,7 @@ async def replay(session: AsyncSession, *, inbox_id: int, request_id: str | None
             code="inbox_not_replayable",
             current_status=row.status,
         )
-    reply = await _reprocess(session, row, request_id)
+    reply = await _reprocess(session, row, request_id, apply)
     if reply.problem and reply.body.get("code") == "connector_not_found":
         raise Conflict(str(reply.body.get("detail")), code="connector_not_found")
     return await get_inbox_message(session, inbox_id=inbox_id)

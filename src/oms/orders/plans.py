@@ -1,0 +1,220 @@
+"""The one writer's first half: a routing plan turned into the rows an order gets (shipments,
+reservations, backorders per line, the stored routing decision). Placement writes them in one
+statement (``placement``), re-routing through the session (``reroute``); both start here."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from oms.inventory.service import Reservation
+from oms.orders.domain import ShipmentStatus
+from oms.routing import service as routing_service
+from oms.routing.domain import RoutePlan
+from oms.shared.errors import Conflict
+
+if TYPE_CHECKING:
+    from oms.orders.models import Order, Shipment
+
+
+@dataclass(slots=True)
+class NewShipment:
+    """A shipment about to be written (the attributes of the `Shipment` row)."""
+
+    id: uuid.UUID
+    order_id: uuid.UUID
+    seq: int
+    warehouse_id: uuid.UUID
+    warehouse_code: str
+    created_at: datetime
+    status: str = ShipmentStatus.PENDING.value
+    version: int = 1
+    carrier: str | None = None
+    tracking_number: str | None = None
+    picked_at: datetime | None = None
+    packed_at: datetime | None = None
+    shipped_at: datetime | None = None
+    delivered_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class NewOrderLine:
+    """A line of an order being placed (plain data: what responses and events read)."""
+
+    id: uuid.UUID
+    order_id: uuid.UUID
+    line_no: int
+    sku: str
+    name: str | None
+    quantity: int
+    unit_price: int
+    tax_rate_bps: int
+    backordered: int
+    subtotal_amount: int
+    tax_amount: int
+    total_amount: int
+
+
+@dataclass(slots=True)
+class NewOrder:
+    """An order as :func:`place_order` wrote it, with the attributes of the `Order` row.
+
+    Order placement builds these instead of ORM objects: nothing goes through the session's
+    unit of work, and a plain dataclass costs a fraction of an instrumented instance.
+    """
+
+    id: uuid.UUID
+    number: int
+    status: str
+    version: int
+    channel: str
+    external_reference: str | None
+    customer_id: str | None
+    customer_email: str | None
+    currency: str
+    payment_method: str
+    priority: str
+    ship_name: str | None
+    ship_lines: list[str]
+    ship_city: str
+    ship_postal_code: str | None
+    ship_region: str | None
+    ship_country: str
+    ship_latitude: float | None
+    ship_longitude: float | None
+    subtotal_amount: int
+    tax_amount: int
+    shipping_fee: int
+    total_amount: int
+    fulfillment: str
+    pickup_warehouse_code: str | None
+    notes: str | None
+    attributes: dict[str, Any]
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+    lines: list[NewOrderLine]
+    routing: dict[str, Any] | None = None
+    carrier: str | None = None
+    tracking_number: str | None = None
+    paid_at: datetime | None = None
+    shipped_at: datetime | None = None
+    delivered_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentView:
+    shipment: Shipment | NewShipment
+    lines: list[dict[str, Any]]
+
+
+def route_address(order: Order | NewOrder) -> routing_service.Address:
+    return routing_service.Address(
+        country=order.ship_country,
+        postal_code=order.ship_postal_code,
+        city=order.ship_city,
+        latitude=order.ship_latitude,
+        longitude=order.ship_longitude,
+    )
+
+
+def insufficient_stock(plan: RoutePlan) -> Conflict:
+    """409 naming each short line: requested, and how many could be placed."""
+    short = [
+        {"line_id": s.line_id, "sku": s.sku, "requested": s.requested, "available": s.available}
+        for s in plan.shortages
+    ]
+    return Conflict(
+        "not enough stock for: "
+        + ", ".join(
+            f"{s['sku']} (requested {s['requested']}, available {s['available']})" for s in short
+        ),
+        code="insufficient_stock",
+        title="Insufficient stock",
+        short_lines=short,
+    )
+
+
+def stock_contention() -> Conflict:
+    return Conflict(
+        "stock kept moving while this order was being routed; retry",
+        code="stock_contention",
+        headers={"Retry-After": "1"},
+    )
+
+
+@dataclass(slots=True)
+class PlanRows:
+    shipments: list[NewShipment]
+    reservations: list[Reservation]
+    backordered: dict[uuid.UUID, int]
+    """Units each order line waits for (every line of the order, 0 when fully allocated)."""
+    routing: dict[str, Any]
+    """What ``orders.routing`` stores: warehouses, fill, backorders and the explanation."""
+    carried: dict[uuid.UUID, list[dict[str, Any]]] = field(default_factory=dict)
+    """Per shipment id: the lines and units it carries (as responses show them)."""
+
+
+def plan_rows(
+    plan: RoutePlan,
+    *,
+    order_id: uuid.UUID,
+    line_ids: dict[str, uuid.UUID],
+    first_seq: int,
+    now: datetime,
+) -> PlanRows:
+    """Rows for ``plan`` of the order's lines (``line_ids``: routing line id -> order line id);
+    new shipments are numbered from ``first_seq``."""
+    codes = {c.warehouse_id: c.code for c in plan.explanation.candidates}
+    by_warehouse = {
+        wid: NewShipment(
+            id=uuid.uuid4(),
+            order_id=order_id,
+            seq=seq,
+            warehouse_id=uuid.UUID(wid),
+            warehouse_code=codes[wid],
+            created_at=now,
+        )
+        for seq, wid in enumerate(plan.warehouses, start=first_seq)
+    }
+    reservations: list[Reservation] = []
+    carried: dict[uuid.UUID, list[dict[str, Any]]] = {sh.id: [] for sh in by_warehouse.values()}
+    for a in plan.allocations:
+        shipment = by_warehouse[a.warehouse_id]
+        line_id = line_ids[a.line_id]
+        reservations.append(
+            Reservation(
+                order_id=order_id,
+                order_line_id=line_id,
+                shipment_id=shipment.id,
+                warehouse_id=shipment.warehouse_id,
+                sku=a.sku,
+                quantity=a.quantity,
+            )
+        )
+        carried[shipment.id].append(
+            {"order_line_id": line_id, "sku": a.sku, "quantity": a.quantity}
+        )
+    backordered: dict[uuid.UUID, int] = defaultdict(int)
+    for short in plan.backorders:
+        backordered[line_ids[short.line_id]] += short.missing
+    routing = {
+        "warehouses": [codes[w] for w in plan.warehouses],
+        "fully_filled": plan.fully_filled,
+        "backorders": [
+            {"line_id": s.line_id, "sku": s.sku, "quantity": s.missing} for s in plan.backorders
+        ],
+        "explanation": plan.explanation.to_dict(),
+    }
+    return PlanRows(
+        shipments=list(by_warehouse.values()),
+        reservations=reservations,
+        backordered={line_id: backordered[line_id] for line_id in line_ids.values()},
+        routing=routing,
+        carried=carried,
+    )

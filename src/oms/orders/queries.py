@@ -1,0 +1,251 @@
+"""Reading orders: one order, lists (keyset-paginated), history, shipments with the units
+they carry, the pick queue, and routing previews. Nothing here locks or writes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute, selectinload
+
+from oms.auth.service import Principal
+from oms.inventory import service as inventory_service
+from oms.orders.domain import OrderStatus, PaymentMethod, ShipmentStatus
+from oms.orders.locking import not_found, visible
+from oms.orders.models import Order, OrderEvent, Shipment
+from oms.orders.plans import (
+    ShipmentView,
+)
+from oms.routing import service as routing_service
+from oms.routing.domain import RouteLine, RoutePlan
+from oms.shared.errors import NotFound, ProblemError
+
+log = logging.getLogger("oms.orders")
+
+
+async def get_order(session: AsyncSession, *, order_id: uuid.UUID, principal: Principal) -> Order:
+    """One order with its lines; 404 when missing or outside the caller's channel."""
+    order = await session.scalar(
+        select(Order).options(selectinload(Order.lines)).where(Order.id == order_id)
+    )
+    if order is None or not visible(principal, order.channel):
+        raise not_found(order_id)
+    return order
+
+
+def _encode_cursor(created_at: datetime, order_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{order_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, oid = raw.split("|", 1)
+        return datetime.fromisoformat(ts), uuid.UUID(oid)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise ProblemError("the cursor is not valid", code="invalid_cursor") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilter:
+    status: list[OrderStatus] | None = None
+    channel: str | None = None
+    customer_id: str | None = None
+    customer_email: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+async def list_orders(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    filters: OrderFilter,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Order], str | None]:
+    """Orders newest first, filtered, keyset-paginated by (created_at, id)."""
+    stmt = select(Order).options(selectinload(Order.lines))
+    if principal.channel is not None:
+        if filters.channel is not None and filters.channel != principal.channel:
+            return [], None
+        stmt = stmt.where(Order.channel == principal.channel)
+    if filters.status:
+        stmt = stmt.where(Order.status.in_([s.value for s in filters.status]))
+    if filters.channel:
+        stmt = stmt.where(Order.channel == filters.channel)
+    if filters.customer_id:
+        stmt = stmt.where(Order.customer_id == filters.customer_id)
+    if filters.customer_email:
+        stmt = stmt.where(Order.customer_email == filters.customer_email.lower())
+    if filters.created_from:
+        stmt = stmt.where(Order.created_at >= filters.created_from)
+    if filters.created_to:
+        stmt = stmt.where(Order.created_at < filters.created_to)
+    if cursor:
+        ts, oid = _decode_cursor(cursor)
+        stmt = stmt.where(or_(Order.created_at < ts, and_(Order.created_at == ts, Order.id < oid)))
+    stmt = stmt.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
+    rows = list((await session.scalars(stmt)).all())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id)
+    return rows, next_cursor
+
+
+async def order_history(
+    session: AsyncSession, *, order_id: uuid.UUID, principal: Principal
+) -> list[OrderEvent]:
+    """Every recorded event of the order, oldest first."""
+    channel = await session.scalar(select(Order.channel).where(Order.id == order_id))
+    if channel is None or not visible(principal, channel):
+        raise not_found(order_id)
+    rows = await session.scalars(
+        select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id)
+    )
+    return list(rows.all())
+
+
+async def shipments_for(
+    session: AsyncSession, *, order_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[ShipmentView]]:
+    """Shipments of several orders (two queries), each with the lines and units it carries."""
+    out: dict[uuid.UUID, list[ShipmentView]] = {oid: [] for oid in order_ids}
+    if not order_ids:
+        return out
+    shipments = (
+        await session.scalars(
+            select(Shipment)
+            .where(Shipment.order_id.in_(order_ids))
+            .order_by(Shipment.order_id, Shipment.seq)
+        )
+    ).all()
+    if not shipments:
+        return out
+    allocs = await inventory_service.allocations_for_orders(session, order_ids=order_ids)
+    by_shipment: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+    for a in allocs:
+        if a.shipment_id is not None and a.status != "released":
+            by_shipment[a.shipment_id].append(
+                {"order_line_id": a.order_line_id, "sku": a.sku, "quantity": a.quantity}
+            )
+    for sh in shipments:
+        out[sh.order_id].append(ShipmentView(sh, by_shipment.get(sh.id, [])))
+    return out
+
+
+async def preview_route(
+    session: AsyncSession,
+    *,
+    lines: list[tuple[str, int]],
+    address: routing_service.Address,
+    channel: str,
+    pickup_code: str | None,
+) -> RoutePlan:
+    """Route without reserving: where an order would ship from, and why."""
+    route_lines = [
+        RouteLine(line_id=str(i), sku=sku, quantity=q) for i, (sku, q) in enumerate(lines, 1)
+    ]
+    return await routing_service.plan(
+        session, lines=route_lines, address=address, channel=channel, pickup_code=pickup_code
+    )
+
+
+async def pick_queue(
+    session: AsyncSession, *, warehouse_code: str, limit: int
+) -> list[tuple[Shipment, Order, list[dict[str, Any]]]]:
+    """Shipments of a warehouse ready to pick: express first, then oldest first."""
+    wid = (await inventory_service.warehouse_ids_by_code(session, codes=[warehouse_code])).get(
+        warehouse_code
+    )
+    if wid is None:
+        raise NotFound(f"warehouse '{warehouse_code}' does not exist", code="warehouse_not_found")
+    ready = or_(
+        Order.status == OrderStatus.PAID.value,
+        and_(
+            Order.status == OrderStatus.PLACED.value,
+            Order.payment_method == PaymentMethod.CASH_ON_DELIVERY.value,
+        ),
+        Order.status == OrderStatus.PICKED.value,
+    )
+    rows = (
+        await session.execute(
+            select(Shipment, Order)
+            .join(Order, Order.id == Shipment.order_id)
+            .where(
+                Shipment.warehouse_id == wid,
+                Shipment.status == ShipmentStatus.PENDING.value,
+                ready,
+            )
+            .order_by(
+                (Order.priority == "express").desc(), Order.created_at, Order.id, Shipment.seq
+            )
+            .limit(limit)
+        )
+    ).all()
+    allocs = await inventory_service.allocations_for_orders(
+        session, order_ids=list({order.id for _, order in rows})
+    )
+    by_shipment: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+    for a in allocs:
+        if a.shipment_id is not None and a.status == "open":
+            by_shipment[a.shipment_id].append(
+                {"order_line_id": a.order_line_id, "sku": a.sku, "quantity": a.quantity}
+            )
+    return [(sh, order, by_shipment.get(sh.id, [])) for sh, order in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRef:
+    """What a connector's event needs to know of the order it is about."""
+
+    id: uuid.UUID
+    status: str
+    currency: str
+    total_amount: int
+    channel: str
+    payment_method: str
+
+
+async def find_order(
+    session: AsyncSession,
+    *,
+    channel: str,
+    order_id: uuid.UUID | None = None,
+    external_reference: str | None = None,
+) -> OrderRef | None:
+    """The order of ``channel`` with this id, or else with this external reference."""
+    stmt = select(
+        Order.id,
+        Order.status,
+        Order.currency,
+        Order.total_amount,
+        Order.channel,
+        Order.payment_method,
+    ).where(Order.channel == channel)
+    if order_id is not None:
+        stmt = stmt.where(Order.id == order_id)
+    elif external_reference is not None:
+        stmt = stmt.where(Order.external_reference == external_reference)
+    else:
+        return None
+    row = (await session.execute(stmt)).first()
+    return None if row is None else OrderRef(*row)
+
+
+def order_exists(
+    *, channel: QueryableAttribute[Any], external_reference: QueryableAttribute[Any]
+) -> ColumnElement[bool]:
+    """A SQL condition: an order of ``channel`` with ``external_reference`` exists (for other
+    contexts' queries that wait for an order, e.g. pending inbound events)."""
+    return exists().where(Order.channel == channel, Order.external_reference == external_reference)
