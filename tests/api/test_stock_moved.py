@@ -1,23 +1,25 @@
 """POST /v1/orders when the stock moves between the routing snapshot and the reservation.
 
-The HTTP route takes no savepoint: the reservation fails, the whole transaction is rolled back
-and a new one begun, the Idempotency-Key claimed again and the order routed again. Here the
-stock is taken away at the last moment (between the order's write and its reservation) by
-another connection, which is what a concurrent order does.
+The HTTP route takes no savepoint: the reservation fails, the whole transaction is rolled back,
+the Idempotency-Key claimed again and the order routed again. Here the race is real: another
+transaction holds the chosen stock row locked while the order is routed; once the order's
+reservation waits for that lock, the other transaction counts the units away and commits, which
+is what a concurrent order does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from oms.inventory import service as inventory_service
-from oms.orders import service as orders_service
 from tests.helpers import assert_stock_invariants, auth, order_body, stock
 
 HAMBURG = {
@@ -45,42 +47,55 @@ async def _stock_race(sessionmaker: async_sessionmaker[AsyncSession], *codes: st
         await stock(sessionmaker, code, {"RACE": 5}, latitude=lat, longitude=lon)
 
 
-async def _count_away(
-    sessionmaker: async_sessionmaker[AsyncSession], warehouse: str, sku: str
-) -> None:
-    """Another transaction counts the available units of ``sku`` in ``warehouse`` away (on hand
-    = reserved), as a concurrent order would take them."""
-    async with sessionmaker() as other, other.begin():
+class Holder:
+    """Another transaction holding one warehouse's RACE row locked."""
+
+    def __init__(self, session: AsyncSession, warehouse: str, pid: int) -> None:
+        self.session, self.warehouse, self.pid = session, warehouse, pid
+
+    async def wait_until_blocking(self, engine: AsyncEngine, within_s: float = 10.0) -> None:
+        """Until some other backend (the order's reservation) waits for this lock."""
+        deadline = time.monotonic() + within_s
+        async with engine.connect() as conn:
+            while time.monotonic() < deadline:
+                waiting = await conn.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE CAST(:pid AS int) = ANY(pg_blocking_pids(pid))"
+                    ),
+                    {"pid": self.pid},
+                )
+                if waiting:
+                    return
+                await asyncio.sleep(0.01)
+        raise AssertionError(f"nothing waited for the {self.warehouse} stock row")
+
+    async def count_away_and_commit(self) -> None:
+        """On hand = reserved, through the ledger (a stock count), then commit."""
         (level,) = await inventory_service.list_levels(
-            other, warehouse_code=warehouse, sku=sku, limit=1, offset=0
+            self.session, warehouse_code=self.warehouse, sku="RACE", limit=1, offset=0
         )
         await inventory_service.adjust_stock(
-            other, warehouse_code=warehouse, sku=sku, kind="count",
+            self.session, warehouse_code=self.warehouse, sku="RACE", kind="count",
             quantity=level.reserved, actor="test",
         )  # fmt: skip
+        await self.session.commit()
 
 
-def _take_stock_once(
-    monkeypatch: pytest.MonkeyPatch,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    warehouse: str,
-    sku: str,
-) -> list[int]:
-    """Just before the first reservation, another transaction counts the available units of
-    ``sku`` in ``warehouse`` away (on hand = reserved), as a concurrent order would take them."""
-    real = inventory_service.reserve_and_commit
-    calls: list[int] = []
-
-    async def racing(
-        session: AsyncSession, *, reservations: Sequence[inventory_service.Reservation]
-    ) -> bool:
-        calls.append(len(reservations))
-        if len(calls) == 1:
-            await _count_away(sessionmaker, warehouse, sku)
-        return await real(session, reservations=reservations)
-
-    monkeypatch.setattr(inventory_service, "reserve_and_commit", racing)
-    return calls
+@asynccontextmanager
+async def holding(
+    sessionmaker: async_sessionmaker[AsyncSession], warehouse: str
+) -> AsyncIterator[Holder]:
+    async with sessionmaker() as session:
+        pid = await session.scalar(text("SELECT pg_backend_pid()"))
+        await session.execute(
+            text(
+                "SELECT 1 FROM stock_levels s JOIN warehouses w ON w.id = s.warehouse_id "
+                "WHERE w.code = :code AND s.sku = 'RACE' FOR UPDATE OF s"
+            ),
+            {"code": warehouse},
+        )
+        yield Holder(session, warehouse, int(pid or 0))
 
 
 async def test_stock_moved_routes_again_in_a_new_transaction(
@@ -88,17 +103,18 @@ async def test_stock_moved_routes_again_in_a_new_transaction(
     keys: dict[str, str],
     engine: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await _stock_race(sessionmaker, "HAM", "MUC")
-    calls = _take_stock_once(monkeypatch, sessionmaker, "HAM", "RACE")
     body = _race_order(2)
     headers = auth(keys["storefront"]) | {"Idempotency-Key": "race-1"}
-    resp = await client.post("/v1/orders", json=body, headers=headers)
+    async with holding(sessionmaker, "HAM") as ham:
+        placing = asyncio.create_task(client.post("/v1/orders", json=body, headers=headers))
+        await ham.wait_until_blocking(engine)
+        await ham.count_away_and_commit()
+        resp = await placing
     assert resp.status_code == 201, resp.text
-    assert len(calls) == 2  # HAM first (nearest), then MUC after the restart
     order = resp.json()
-    assert order["routed_to"] == ["MUC"]
+    assert order["routed_to"] == ["MUC"]  # HAM first (nearest), then MUC after the restart
     again = await client.post("/v1/orders", json=body, headers=headers)
     assert again.status_code == 201
     assert again.headers["Idempotent-Replayed"] == "true"
@@ -117,83 +133,32 @@ async def test_stock_moved_routes_again_in_a_new_transaction(
     await assert_stock_invariants(engine)
 
 
-async def test_stock_moved_then_a_concurrent_duplicate_won_replays_it(
+async def test_stock_moved_while_a_duplicate_waits_places_one_order(
     client: httpx.AsyncClient,
     keys: dict[str, str],
     engine: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The first request's stock moves while a retry with the same key waits for its claim:
+    whichever claims the key after the restart places the order, the other replays it."""
     await _stock_race(sessionmaker, "HAM", "MUC")
     body = _race_order(1)
-    headers = auth(keys["storefront"])
-    first = await client.post("/v1/orders", json=body, headers=headers | {"Idempotency-Key": "w"})
-    assert first.status_code == 201
-    _take_stock_once(monkeypatch, sessionmaker, "HAM", "RACE")
-    real_claim = orders_service.claim_idempotency_key
-    claims: list[str] = []
-
-    async def claim(session: AsyncSession, **kw: Any) -> orders_service.StoredResponse | None:
-        claims.append(kw["key"])
-        if len(claims) == 2:  # the claim after the restart: a duplicate completed meanwhile
-            async with engine.begin() as conn:
-                await conn.execute(
-                    text(
-                        "INSERT INTO idempotency_keys (scope, key, request_hash, "
-                        "response_status, response_body, order_id) "
-                        "SELECT scope, :key, :hash, response_status, response_body, order_id "
-                        "FROM idempotency_keys WHERE key = 'w'"
-                    ),
-                    {"key": kw["key"], "hash": kw["fingerprint"]},
-                )
-        return await real_claim(session, **kw)
-
-    monkeypatch.setattr(orders_service, "claim_idempotency_key", claim)
-    resp = await client.post("/v1/orders", json=body, headers=headers | {"Idempotency-Key": "l"})
-    assert resp.status_code == 201, resp.text
-    assert resp.headers["Idempotent-Replayed"] == "true"
-    assert resp.json() == first.json()
-    assert claims == ["l", "l"]
+    headers = auth(keys["storefront"]) | {"Idempotency-Key": "dup"}
+    async with holding(sessionmaker, "HAM") as ham:
+        first = asyncio.create_task(client.post("/v1/orders", json=body, headers=headers))
+        await ham.wait_until_blocking(engine)
+        second = asyncio.create_task(client.post("/v1/orders", json=body, headers=headers))
+        await asyncio.sleep(0.2)  # the retry waits for the first one's claim of the key
+        await ham.count_away_and_commit()
+        responses = [await first, await second]
+    assert [r.status_code for r in responses] == [201, 201], [r.text for r in responses]
+    assert responses[0].json() == responses[1].json()
+    assert responses[0].json()["routed_to"] == ["MUC"]
+    replayed = [r.headers.get("Idempotent-Replayed") for r in responses]
+    assert replayed.count("true") == 1
     async with engine.connect() as conn:
         orders = (await conn.execute(text("SELECT count(*) FROM orders"))).scalar_one()
     assert orders == 1
-    await assert_stock_invariants(engine)
-
-
-async def test_commit_with_the_reservation_falls_back_when_driver_internals_differ(
-    client: httpx.AsyncClient,
-    keys: dict[str, str],
-    engine: AsyncEngine,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The reservation's COMMIT marks asyncpg's private transaction state as committed. Should a
-    release no longer have that state, ``BEGIN`` rides along instead and the session commits an
-    empty transaction: the order is placed and committed just the same."""
-    import oms.db
-
-    monkeypatch.setattr(oms.db, "_STARTED", None)
-    sent: list[str] = []
-    real_execute = oms.db.DriverConnection.execute
-
-    async def execute(self: oms.db.DriverConnection, sql: str, *args: Any) -> str:
-        sent.append(sql)
-        return await real_execute(self, sql, *args)
-
-    monkeypatch.setattr(oms.db.DriverConnection, "execute", execute)
-    await _stock_race(sessionmaker, "HAM")
-    body = _race_order(2)
-    resp = await client.post("/v1/orders", json=body, headers=auth(keys["storefront"]))
-    assert resp.status_code == 201, resp.text
-    got = await client.get(f"/v1/orders/{resp.json()['id']}", headers=auth(keys["admin"]))
-    assert got.status_code == 200
-    assert got.json()["routed_to"] == ["HAM"]
-    assert any(sql.endswith("COMMIT;\nBEGIN") for sql in sent)  # the fallback was taken
-    async with engine.connect() as conn:
-        reserved = (
-            await conn.execute(text("SELECT reserved FROM stock_levels WHERE sku = 'RACE'"))
-        ).scalar_one()
-    assert reserved == 2
     await assert_stock_invariants(engine)
 
 
@@ -202,37 +167,27 @@ async def test_stock_moving_on_every_attempt_is_a_409_stock_contention_that_stor
     keys: dict[str, str],
     engine: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Three warehouses; before each reservation another transaction takes the chosen
-    warehouse's units: after three attempts the answer is 409 ``stock_contention`` with
-    Retry-After, nothing is stored, and the same key then works once the stock is back."""
+    """Three warehouses; each time the order's reservation waits for the chosen warehouse's
+    row, another transaction counts its units away: after three attempts the answer is 409
+    ``stock_contention`` with Retry-After, nothing is stored, and the same key then works once
+    the stock is back."""
     await _stock_race(sessionmaker, "HAM", "BER", "MUC")
-    real = inventory_service.reserve_and_commit
-    taken: list[str] = []
-
-    async def racing(
-        session: AsyncSession, *, reservations: Sequence[inventory_service.Reservation]
-    ) -> bool:
-        async with engine.connect() as conn:
-            code = (
-                await conn.execute(
-                    text("SELECT code FROM warehouses WHERE id = :id"),
-                    {"id": reservations[0].warehouse_id},
-                )
-            ).scalar_one()
-        await _count_away(sessionmaker, code, "RACE")
-        taken.append(code)
-        return await real(session, reservations=reservations)
-
-    monkeypatch.setattr(inventory_service, "reserve_and_commit", racing)
     body = _race_order(1)
     headers = auth(keys["storefront"]) | {"Idempotency-Key": "always-moving"}
-    resp = await client.post("/v1/orders", json=body, headers=headers)
+    async with (
+        holding(sessionmaker, "HAM") as ham,
+        holding(sessionmaker, "BER") as ber,
+        holding(sessionmaker, "MUC") as muc,
+    ):
+        placing = asyncio.create_task(client.post("/v1/orders", json=body, headers=headers))
+        for holder in (ham, ber, muc):  # nearest first, one warehouse per attempt
+            await holder.wait_until_blocking(engine)
+            await holder.count_away_and_commit()
+        resp = await placing
     assert resp.status_code == 409, resp.text
     assert resp.json()["code"] == "stock_contention"
     assert resp.headers["retry-after"] == "1"
-    assert taken == ["HAM", "BER", "MUC"]  # nearest first, one warehouse per attempt
     async with engine.connect() as conn:
         counts = (
             await conn.execute(
@@ -244,7 +199,6 @@ async def test_stock_moving_on_every_attempt_is_a_409_stock_contention_that_stor
         ).one()
     assert tuple(counts) == (0, 0, 0)
     await assert_stock_invariants(engine)
-    monkeypatch.setattr(inventory_service, "reserve_and_commit", real)
     await stock(sessionmaker, "BER", {"RACE": 3})
     again = await client.post("/v1/orders", json=body, headers=headers)
     assert again.status_code == 201, again.text
