@@ -9,13 +9,17 @@ OrderRead-shaped idempotent response), and the same reads:
 2. the API key lookup (authentication)
 3. the idempotency-key claim (``INSERT ... ON CONFLICT DO NOTHING``)
 4. the routing snapshot: every warehouse with the available units of the order's SKUs
-   (oms's database function ``oms_routing_snapshot``)
+   (oms's own statement, ``oms.inventory.service.ROUTING_SNAPSHOT_SQL``, calling the database
+   function ``oms_routing_snapshot``)
 5. one statement writing the order, its lines, the ``placed`` history event, the shipments,
    the ``order.placed`` outbox event and the stored idempotent response
-6. the reservation, the contended statement (oms's database function ``oms_reserve``): the
-   allocations written, the stock rows locked in (warehouse, sku) order and incremented only if
-   all of them still have the units, sent together with ``COMMIT`` in one round trip (simple
-   protocol), as oms does
+6. the reservation, the contended statement: oms's own statement and arguments
+   (``oms.inventory.service.RESERVE_SQL`` and ``reserve_args``, calling the database function
+   ``oms_reserve``): the allocations written, the stock rows locked in (warehouse, sku) order
+   and incremented only if all of them still have the units; then ``COMMIT``
+
+The database functions are the ones the migrations install from ``src/oms/inventory/sql/``;
+nothing here is a copy of oms's SQL but the order write of step 5.
 
 oms sends one more round trip (the channel's routing policy). When the stock moved, both roll
 back; oms then routes again in a new transaction, the ceiling does not retry. The "routing" here
@@ -50,15 +54,19 @@ from _common import (
     zipf_weights,
 )
 
+from oms.inventory.service import (
+    RESERVE_SQL,
+    ROUTING_SNAPSHOT_SQL,
+    STOCK_MOVED,
+    Reservation,
+    reserve_args,
+)
+
 AUTH = """SELECT id, name, role, channel, secret_hash FROM api_keys
 WHERE prefix = $1 AND revoked_at IS NULL"""
 
 CLAIM = """INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3)
 ON CONFLICT (scope, key) DO NOTHING RETURNING id"""
-
-SNAPSHOT = """SELECT id, latitude, longitude, active, sku, available
-FROM oms_routing_snapshot($1::text[]) ORDER BY code"""
-"""The routing snapshot through the database function oms uses (migration 0006)."""
 
 WRITE = """WITH o AS (
   INSERT INTO orders (id, status, version, channel, customer_id, customer_email, currency,
@@ -101,28 +109,6 @@ WRITE = """WITH o AS (
   DO UPDATE SET orders = t.orders + 1, amount = t.amount + excluded.amount
 )
 SELECT number FROM o"""
-
-RESERVE_AND_COMMIT = """SELECT oms_reserve({args});
-COMMIT"""
-"""The reservation (oms's database function, migration 0006: it writes the allocations, locks
-the stock rows in order, checks and reserves all or nothing, records low-stock events) and
-COMMIT in one round trip (simple protocol, literals), as oms sends them: the hot rows stay
-locked only for the server's own time."""
-
-STOCK_MOVED = "OMS01"
-"""SQLSTATE raised by oms_reserve when a row no longer has the units."""
-
-
-def _uuids(values: list[Any]) -> str:
-    return "'{" + ",".join(str(v) for v in values) + "}'::uuid[]"
-
-
-def _ints(values: list[int]) -> str:
-    return "'{" + ",".join(str(v) for v in values) + "}'::int[]"
-
-
-def _texts(values: list[str]) -> str:  # bench SKUs: nothing to escape
-    return "ARRAY[" + ",".join(f"'{v}'" for v in values) + "]::text[]"
 
 
 def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -188,7 +174,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             dest = _CITY_POINTS.get(body["shipping_address"]["country"], (50.0, 10.0))
             stock: dict[uuid.UUID, dict[str, int]] = {}
             points: dict[uuid.UUID, tuple[float, float]] = {}
-            for r in await conn.fetch(SNAPSHOT, skus):
+            for r in await conn.fetch(ROUTING_SNAPSHOT_SQL, skus):
                 if not r["active"]:
                     continue
                 points[r["id"]] = (r["latitude"], r["longitude"])
@@ -348,32 +334,24 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 key,
             )
             assert number is not None
-            want: dict[tuple[uuid.UUID, str], int] = {}
-            for i, w in plan:
-                k = (w, lines[i]["sku"])
-                want[k] = want.get(k, 0) + lines[i]["quantity"]
-            args = ", ".join(
-                (
-                    _uuids([k[0] for k in want]),
-                    _texts([k[1] for k in want]),
-                    _ints(list(want.values())),
-                    _uuids([uuid.uuid4() for _ in plan]),
-                    _uuids([order_id] * len(plan)),
-                    _uuids([line_ids[i] for i, _ in plan]),
-                    _uuids([ship_ids[w] for _, w in plan]),
-                    _uuids([w for _, w in plan]),
-                    _texts([lines[i]["sku"] for i, _ in plan]),
-                    _ints([lines[i]["quantity"] for i, _ in plan]),
-                    f"'{now.isoformat()}'::timestamptz",
-                    f"'{now.isoformat()}'",
+            reservations = [
+                Reservation(
+                    order_id=order_id,
+                    order_line_id=line_ids[i],
+                    shipment_id=ship_ids[w],
+                    warehouse_id=w,
+                    sku=lines[i]["sku"],
+                    quantity=lines[i]["quantity"],
                 )
-            )
+                for i, w in plan
+            ]
             try:
-                await conn.execute(RESERVE_AND_COMMIT.format(args=args))
+                await conn.execute(RESERVE_SQL, *reserve_args(reservations, now))
             except asyncpg.PostgresError as exc:
                 if exc.sqlstate != STOCK_MOVED:
                     raise
                 raise _Rollback("stock_moved") from None
+            await conn.execute("COMMIT")
         except BaseException:
             await conn.execute("ROLLBACK")
             raise

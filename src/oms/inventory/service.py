@@ -1,7 +1,10 @@
 """Inventory use cases: warehouses, adjustments with a ledger, availability, reservations.
 
 Locking rules (no deadlocks, short locks): stock rows are always locked in (warehouse_id, sku)
-order, and the contended conditional UPDATEs are the last statements of a reservation.
+order (:func:`oms.inventory.domain.stock_lock_key`), and the contended conditional UPDATEs are
+the last statements of a reservation. The rules themselves (availability, the low-stock
+crossing) are in :mod:`oms.inventory.domain`; the database functions order placement calls are
+in ``inventory/sql/`` (their source of truth; migrations install frozen copies).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms.db import driver_connection
+from oms.inventory import domain
 from oms.inventory.models import (
     Allocation,
     IncomingSupply,
@@ -32,9 +36,14 @@ from oms.shared.errors import Conflict, NotFound, Unprocessable
 
 MAX_ON_HAND = 2**31 - 1  # stock_levels.on_hand is an integer column
 
-AVAILABLE = func.greatest(
-    0, StockLevel.on_hand - StockLevel.reserved - StockLevel.safety_stock
-).label("available")
+_AVAILABLE = func.oms_stock_available(
+    StockLevel.on_hand, StockLevel.reserved, StockLevel.safety_stock
+)
+"""Availability in a query: the database function ``oms_stock_available``
+(``inventory/sql/oms_stock_available.sql``, inlined by the planner), the SQL twin of
+:func:`oms.inventory.domain.available`."""
+
+AVAILABLE = _AVAILABLE.label("available")
 
 
 # ---- warehouses -------------------------------------------------------------------------
@@ -102,10 +111,6 @@ class LevelView:
     reorder_quantity: int | None
 
 
-def _available(on_hand: int, reserved: int, safety: int) -> int:
-    return max(0, on_hand - reserved - safety)
-
-
 def _view(code: str, row: StockLevel) -> LevelView:
     return LevelView(
         warehouse_code=code,
@@ -113,7 +118,7 @@ def _view(code: str, row: StockLevel) -> LevelView:
         on_hand=row.on_hand,
         reserved=row.reserved,
         safety_stock=row.safety_stock,
-        available=_available(row.on_hand, row.reserved, row.safety_stock),
+        available=domain.available(row.on_hand, row.reserved, row.safety_stock),
         low_stock_threshold=row.low_stock_threshold,
         reorder_point=row.reorder_point,
         reorder_quantity=row.reorder_quantity,
@@ -124,28 +129,31 @@ async def _maybe_low_stock(
     session: AsyncSession,
     *,
     warehouse_id: uuid.UUID,
-    warehouse_code: str | None,
+    warehouse_code: str,
     sku: str,
     before: int,
     after: int,
     threshold: int | None,
 ) -> None:
-    """Record inventory.low_stock when availability crosses the threshold downwards."""
-    if threshold is None or not (before > threshold >= after):
-        return
-    await record_event(
-        session,
-        type="inventory.low_stock",
-        aggregate_type="stock",
-        aggregate_id=f"{warehouse_id}:{sku}",
-        data={
-            "warehouse_id": str(warehouse_id),
-            "warehouse_code": warehouse_code,
-            "sku": sku,
-            "available": after,
-            "threshold": threshold,
-        },
+    """Record inventory.low_stock when availability crosses the threshold downwards (the
+    rule and payload of :func:`oms.inventory.domain.low_stock_crossing`; ``oms_reserve``
+    records the same event for reservations)."""
+    event = domain.low_stock_crossing(
+        warehouse_id=warehouse_id,
+        warehouse_code=warehouse_code,
+        sku=sku,
+        before=before,
+        after=after,
+        threshold=threshold,
     )
+    if event is not None:
+        await record_event(
+            session,
+            type=event.type,
+            aggregate_type=event.aggregate_type,
+            aggregate_id=event.aggregate_id,
+            data=event.data,
+        )
 
 
 AdjustmentKind = Literal["receive", "count", "correct"]
@@ -195,7 +203,7 @@ async def adjust_stock(
             code="count_guard_mismatch",
             on_hand=row.on_hand,
         )
-    before_avail = _available(row.on_hand, row.reserved, row.safety_stock)
+    before_avail = domain.available(row.on_hand, row.reserved, row.safety_stock)
     new_on_hand = {
         "receive": row.on_hand + quantity,
         "count": quantity,
@@ -235,7 +243,7 @@ async def adjust_stock(
                 created_at=utcnow(),
             )
         )
-    after_avail = _available(row.on_hand, row.reserved, row.safety_stock)
+    after_avail = domain.available(row.on_hand, row.reserved, row.safety_stock)
     await _maybe_low_stock(
         session,
         warehouse_id=wh.id,
@@ -300,7 +308,7 @@ async def bulk_load(
         if (r.warehouse, r.sku) in seen:
             raise BulkLoadError(f"row {i}: duplicate ({r.warehouse}, {r.sku})", row=i, column="sku")
         seen.add((r.warehouse, r.sku))
-    for r in sorted(rows, key=lambda r: (str(whs[r.warehouse]), r.sku)):
+    for r in sorted(rows, key=lambda r: domain.stock_lock_key(whs[r.warehouse], r.sku)):
         await adjust_stock(
             session,
             warehouse_code=r.warehouse,
@@ -477,8 +485,7 @@ async def replenishment(session: AsyncSession, *, limit: int) -> list[dict[str, 
         .where(
             StockLevel.reorder_point.is_not(None),
             Warehouse.active.is_(True),
-            StockLevel.on_hand - StockLevel.reserved - StockLevel.safety_stock
-            <= StockLevel.reorder_point,
+            _AVAILABLE <= StockLevel.reorder_point,
         )
         .order_by(Warehouse.code, StockLevel.sku)
         .limit(limit)
@@ -536,11 +543,12 @@ class WarehouseStock:
     available: dict[str, int]
 
 
-_SNAPSHOT = "SELECT * FROM oms_routing_snapshot($1::text[]) ORDER BY code"
+ROUTING_SNAPSHOT_SQL = "SELECT * FROM oms_routing_snapshot($1::text[]) ORDER BY code"
 """Every warehouse (by code), LEFT JOINed to the stock rows of the SKUs, with their available
-units: the database function ``oms_routing_snapshot`` (migration 0006), which plans its query
-once per connection (as a plain prepared statement Postgres re-planned it on every order: the
-SKU array changes its estimates)."""
+units: the database function ``oms_routing_snapshot`` (``inventory/sql/oms_routing_snapshot.sql``),
+which plans its query once per connection (as a plain prepared statement Postgres re-planned it
+on every order: the SKU array changes its estimates). The load benchmark's ceiling sends this
+same statement."""
 
 
 async def routing_snapshot(session: AsyncSession, *, skus: Iterable[str]) -> list[WarehouseStock]:
@@ -550,7 +558,7 @@ async def routing_snapshot(session: AsyncSession, *, skus: Iterable[str]) -> lis
     are read every time, not cached: a deactivated warehouse stops receiving orders at once.
     """
     conn = await driver_connection(session)
-    rows = await conn.fetch(_SNAPSHOT, sorted(set(skus)))
+    rows = await conn.fetch(ROUTING_SNAPSHOT_SQL, sorted(set(skus)))
     out: list[WarehouseStock] = []
     current: WarehouseStock | None = None
     for r in rows:
@@ -585,9 +593,10 @@ class Reservation:
     quantity: int
 
 
-_RESERVE = "SELECT oms_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-"""The reservation, in the database function ``oms_reserve`` (migration 0006), whose
-statements are planned once per connection, not once per order."""
+RESERVE_SQL = "SELECT oms_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+"""The reservation, in the database function ``oms_reserve`` (``inventory/sql/oms_reserve.sql``),
+whose statements are planned once per connection, not once per order; its arguments are
+:func:`reserve_args`. The load benchmark's ceiling sends this same statement."""
 
 STOCK_MOVED = "OMS01"
 """SQLSTATE of the error ``oms_reserve`` raises when a row no longer has the units."""
@@ -597,7 +606,7 @@ def _stock_moved(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == STOCK_MOVED
 
 
-def _reserve_args(reservations: Sequence[Reservation], now: datetime) -> list[Any]:
+def reserve_args(reservations: Sequence[Reservation], now: datetime) -> list[Any]:
     """The 12 arguments of ``oms_reserve``: the units per (warehouse, sku), the allocation
     rows, and the time (as a timestamp, and as the events' ``occurred_at`` text)."""
     totals: dict[tuple[uuid.UUID, str], int] = defaultdict(int)
@@ -635,80 +644,7 @@ async def reserve(session: AsyncSession, *, reservations: Sequence[Reservation])
         return True
     conn = await driver_connection(session)
     try:
-        await conn.execute(_RESERVE, *_reserve_args(reservations, utcnow()))
-    except DBAPIError as exc:
-        if _stock_moved(exc):
-            return False
-        raise
-    return True
-
-
-def _literal(value: str) -> str:
-    """A SQL string literal (standard_conforming_strings is on since PostgreSQL 9.1)."""
-    if "\x00" in value:
-        raise ValueError("NUL in a SQL literal")
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _uuid_array(values: Iterable[uuid.UUID | None]) -> str:
-    """A uuid[] literal; each element in canonical form, so nothing in it needs quoting."""
-    return (
-        "'{"
-        + ",".join(
-            "NULL" if v is None else str(v if type(v) is uuid.UUID else uuid.UUID(str(v)))
-            for v in values
-        )
-        + "}'::uuid[]"
-    )
-
-
-def _int_array(values: Iterable[int]) -> str:
-    return "'{" + ",".join(str(int(v)) for v in values) + "}'::int[]"
-
-
-def _text_array(values: Iterable[str]) -> str:
-    return "ARRAY[" + ",".join(map(_literal, values)) + "]::text[]"
-
-
-async def reserve_and_commit(session: AsyncSession, *, reservations: Sequence[Reservation]) -> bool:
-    """:func:`reserve`, then COMMIT the caller's transaction in the same round trip.
-
-    For order placement over HTTP, where nothing follows the reservation: the stock rows stay
-    locked only while the server runs the function and flushes the commit, not while the
-    answer travels back to Python, waits its turn in a busy event loop and COMMIT travels to
-    the server (on one hot SKU, throughput is about 1 / lock-hold time). The message is
-    ``SELECT oms_reserve(<literals>); COMMIT`` in the simple query protocol (which takes no
-    parameters); the statements inside the function keep their cached plans.
-
-    True: the transaction is committed (the session's own commit later sends nothing; see
-    `DriverConnection.execute_and_commit`). False: a row no longer had the units; the
-    transaction is aborted, nothing was reserved, and the caller must roll back to a savepoint
-    taken before (which also releases the row locks).
-    """
-    if not reservations:
-        raise ValueError("nothing to reserve")
-    wids, skus, qtys, ids, orders, lines, ships, a_wids, a_skus, a_qtys, at, occurred = (
-        _reserve_args(reservations, utcnow())
-    )
-    args = ", ".join(
-        (
-            _uuid_array(wids),
-            _text_array(skus),
-            _int_array(qtys),
-            _uuid_array(ids),
-            _uuid_array(orders),
-            _uuid_array(lines),
-            _uuid_array(ships),
-            _uuid_array(a_wids),
-            _text_array(a_skus),
-            _int_array(a_qtys),
-            _literal(at.isoformat()) + "::timestamptz",
-            _literal(occurred),
-        )
-    )
-    conn = await driver_connection(session)
-    try:
-        await conn.execute_and_commit(f"SELECT oms_reserve({args})")
+        await conn.execute(RESERVE_SQL, *reserve_args(reservations, utcnow()))
     except DBAPIError as exc:
         if _stock_moved(exc):
             return False
@@ -729,7 +665,7 @@ def _grouped(allocs: Sequence[Allocation]) -> list[tuple[tuple[uuid.UUID, str], 
     totals: dict[tuple[uuid.UUID, str], int] = defaultdict(int)
     for a in allocs:
         totals[(a.warehouse_id, a.sku)] += a.quantity
-    return sorted(totals.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))
+    return sorted(totals.items(), key=lambda kv: domain.stock_lock_key(*kv[0]))
 
 
 async def release(
