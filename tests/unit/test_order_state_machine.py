@@ -103,3 +103,23 @@ def test_line_tax_rounds_half_up_in_integers(subtotal: int, bps: int, tax: int) 
 def test_order_totals() -> None:
     lines = [domain.line_amounts(2, 1999, 1900), domain.line_amounts(1, 850, 700)]
     assert domain.order_totals(lines, 495) == domain.OrderTotals(4848, 820, 495, 6163)
+
+
+def test_the_event_registry_refuses_unknown_types_and_payloads_that_differ() -> None:
+    import pytest as _pytest
+
+    from oms.shared.events import EVENTS, ORDER_FIELDS, InvalidEvent, check
+
+    summary = dict.fromkeys(ORDER_FIELDS)
+    assert check("order.paid", {**summary, "previous_status": "placed"})
+    assert check(
+        "order.shipped",
+        {**summary, "previous_status": "packed", "carrier": "DHL", "tracking_number": "1"},
+    )
+    with _pytest.raises(InvalidEvent, match="not in"):
+        check("order.teleported", summary)
+    with _pytest.raises(InvalidEvent, match="missing"):
+        check("order.paid", summary)
+    with _pytest.raises(InvalidEvent, match="unexpected"):
+        check("order.paid", {**summary, "previous_status": "placed", "colour": "red"})
+    assert all(spec.description and spec.fields for spec in EVENTS.values())

@@ -195,10 +195,10 @@ async def test_rolled_back_event_is_never_sent_and_in_flight_one_is_not_skipped(
         async def event(session: AsyncSession, name: str) -> None:
             await record_event(
                 session,
-                type="order.placed",
+                type="return.requested",
                 aggregate_type="order",
                 aggregate_id=name,
-                data={"order_id": name},
+                data={"return_id": name, "order_id": name, "lines": []},
             )
 
         # 1: rolled back

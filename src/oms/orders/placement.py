@@ -36,7 +36,7 @@ from oms.orders.plans import (
 from oms.orders.schemas import OrderCreate
 from oms.routing import service as routing_service
 from oms.routing.domain import RouteLine
-from oms.shared import metrics
+from oms.shared import events, metrics
 from oms.shared.clock import utcnow
 from oms.shared.errors import Conflict, Forbidden
 from oms.shared.sqlfiles import sql_file
@@ -273,7 +273,9 @@ async def _write(
         "id": str(event_id),
         "type": "order.placed",
         "occurred_at": order.created_at.isoformat(),
-        "data": {**order_summary(order), "warehouses": rows.routing["warehouses"]},
+        "data": events.check(
+            "order.placed", {**order_summary(order), "warehouses": rows.routing["warehouses"]}
+        ),
     }
     conn = await driver_connection(session)
     number: int | None = await conn.fetchval(

@@ -9,6 +9,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms.outbox.models import OutboxEvent
+from oms.shared import events
 from oms.shared.clock import utcnow
 
 
@@ -20,7 +21,9 @@ async def record_event(
     aggregate_id: str,
     data: dict[str, Any],
 ) -> uuid.UUID:
-    """Add one event (``order.placed``, ``order.shipped``...) to the outbox; never commits."""
+    """Add one event (``order.placed``, ``order.shipped``...) to the outbox; never commits.
+    The payload is checked against the registry (``oms.shared.events``) first."""
+    events.check(type, data)
     event_id = uuid.uuid4()
     now = utcnow()
     payload = {"id": str(event_id), "type": type, "occurred_at": now.isoformat(), "data": data}

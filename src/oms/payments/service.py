@@ -361,19 +361,16 @@ async def record_cash_on_delivery(
         .on_conflict_do_nothing(index_elements=["provider", "provider_reference"])
         .returning(Payment.id)
     )
-    if (await session.execute(stmt)).first() is not None:
+    payment_id = (await session.execute(stmt)).scalar_one_or_none()
+    if payment_id is not None:
+        payment = await session.get(Payment, payment_id)
+        assert payment is not None
         await record_event(
             session,
             type="payment.captured",
             aggregate_type="order",
             aggregate_id=str(order_id),
-            data={
-                "order_id": str(order_id),
-                "method": "cash_on_delivery",
-                "amount": balance,
-                "currency": currency,
-                "status": "captured",
-            },
+            data=_payment_event(payment),
         )
 
 

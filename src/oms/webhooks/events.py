@@ -1,38 +1,19 @@
-"""The one list of event types oms emits to webhook subscribers.
+"""Event types as subscribers see them: patterns and matching.
 
-Events are recorded with ``oms.outbox.service.record_event(type=...)``; any string works there.
-This list is what subscriptions are validated against (and what ``GET /v1/webhooks/event-types``
-shows). Add a new type here when you start emitting it. Wildcards (``order.*``) match by family,
-so a subscriber to ``shipment.*`` also receives shipment types not yet listed here.
+Events are recorded with ``oms.outbox.service.record_event(type=...)``, checked against the
+registry in ``oms.shared.events``; this module matches subscriptions against it (and
+``GET /v1/webhooks/event-types`` shows it). Add a new type there when you start emitting it.
+Wildcards (``order.*``) match by family, so a subscriber to ``shipment.*`` also receives
+shipment types not yet listed.
 """
 
 from __future__ import annotations
 
 import re
 
-EVENT_TYPES: dict[str, str] = {
-    "order.placed": "An order was accepted (routed and reserved)",
-    "order.paid": "Payment for an order was captured",
-    "order.picked": "An order's items were picked",
-    "order.packed": "An order was packed",
-    "order.shipped": "An order left the warehouse (carrier and tracking number in data)",
-    "order.delivered": "An order was delivered",
-    "order.returned": "A delivered order came back",
-    "order.cancelled": "An order was cancelled",
-    "order.rerouted": "An order's shipments were re-planned",
-    "shipment.picked": "A shipment was picked",
-    "shipment.packed": "A shipment was packed",
-    "shipment.shipped": "A shipment left its warehouse",
-    "shipment.delivered": "A shipment was delivered",
-    "inventory.low_stock": "Available stock of a SKU fell to or below its threshold",
-    "payment.authorized": "A payment was authorized (not yet captured)",
-    "payment.captured": "A payment was captured (cash on delivery: at delivery)",
-    "payment.failed": "A payment attempt failed",
-    "refund.issued": "A refund was issued (by API, on return receipt, or reported by a provider)",
-    "return.requested": "A return (RMA) was requested for a delivered order",
-    "return.received": "Returned units were received (restocked or discarded)",
-    "webhook.endpoint_disabled": "A webhook subscription was disabled after repeated failures",
-}
+from oms.shared.events import EVENTS
+
+EVENT_TYPES: dict[str, str] = {t: spec.description for t, spec in EVENTS.items()}
 
 _PATTERN = re.compile(r"^(\*|[a-z][a-z0-9_]*\.\*|[a-z][a-z0-9_]*\.[a-z0-9_.]+)$")
 
