@@ -10,6 +10,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, mod
 
 from oms.orders.domain import OrderStatus, PaymentMethod, Priority, ShipmentStatus
 from oms.shared.codes import normalize_country, normalize_currency
+from oms.shared.jsonlimits import LIMITS as JSON_LIMITS
+from oms.shared.jsonlimits import JsonObject
 
 Currency = Annotated[
     str,
@@ -96,8 +98,10 @@ class OrderCreate(Strict):
         description="Click and collect: the code of the store the customer collects from",
     )
     notes: Annotated[str, Field(max_length=2000)] | None = None
-    attributes: dict[str, Any] = Field(
-        default_factory=dict, max_length=50, description="Free-form key/value data you own"
+    attributes: JsonObject = Field(
+        default_factory=dict,
+        max_length=50,
+        description=f"Free-form key/value data you own (at most 50 keys). {JSON_LIMITS}",
     )
 
     model_config = ConfigDict(
