@@ -106,8 +106,6 @@ def test_order_totals() -> None:
 
 
 def test_the_event_registry_refuses_unknown_types_and_payloads_that_differ() -> None:
-    import pytest as _pytest
-
     from oms.shared.events import EVENTS, ORDER_FIELDS, InvalidEvent, check
 
     summary = dict.fromkeys(ORDER_FIELDS)
@@ -116,10 +114,10 @@ def test_the_event_registry_refuses_unknown_types_and_payloads_that_differ() -> 
         "order.shipped",
         {**summary, "previous_status": "packed", "carrier": "DHL", "tracking_number": "1"},
     )
-    with _pytest.raises(InvalidEvent, match="not in"):
+    with pytest.raises(InvalidEvent, match="not in"):
         check("order.teleported", summary)
-    with _pytest.raises(InvalidEvent, match="missing"):
+    with pytest.raises(InvalidEvent, match="missing"):
         check("order.paid", summary)
-    with _pytest.raises(InvalidEvent, match="unexpected"):
+    with pytest.raises(InvalidEvent, match="unexpected"):
         check("order.paid", {**summary, "previous_status": "placed", "colour": "red"})
     assert all(spec.description and spec.fields for spec in EVENTS.values())
