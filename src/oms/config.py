@@ -57,9 +57,32 @@ class Settings(BaseSettings):
     db_pool_recycle_s: float = Field(
         default=1800.0, description="Replace pooled connections older than this."
     )
-    db_pool_timeout_s: float = 5.0
-    db_connect_timeout_s: float = 5.0
-    db_statement_timeout_ms: int = 10_000
+    db_pool_timeout_s: float = Field(
+        default=5.0,
+        description="Longest wait for a pooled connection when all are in use; then the request "
+        "answers 503 `database_unavailable` with Retry-After.",
+    )
+    db_connect_timeout_s: float = Field(
+        default=5.0,
+        description="Longest wait to open a new connection, PostgreSQL's startup handshake "
+        "included; then 503 `database_unavailable`.",
+    )
+    db_statement_timeout_ms: int = Field(
+        default=10_000,
+        description="PostgreSQL's `statement_timeout` and `lock_timeout` for oms sessions: the "
+        "server cancels a longer statement or lock wait (503 `database_unavailable`), and the "
+        "connection stays in use.",
+    )
+    db_command_timeout_s: float | None = Field(
+        default=None,
+        description="Client-side bound on each round trip to PostgreSQL (asyncpg "
+        "`command_timeout`), for a server that does not answer at all (hung, paused, a network "
+        "partition): the request answers 503 `database_unavailable` and the connection is "
+        "discarded, never reused. Default: the statement timeout + 2 s, so that the server's "
+        "own timeout, which keeps the connection, fires first. A request waits for an "
+        "unresponsive database at most `db_request_bound_s`: pool timeout + connect timeout + "
+        "this.",
+    )
     max_body_bytes: int = 262_144
     max_order_lines: int = 250
     idempotency_ttl_hours: int = 24
@@ -94,6 +117,21 @@ class Settings(BaseSettings):
         default=False,
         description="`oms serve` also runs `oms worker` (outbox relay) as a child process",
     )
+
+    @property
+    def effective_db_command_timeout_s(self) -> float:
+        """``db_command_timeout_s``, or the statement timeout + 2 s."""
+        if self.db_command_timeout_s is not None:
+            return self.db_command_timeout_s
+        return self.db_statement_timeout_ms / 1000 + 2.0
+
+    @property
+    def db_request_bound_s(self) -> float:
+        """The longest a request waits on a database that does not answer (down or hung):
+        a pooled connection (pool timeout), a new one (connect timeout; also after a failed
+        pre-ping), one round trip (command timeout). Then it answers 503."""
+        waits = (self.db_pool_timeout_s, self.db_connect_timeout_s)
+        return sum(waits) + self.effective_db_command_timeout_s
 
     @property
     def effective_db_pool_size(self) -> int:

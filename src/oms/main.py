@@ -153,14 +153,14 @@ def install_exception_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(asyncpg.PostgresError)
     async def _postgres(request: Request, exc: asyncpg.PostgresError) -> JSONResponse:
-        # raised by code that talks to asyncpg directly (the order placement hot path)
+        # a driver error that reached us untranslated (oms.db.DriverConnection translates its own)
         sqlstate = str(getattr(exc, "sqlstate", None) or "")
         return await _database_error(request, exc, sqlstate, False)
 
     @app.exception_handler(AsyncAdapt_Error)
     async def _adapted(request: Request, exc: AsyncAdapt_Error) -> JSONResponse:
-        # SQLAlchemy's DBAPI-level error, raised unwrapped when code drives the adapted
-        # connection directly (oms.db.driver_connection); InterfaceError = connection closed
+        # SQLAlchemy's DBAPI-level error, should one be raised unwrapped (nothing in oms drives
+        # the adapted connection directly); InterfaceError = connection closed
         sqlstate = str(getattr(exc, "sqlstate", None) or "")
         return await _database_error(request, exc, sqlstate, _connection_lost(exc))
 
