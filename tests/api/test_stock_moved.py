@@ -53,11 +53,20 @@ class Holder:
     def __init__(self, session: AsyncSession, warehouse: str, pid: int) -> None:
         self.session, self.warehouse, self.pid = session, warehouse, pid
 
-    async def wait_until_blocking(self, engine: AsyncEngine, within_s: float = 10.0) -> None:
-        """Until some other backend (the order's reservation) waits for this lock."""
+    async def wait_until_blocking(
+        self, engine: AsyncEngine, request: asyncio.Task[httpx.Response], within_s: float = 30.0
+    ) -> None:
+        """Until some other backend (the order's reservation) waits for this lock. Generous: the
+        first order of a test process loads the offline geo tables, slow on a busy machine."""
         deadline = time.monotonic() + within_s
         async with engine.connect() as conn:
             while time.monotonic() < deadline:
+                if request.done():
+                    resp = request.result()
+                    raise AssertionError(
+                        f"the order did not wait for {self.warehouse}: "
+                        f"{resp.status_code} {resp.text[:300]}"
+                    )
                 waiting = await conn.scalar(
                     text(
                         "SELECT count(*) FROM pg_stat_activity "
@@ -68,7 +77,15 @@ class Holder:
                 if waiting:
                     return
                 await asyncio.sleep(0.01)
-        raise AssertionError(f"nothing waited for the {self.warehouse} stock row")
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT pid, wait_event, pg_blocking_pids(pid)::text, left(query, 60) "
+                        "FROM pg_stat_activity WHERE datname = current_database()"
+                    )
+                )
+            ).all()
+        raise AssertionError(f"nothing waited for {self.warehouse} (pid {self.pid}): {rows}")
 
     async def count_away_and_commit(self) -> None:
         """On hand = reserved, through the ledger (a stock count), then commit."""
@@ -109,7 +126,7 @@ async def test_stock_moved_routes_again_in_a_new_transaction(
     headers = auth(keys["storefront"]) | {"Idempotency-Key": "race-1"}
     async with holding(sessionmaker, "HAM") as ham:
         placing = asyncio.create_task(client.post("/v1/orders", json=body, headers=headers))
-        await ham.wait_until_blocking(engine)
+        await ham.wait_until_blocking(engine, placing)
         await ham.count_away_and_commit()
         resp = await placing
     assert resp.status_code == 201, resp.text
@@ -146,7 +163,7 @@ async def test_stock_moved_while_a_duplicate_waits_places_one_order(
     headers = auth(keys["storefront"]) | {"Idempotency-Key": "dup"}
     async with holding(sessionmaker, "HAM") as ham:
         first = asyncio.create_task(client.post("/v1/orders", json=body, headers=headers))
-        await ham.wait_until_blocking(engine)
+        await ham.wait_until_blocking(engine, first)
         second = asyncio.create_task(client.post("/v1/orders", json=body, headers=headers))
         await asyncio.sleep(0.2)  # the retry waits for the first one's claim of the key
         await ham.count_away_and_commit()
@@ -182,7 +199,7 @@ async def test_stock_moving_on_every_attempt_is_a_409_stock_contention_that_stor
     ):
         placing = asyncio.create_task(client.post("/v1/orders", json=body, headers=headers))
         for holder in (ham, ber, muc):  # nearest first, one warehouse per attempt
-            await holder.wait_until_blocking(engine)
+            await holder.wait_until_blocking(engine, placing)
             await holder.count_away_and_commit()
         resp = await placing
     assert resp.status_code == 409, resp.text
