@@ -12,14 +12,18 @@ OrderRead-shaped idempotent response), and the same reads:
    (oms's own statement, ``oms.inventory.service.ROUTING_SNAPSHOT_SQL``, calling the database
    function ``oms_routing_snapshot``)
 5. one statement writing the order, its lines, the ``placed`` history event, the shipments,
-   the ``order.placed`` outbox event and the stored idempotent response
+   the ``order.placed`` outbox event, the stored idempotent response and the customer's
+   placed-order totals: oms's own statement and parameters (``oms.orders.placement._PLACE_ORDER``,
+   i.e. ``src/oms/orders/sql/place_order.sql``, and ``_order_params``)
 6. the reservation, the contended statement: oms's own statement and arguments
    (``oms.inventory.service.RESERVE_SQL`` and ``reserve_args``, calling the database function
    ``oms_reserve``): the allocations written, the stock rows locked in (warehouse, sku) order
    and incremented only if all of them still have the units; then ``COMMIT``
 
-The database functions are the ones the migrations install from ``src/oms/inventory/sql/``;
-nothing here is a copy of oms's SQL but the order write of step 5.
+The database functions are the ones the migrations install from ``src/oms/inventory/sql/``.
+The statements of steps 4 to 6 are oms's own, not copies, sent with the arguments oms's own
+functions build from the same rows (``NewOrder``, ``NewShipment``, ``Reservation``); only the
+small reads of steps 2 and 3, which oms builds with SQLAlchemy, are written out here.
 
 oms sends one more round trip (the channel's routing policy). When the stock moved, both roll
 back; oms then routes again in a new transaction, the ceiling does not retry. The "routing" here
@@ -54,6 +58,7 @@ from _common import (
     zipf_weights,
 )
 
+from oms.auth.service import Principal
 from oms.inventory.service import (
     RESERVE_SQL,
     ROUTING_SNAPSHOT_SQL,
@@ -61,54 +66,17 @@ from oms.inventory.service import (
     Reservation,
     reserve_args,
 )
+from oms.orders.domain import line_amounts, order_totals
+from oms.orders.events import order_summary
+from oms.orders.placement import _PLACE_ORDER, _order_params
+from oms.orders.plans import NewOrder, NewOrderLine, NewShipment
+from oms.shared.roles import Role
 
 AUTH = """SELECT id, name, role, channel, secret_hash FROM api_keys
 WHERE prefix = $1 AND revoked_at IS NULL"""
 
 CLAIM = """INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3)
 ON CONFLICT (scope, key) DO NOTHING RETURNING id"""
-
-WRITE = """WITH o AS (
-  INSERT INTO orders (id, status, version, channel, customer_id, customer_email, currency,
-    payment_method, priority, ship_name, ship_lines, ship_city, ship_postal_code, ship_country,
-    subtotal_amount, tax_amount, shipping_fee, total_amount, fulfillment, attributes,
-    created_by, created_at, updated_at, routing)
-  VALUES ($1, 'placed', 1, $2, $3, $4, 'EUR', 'card', 'standard', $5, $6::jsonb, $7, $8, $9,
-    $10, $11, $12, $13, 'ship', '{}'::jsonb, $14, $15, $15, $16::jsonb)
-  RETURNING number
-), l AS (
-  INSERT INTO order_lines (id, order_id, line_no, sku, name, quantity, unit_price, tax_rate_bps,
-    subtotal_amount, tax_amount, total_amount, backordered, placed_at, channel, currency)
-  SELECT u.id, $1, u.no, u.sku, u.name, u.qty, u.price, u.tax, u.sub, u.taxa, u.tot, 0, $15, $2,
-         'EUR'
-  FROM unnest($17::uuid[], $18::int[], $19::text[], $20::text[], $21::int[], $22::bigint[],
-              $23::int[], $24::bigint[], $25::bigint[], $26::bigint[])
-       AS u(id, no, sku, name, qty, price, tax, sub, taxa, tot)
-), e AS (
-  INSERT INTO order_events (order_id, kind, from_status, to_status, actor, actor_role, data,
-    request_id, created_at)
-  VALUES ($1, 'transition', NULL, 'placed', $14, 'storefront', '{}'::jsonb, $27, $15)
-), sh AS (
-  INSERT INTO shipments (id, order_id, seq, warehouse_id, warehouse_code, status, version,
-    created_at, updated_at)
-  SELECT u.id, $1, u.seq, u.wid, u.code, 'pending', 1, $15, $15
-  FROM unnest($28::uuid[], $29::int[], $30::uuid[], $31::text[]) AS u(id, seq, wid, code)
-), ob AS (
-  INSERT INTO outbox_events (event_id, type, aggregate_type, aggregate_id, payload, created_at)
-  SELECT $32, 'order.placed', 'order', $1::text,
-         jsonb_set($33::jsonb, '{data,number}', to_jsonb(o.number)), $15 FROM o
-), ik AS (
-  UPDATE idempotency_keys
-  SET response_status = 201, response_body = jsonb_set($34::jsonb, '{number}', to_jsonb(o.number)),
-      order_id = $1
-  FROM o WHERE scope = $35 AND key = $36
-), c AS (
-  INSERT INTO customer_order_totals AS t (currency, guest, customer_key, orders, amount)
-  SELECT 'EUR', $3::text IS NULL, coalesce($3, $4), 1, $13 FROM o
-  ON CONFLICT (currency, guest, customer_key)
-  DO UPDATE SET orders = t.orders + 1, amount = t.amount + excluded.amount
-)
-SELECT number FROM o"""
 
 
 def _km(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -174,10 +142,12 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             dest = _CITY_POINTS.get(body["shipping_address"]["country"], (50.0, 10.0))
             stock: dict[uuid.UUID, dict[str, int]] = {}
             points: dict[uuid.UUID, tuple[float, float]] = {}
+            codes: dict[uuid.UUID, str] = {}
             for r in await conn.fetch(ROUTING_SNAPSHOT_SQL, skus):
                 if not r["active"]:
                     continue
                 points[r["id"]] = (r["latitude"], r["longitude"])
+                codes[r["id"]] = r["code"]
                 if r["sku"] is not None and r["available"] > 0:
                     stock.setdefault(r["id"], {})[r["sku"]] = r["available"]
             by_distance = sorted(stock, key=lambda w: _km(dest, points[w]))
@@ -197,40 +167,88 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 if w is None:
                     raise _Rollback("insufficient_stock")
                 plan.append((i, w))
-            line_ids = [uuid.uuid4() for _ in lines]
-            wids = list(dict.fromkeys(w for _, w in plan))
-            ship_ids = {w: uuid.uuid4() for w in wids}
+            principal = Principal(
+                key_id=row["id"], name=row["name"], role=Role(row["role"]), channel=row["channel"]
+            )
             amounts = [
-                (
-                    ln["quantity"] * ln["unit_price"],
-                    ln["quantity"] * ln["unit_price"] * ln.get("tax_rate_bps", 0) // 10_000,
-                )
+                line_amounts(ln["quantity"], ln["unit_price"], ln.get("tax_rate_bps", 0))
                 for ln in lines
             ]
-            sub = sum(a for a, _ in amounts)
-            tax = sum(t for _, t in amounts)
-            total = sub + tax + body["shipping_fee"]
+            totals = order_totals(amounts, body["shipping_fee"])
+            new_lines = [
+                NewOrderLine(
+                    id=uuid.uuid4(),
+                    order_id=order_id,
+                    line_no=n,
+                    sku=ln["sku"],
+                    name=ln.get("name"),
+                    quantity=ln["quantity"],
+                    unit_price=ln["unit_price"],
+                    tax_rate_bps=ln.get("tax_rate_bps", 0),
+                    backordered=0,
+                    subtotal_amount=a.subtotal,
+                    tax_amount=a.tax,
+                    total_amount=a.total,
+                )
+                for n, (ln, a) in enumerate(zip(lines, amounts, strict=True), start=1)
+            ]
+            line_ids = [ln.id for ln in new_lines]
+            wids = list(dict.fromkeys(w for _, w in plan))
+            shipments = [
+                NewShipment(
+                    id=uuid.uuid4(),
+                    order_id=order_id,
+                    seq=n,
+                    warehouse_id=w,
+                    warehouse_code=codes[w],
+                    created_at=now,
+                )
+                for n, w in enumerate(wids, start=1)
+            ]
+            ship_ids = {sh.warehouse_id: sh.id for sh in shipments}
             # Documents of the size oms writes: the routing decision with its explanation (one
-            # real explanation, computed once), the order summary, and an OrderRead-shaped body.
+            # real explanation, computed once), and an OrderRead-shaped idempotent response.
             routing = {
                 "warehouses": [str(w) for w in wids],
                 "fully_filled": True,
                 "backorders": [],
                 "explanation": explanation,
             }
-            summary = {
-                "order_id": str(order_id),
-                "number": 0,
-                "status": "placed",
-                "channel": "web",
-                "external_reference": None,
-                "customer_id": body["customer"]["id"],
-                "customer_email": body["customer"]["email"],
-                "currency": "EUR",
-                "total": total,
-                "lines": [{"sku": ln["sku"], "quantity": ln["quantity"]} for ln in lines],
-                "warehouses": routing["warehouses"],
-            }
+            addr = body["shipping_address"]
+            order = NewOrder(
+                id=order_id,
+                number=0,
+                status="placed",
+                version=1,
+                channel=body["channel"],
+                external_reference=None,
+                customer_id=body["customer"]["id"],
+                customer_email=body["customer"]["email"],
+                currency=body["currency"],
+                payment_method=body["payment_method"],
+                priority="standard",
+                ship_name=addr["name"],
+                ship_lines=addr["lines"],
+                ship_city=addr["city"],
+                ship_postal_code=addr["postal_code"],
+                ship_region=None,
+                ship_country=addr["country"],
+                ship_latitude=None,
+                ship_longitude=None,
+                subtotal_amount=totals.subtotal,
+                tax_amount=totals.tax_total,
+                shipping_fee=totals.shipping_fee,
+                total_amount=totals.total,
+                fulfillment="ship",
+                pickup_warehouse_code=None,
+                notes=None,
+                attributes={},
+                created_by=principal.actor,
+                created_at=now,
+                updated_at=now,
+                lines=new_lines,
+                routing=routing,
+            )
             stamp = now.isoformat()
             response = {
                 "id": str(order_id),
@@ -239,29 +257,34 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 "version": 1,
                 "allowed_transitions": ["paid", "cancelled"],
                 **{k: body[k] for k in ("channel", "currency", "customer", "shipping_address")},
-                "payment_method": "card",
-                "priority": "standard",
+                "payment_method": order.payment_method,
+                "priority": order.priority,
                 "lines": [
                     {
-                        "id": str(line_ids[i]),
-                        "line_no": i + 1,
+                        "id": str(ln.id),
+                        "line_no": ln.line_no,
                         "backordered": 0,
-                        "subtotal": a,
-                        "tax": t,
-                        "total": a + t,
-                        **ln,
+                        "subtotal": ln.subtotal_amount,
+                        "tax": ln.tax_amount,
+                        "total": ln.total_amount,
+                        **data,
                     }
-                    for i, (ln, (a, t)) in enumerate(zip(lines, amounts, strict=True))
+                    for ln, data in zip(new_lines, lines, strict=True)
                 ],
-                "totals": {"subtotal": sub, "tax_total": tax, "shipping_fee": 0, "total": total},
+                "totals": {
+                    "subtotal": totals.subtotal,
+                    "tax_total": totals.tax_total,
+                    "shipping_fee": totals.shipping_fee,
+                    "total": totals.total,
+                },
                 "fulfillment": "ship",
                 "pickup_store": None,
                 "shipments": [
                     {
-                        "id": str(ship_ids[w]),
+                        "id": str(sh.id),
                         "order_id": str(order_id),
-                        "seq": n,
-                        "warehouse": "WH",
+                        "seq": sh.seq,
+                        "warehouse": sh.warehouse_code,
                         "status": "pending",
                         "carrier": None,
                         "tracking_number": None,
@@ -272,16 +295,16 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                                 "quantity": lines[i]["quantity"],
                             }
                             for i, pw in plan
-                            if pw == w
+                            if pw == sh.warehouse_id
                         ],
                         "created_at": stamp,
                         **dict.fromkeys(
                             ("picked_at", "packed_at", "shipped_at", "delivered_at", "cancelled_at")
                         ),
                     }
-                    for n, w in enumerate(wids, start=1)
+                    for sh in shipments
                 ],
-                "routed_to": ["WH"] * len(wids),
+                "routed_to": [sh.warehouse_code for sh in shipments],
                 "notes": None,
                 "attributes": {},
                 "created_at": stamp,
@@ -291,44 +314,19 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 ),
                 "cancelled_at": None,
             }
-            addr = body["shipping_address"]
+            # as oms.orders.placement._write sends it (the request id: the idempotency key)
+            event_id = uuid.uuid4()
+            event = {
+                "id": str(event_id),
+                "type": "order.placed",
+                "occurred_at": stamp,
+                "data": {**order_summary(order), "warehouses": routing["warehouses"]},
+            }
             number = await conn.fetchval(
-                WRITE,
-                order_id,
-                "web",
-                body["customer"]["id"],
-                body["customer"]["email"],
-                addr["name"],
-                json.dumps(addr["lines"]),
-                addr["city"],
-                addr["postal_code"],
-                addr["country"],
-                sub,
-                tax,
-                body["shipping_fee"],
-                total,
-                "apikey:bench",
-                now,
-                json.dumps(routing),
-                line_ids,
-                list(range(1, len(lines) + 1)),
-                skus,
-                [ln.get("name") for ln in lines],
-                [ln["quantity"] for ln in lines],
-                [ln["unit_price"] for ln in lines],
-                [ln.get("tax_rate_bps", 0) for ln in lines],
-                [a for a, _ in amounts],
-                [t for _, t in amounts],
-                [a + t for a, t in amounts],
-                key,
-                [ship_ids[w] for w in wids],
-                list(range(1, len(wids) + 1)),
-                wids,
-                ["WH"] * len(wids),
-                uuid.uuid4(),
-                json.dumps(
-                    {"type": "order.placed", "occurred_at": now.isoformat(), "data": summary}
-                ),
+                _PLACE_ORDER,
+                *_order_params(order, new_lines, shipments, principal, key),
+                event_id,
+                json.dumps(event, default=str),
                 json.dumps(response),
                 scope,
                 key,

@@ -376,18 +376,19 @@ REPORTS: dict[str, dict[str, Any]] = {
     "top-customers, aggregate": {"limit": 10},
 }
 AGGREGATE_ONLY = {"top-customers, aggregate": "top-customers"}
-"""Timed again with the placed-order-totals bound off (``MAX_CANDIDATES = 0``): what the report
-costs where the bound cannot help (sales spread evenly over many customers, short windows)."""
+"""Timed again with the placed-order-totals bound off (``Pruning(max_candidates=0)``): what the
+report costs where the bound cannot help (sales spread evenly over many customers, short
+windows)."""
 
 
 async def measure(url: str, *, repeat: int, now: datetime, csv: bool) -> list[dict[str, Any]]:
     from oms.auth.service import create_api_key
     from oms.db import create_sessionmaker
     from oms.main import create_app
-    from oms.reports import service as reports_service
+    from oms.reports import customers
     from oms.shared.roles import Role
 
-    candidates = reports_service.MAX_CANDIDATES
+    default = customers.PRUNING
 
     app = create_app(Settings(database_url=url, db_pool_size=4, db_statement_timeout_ms=60_000))
     out: list[dict[str, Any]] = []
@@ -404,7 +405,9 @@ async def measure(url: str, *, repeat: int, now: datetime, csv: bool) -> list[di
                 }
                 for label, extra in REPORTS.items():
                     report = AGGREGATE_ONLY.get(label, label)
-                    reports_service.MAX_CANDIDATES = 0 if label in AGGREGATE_ONLY else candidates
+                    customers.PRUNING = (
+                        customers.Pruning(max_candidates=0) if label in AGGREGATE_ONLY else default
+                    )
                     for fmt in ("json", "csv") if csv else ("json",):
                         query = urlencode(bounds | extra | {"format": fmt})
                         path = f"/v1/reports/{report}?{query}"

@@ -5,14 +5,27 @@ from __future__ import annotations
 import csv
 import io
 import random
-from datetime import timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from oms.reports.service import (
+    Pruning,
+    Sampling,
+    Sort,
+    Window,
+    customer_bounds,
+    fulfilment,
+    top_customers,
+    top_customers_within,
+)
+from oms.shared.clock import utcnow
 from tests.helpers import assert_stock_invariants, auth, order_body, stock
 from tests.reports.data import W_FROM, W_TO, Line, Spec, load, t
 
@@ -26,6 +39,10 @@ async def report(
     assert resp.status_code == 200, resp.text
     body: dict[str, Any] = resp.json()
     return body
+
+
+def _at(instant: str) -> datetime:
+    return datetime.fromisoformat(instant)
 
 
 def pick(items: list[dict[str, Any]], *fields: str) -> list[tuple[Any, ...]]:
@@ -692,49 +709,66 @@ async def _many_durations(engine: AsyncEngine) -> dict[str, list[float]]:
     }
 
 
-def _record_sql(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The text of every statement the app's sessions execute from now on (which path ran)."""
+@contextmanager
+def _recorded_sql(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The text of every statement sent on the engine's connections meanwhile (which path ran):
+    an event listener on the engine, not a patch of the session."""
     calls: list[str] = []
-    execute = AsyncSession.execute
 
-    async def spy(self: AsyncSession, statement: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(str(statement))
-        return await execute(self, statement, *args, **kwargs)
+    def record(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        calls.append(statement)
 
-    monkeypatch.setattr(AsyncSession, "execute", spy)
-    return calls
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield calls
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 MAY = {"from": "2025-05-01T00:00:00Z", "to": "2025-06-01T00:00:00Z"}
 
 
-@pytest.mark.parametrize("path", ["one exact sort", "sample brackets", "missed brackets"])
+SAMPLINGS = {
+    "one exact sort": None,  # production's: ~19 of the 600 orders sampled, too few to bracket
+    "sample brackets": Sampling(mask=3, min_sample=50),  # ~1 in 4 orders: ~150 sampled
+    "missed brackets": Sampling(mask=3, min_sample=50, sigmas=-3.0),  # away from the percentiles
+}
+
+
+@pytest.mark.parametrize("path", list(SAMPLINGS))
 async def test_fulfilment_percentiles_are_exact_whichever_way_they_are_found(
     path: str,
     client: httpx.AsyncClient,
     keys: dict[str, str],
     engine: AsyncEngine,
-    monkeypatch: pytest.MonkeyPatch,
+    sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     """Large windows bracket each percentile with a sample and read off the exact value; a
     bracket the sample got wrong falls back to the sort. All three give percentile_cont's
-    figures (checked by hand here)."""
-    from oms.reports import service
-
+    figures (checked by hand here), and so does the API (with production's sampling)."""
     durations = await _many_durations(engine)
-    if path != "one exact sort":
-        monkeypatch.setattr(service, "SAMPLE_MASK", 3)  # ~1 in 4 orders: ~150 sampled
-        monkeypatch.setattr(service, "MIN_SAMPLE", 50)
-    if path == "missed brackets":
-        monkeypatch.setattr(service, "SIGMAS", -3.0)  # brackets away from the percentiles
-    calls = _record_sql(monkeypatch)
-    kpis = await report(client, keys, "fulfilment", **MAY)
+    window = Window(start=_at(MAY["from"]), end=_at(MAY["to"]))
+    with _recorded_sql(engine) as calls:
+        async with sessionmaker() as session, session.begin():
+            kpis = await fulfilment(
+                session,
+                window=window,
+                late_after=timedelta(hours=48),
+                as_of=utcnow(),
+                sampling=SAMPLINGS[path],
+            )
     sorted_here = any("percentile_cont" in c for c in calls)
     assert sorted_here is (path != "sample brackets")
+    api = await report(client, keys, "fulfilment", **MAY)
     for figure, values in durations.items():
-        assert kpis[figure]["orders"] == len(values)
-        assert kpis[figure]["median_s"] == pytest.approx(_percentile_cont(values, 0.5), abs=1e-3)
-        assert kpis[figure]["p90_s"] == pytest.approx(_percentile_cont(values, 0.9), abs=1e-3)
+        for found in (kpis, api):
+            assert found[figure]["orders"] == len(values)
+            assert found[figure]["median_s"] == pytest.approx(
+                _percentile_cont(values, 0.5), abs=1e-3
+            )
+            assert found[figure]["p90_s"] == pytest.approx(_percentile_cont(values, 0.9), abs=1e-3)
 
 
 APRIL = {"from": "2025-04-01T00:00:00Z", "to": "2025-05-01T00:00:00Z"}
@@ -787,53 +821,62 @@ def _top_customers_by_hand(specs: list[Spec], limit: int, sort: str) -> list[tup
     return rows
 
 
+async def _top_customers_by(
+    session: AsyncSession, path: str, *, sort: Sort, limit: int, currency: str | None = None
+) -> list[dict[str, Any]]:
+    """April's top customers of channel web, found the way ``path`` says."""
+    start, end = _at(APRIL["from"]), _at(APRIL["to"])
+    window = Window(start=start, end=end, channel="web", currency=currency)
+    if path == "bounded":
+        return await top_customers(session, window=window, limit=limit, sort=sort)
+    if path == "aggregated":  # no customer may be looked up one by one
+        pruning = Pruning(max_candidates=0)
+        return await top_customers(session, window=window, limit=limit, sort=sort, pruning=pruning)
+    # "bound missed": as if a first-list sale were cancelled between the two statements, the
+    # lookup is given bounds above what the customers' sales now reach
+    bounds = await customer_bounds(session, window=window, limit=limit, sort=sort)
+    missed = {c: None if b is None else b * 100 for c, b in bounds.items()}
+    return await top_customers_within(session, window=window, limit=limit, sort=sort, bounds=missed)
+
+
+CUSTOMER_FIELDS = ("currency", "rank", "customer_id", "customer_email", "orders", "revenue")
+
+
 @pytest.mark.parametrize("path", ["bounded", "aggregated", "bound missed"])
 @pytest.mark.parametrize(("sort", "limit"), [("revenue", 5), ("orders", 3), ("revenue", 60)])
 async def test_top_customers_are_exact_whichever_way_they_are_found(
     path: str,
-    sort: str,
+    sort: Sort,
     limit: int,
     client: httpx.AsyncClient,
     keys: dict[str, str],
     engine: AsyncEngine,
-    monkeypatch: pytest.MonkeyPatch,
+    sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     """Top customers look up only the customers whose placed-order totals can reach the list;
     when too many can, or the bound is missing (a list longer than the customers with sales),
     or the list found falls short of the bound, they aggregate the window. Every way gives the
-    same, hand-computed list."""
-    from oms.reports import service
-
+    same, hand-computed list, and so does the API."""
     specs = await _many_customers(engine)
-    if path == "aggregated":
-        monkeypatch.setattr(service, "MAX_CANDIDATES", 0)
-    if path == "bound missed":  # as if a first-list sale were cancelled between the statements
-        bounds = service._customer_bounds
-
-        async def inflated(*args: Any, **kwargs: Any) -> dict[str, int | None]:
-            found = await bounds(*args, **kwargs)
-            return {c: None if b is None else b * 100 for c, b in found.items()}
-
-        monkeypatch.setattr(service, "_customer_bounds", inflated)
-    calls = _record_sql(monkeypatch)
-    body = await report(client, keys, "top-customers", **APRIL, channel="web", sort=sort,
-                        limit=limit)  # fmt: skip
+    with _recorded_sql(engine) as calls:
+        async with sessionmaker() as session, session.begin():
+            rows = await _top_customers_by(session, path, sort=sort, limit=limit)
+            usd = await _top_customers_by(session, path, sort=sort, limit=limit, currency="USD")
     expected = _top_customers_by_hand(specs, limit, sort)
     assert len(expected) == 2 * limit if limit < 10 else len(expected) < 2 * limit
     assert (
-        pick(
-            body["items"], "currency", "rank", "customer_id", "customer_email", "orders", "revenue"
-        )
+        pick(rows, *CUSTOMER_FIELDS)
         == [  # fmt: skip
             (c, rank, cid, g or f"c{cid[4:]}@example.com", n, revenue)
             for c, rank, cid, g, n, revenue in expected
         ]
     )
-    usd = await report(client, keys, "top-customers", **APRIL, channel="web", sort=sort,
-                       limit=limit, currency="USD")  # fmt: skip
-    assert usd["items"] == [item for item in body["items"] if item["currency"] == "USD"]
+    assert usd == [row for row in rows if row["currency"] == "USD"]
     aggregated = any("GROUP BY o.currency, o.customer_id" in c for c in calls)
     assert aggregated is (path != "bounded" or limit == 60)
     assert any("JOIN customer_order_totals k" in c for c in calls) is (
         path != "aggregated" and limit < 60
     )
+    body = await report(client, keys, "top-customers", **APRIL, channel="web", sort=sort,
+                        limit=limit)  # fmt: skip
+    assert pick(body["items"], *CUSTOMER_FIELDS) == pick(rows, *CUSTOMER_FIELDS)
