@@ -243,6 +243,7 @@ async def transition_order(
                     Shipment.status != ShipmentStatus.CANCELLED.value,
                 )
                 .order_by(Shipment.seq)
+                .execution_options(populate_existing=True)  # as committed: read after the lock
             )
         ).all()
     )
