@@ -1,0 +1,298 @@
+"""Every pair of state-changing operations on one order, at once, many rounds.
+
+The registry below lists each entry point that changes an order (order and shipment moves,
+re-routing, payments, refunds, returns, the payment provider's webhooks) with the order states
+from which it succeeds on its own. For every unordered pair (an operation with itself
+included) that shares such a state, each round builds a fresh order in that state through the
+API, fires both requests together and checks:
+
+* every answer is a success or a 4xx problem document (never a 5xx), and at least one wins;
+* the outcome is one a serial execution gives: both requests were run one after the other, in
+  each order, on fresh orders first; the race must end like one of those runs (or, when a
+  loser was refused where it would have succeeded after the winner, like the winner alone);
+* the order invariants (``check_order_invariants``): stock, allocations, the order's counts,
+  returns, money, history and outbox agree with the final state.
+
+The serial runs double as a check of the registry: each operation, run first, must succeed.
+
+Rounds per pair: ``OMS_RACE_ROUNDS`` (default 3). Each pair races from the latest state both
+operations apply to; ``OMS_RACE_ALL_STATES=1`` races it from every shared state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.races.conftest import (
+    ROUNDS,
+    STATES,
+    Harness,
+    Outcome,
+    RaceOrder,
+    answer_problems,
+    at_once,
+    check_order_invariants,
+    fingerprint_diff,
+    order_fingerprint,
+    order_invariant_violations,
+    stock_baseline,
+    stock_violations_since,
+)
+
+pytestmark = pytest.mark.slow
+
+Call = Callable[[Harness, RaceOrder], Awaitable[httpx.Response]]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One state-changing entry point, and the states from which it succeeds on its own."""
+
+    name: str
+    states: tuple[str, ...]
+    call: Call
+
+
+def _states(*names: str) -> tuple[str, ...]:
+    assert set(names) <= set(STATES), names
+    return tuple(s for s in STATES if s in names)
+
+
+UNSHIPPED = _states("placed", "authorized", "paid", "picked_one", "picked", "packed")
+CAPTURED = _states(
+    "paid",
+    "picked_one",
+    "picked",
+    "packed",
+    "shipped",
+    "delivered",
+    "return_requested",
+    "return_approved",
+)
+
+
+def _order_to(to: str) -> Call:
+    return lambda h, o: h.order_to(o, to)
+
+
+def _shipment_to(seq: int, to: str) -> Call:
+    return lambda h, o: h.shipment_to(o, seq, to)
+
+
+async def _reroute(h: Harness, o: RaceOrder) -> httpx.Response:
+    return await h.post(f"/v1/orders/{o.id}/reroute", "admin", {"reason": "race"})
+
+
+async def _pay(h: Harness, o: RaceOrder) -> httpx.Response:
+    return await h.pay(o)  # a captured payment of the whole total, new provider reference
+
+
+async def _capture(h: Harness, o: RaceOrder) -> httpx.Response:
+    return await h.post(f"/v1/payments/{o.payment_id}/capture", "admin", {})
+
+
+async def _refund(h: Harness, o: RaceOrder) -> httpx.Response:
+    body = {"amount": o.total, "reason": "race"}  # everything: a second one cannot fit
+    return await h.post(f"/v1/orders/{o.id}/refunds", "admin", body)
+
+
+async def _request_return(h: Harness, o: RaceOrder) -> httpx.Response:
+    lines = [
+        {"order_line_id": line, "quantity": qty, "reason_code": "other"}
+        for line, qty in ((o.lines["shirt"], 2), (o.lines["mug"], 1))
+    ]  # every delivered unit: a second request cannot fit
+    return await h.post(f"/v1/orders/{o.id}/returns", "storefront", {"lines": lines})
+
+
+def _decide(verdict: str) -> Call:
+    return lambda h, o: h.post(f"/v1/returns/{o.return_id}/{verdict}", "admin")
+
+
+async def _receive(h: Harness, o: RaceOrder) -> httpx.Response:
+    return await h.receive_return(o)  # restock 2, refund 100
+
+
+async def _close(h: Harness, o: RaceOrder) -> httpx.Response:
+    return await h.post(f"/v1/returns/{o.return_id}/close", "fulfillment")
+
+
+async def _hook_cancel(h: Harness, o: RaceOrder) -> httpx.Response:
+    return await h.hook("order.cancelled", order_id=o.id, reason="cancelled at the marketplace")
+
+
+async def _hook_capture(h: Harness, o: RaceOrder) -> httpx.Response:
+    return await h.hook(
+        "payment.captured", order_id=o.id, amount=o.total, currency="EUR", reference=_ref("pi")
+    )
+
+
+async def _hook_refund(h: Harness, o: RaceOrder) -> httpx.Response:
+    return await h.hook(
+        "payment.refunded", order_id=o.id, amount=o.total, currency="EUR", reference=_ref("re")
+    )
+
+
+def _ref(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+OPS: tuple[Op, ...] = (
+    # order transitions (POST /v1/orders/{id}/transitions), admin key
+    Op("order-paid", _states("placed", "authorized"), _order_to("paid")),
+    Op("order-picked", _states("paid", "picked_one"), _order_to("picked")),
+    Op("order-packed", _states("picked"), _order_to("packed")),
+    Op("order-shipped", _states("packed"), _order_to("shipped")),
+    Op("order-delivered", _states("shipped"), _order_to("delivered")),
+    Op("order-cancelled", UNSHIPPED, _order_to("cancelled")),
+    Op(
+        "order-returned",
+        _states("delivered", "return_requested", "return_approved"),
+        _order_to("returned"),
+    ),
+    # shipment transitions (POST /v1/shipments/{id}/transitions), fulfillment key
+    Op("ship1-picked", _states("paid"), _shipment_to(1, "picked")),
+    Op("ship2-picked", _states("paid", "picked_one"), _shipment_to(2, "picked")),
+    Op("ship1-packed", _states("picked_one", "picked"), _shipment_to(1, "packed")),
+    Op("ship2-packed", _states("picked"), _shipment_to(2, "packed")),
+    Op("ship1-shipped", _states("packed"), _shipment_to(1, "shipped")),
+    Op("ship2-shipped", _states("packed"), _shipment_to(2, "shipped")),
+    Op("ship1-delivered", _states("shipped"), _shipment_to(1, "delivered")),
+    Op("ship2-delivered", _states("shipped"), _shipment_to(2, "delivered")),
+    # re-routing, payments and refunds
+    Op("reroute", _states("placed", "authorized", "paid"), _reroute),
+    Op("pay", _states("placed", "authorized"), _pay),
+    Op("capture", _states("authorized"), _capture),
+    Op("refund", CAPTURED, _refund),
+    # returns
+    Op("return-request", _states("delivered"), _request_return),
+    Op("return-approve", _states("return_requested"), _decide("approve")),
+    Op("return-reject", _states("return_requested"), _decide("reject")),
+    Op("return-receive", _states("return_approved"), _receive),
+    Op("return-close", _states("return_received"), _close),
+    # the payment provider's webhooks (POST /v1/webhooks/inbound/psp, format oms)
+    Op("hook-cancel", UNSHIPPED, _hook_cancel),
+    Op("hook-capture", _states("placed", "authorized"), _hook_capture),
+    Op("hook-refund", CAPTURED, _hook_refund),
+)
+BY_NAME = {op.name: op for op in OPS}
+ALL_STATES = os.environ.get("OMS_RACE_ALL_STATES", "") not in ("", "0")
+
+
+def _pairs() -> list[Any]:
+    params = []
+    for a, b in itertools.combinations_with_replacement(OPS, 2):
+        shared = [s for s in STATES if s in a.states and s in b.states]
+        for state in shared if ALL_STATES else shared[-1:]:
+            params.append(pytest.param(a.name, b.name, state, id=f"{a.name}+{b.name}@{state}"))
+    return params
+
+
+PAIRS = _pairs()
+
+
+async def test_every_state_passes_the_invariants(harness: Harness) -> None:
+    """The checker accepts every state the races start from (a failure in a race is the race)."""
+    for state in STATES:
+        order = await harness.build(state)
+        await check_order_invariants(harness.engine, order.id)
+
+
+@dataclass
+class Serial:
+    """One serial run: which of the two won, and what the order looked like afterwards."""
+
+    won: tuple[bool, ...]
+    fingerprint: dict[str, Any]
+
+
+async def _serial(
+    harness: Harness, order: RaceOrder, ops: list[tuple[int, Op]]
+) -> tuple[Serial, list[str]]:
+    """Run ``ops`` one after the other on ``order``; ``won`` is indexed like the pair."""
+    won = [False, False]
+    for i, op in ops:
+        won[i] = (await op.call(harness, order)).status_code in (200, 201)
+    bad = await order_invariant_violations(harness.engine, order.id)
+    return Serial(tuple(won), await order_fingerprint(harness.engine, order.id)), bad
+
+
+@pytest.mark.parametrize(("a", "b", "state"), PAIRS)
+async def test_pair_at_once(harness: Harness, a: str, b: str, state: str) -> None:
+    op_a, op_b = BY_NAME[a], BY_NAME[b]
+    baseline = await stock_baseline(harness.engine)
+    same = a == b  # an operation with itself: "b then a" is "a then b" with the roles swapped
+    serial_orders = [[(0, op_a), (1, op_b)]] + ([] if same else [[(1, op_b), (0, op_a)]])
+    built = await harness.build_many(state, len(serial_orders) + ROUNDS)
+    serial_runs, racing = built[: len(serial_orders)], built[len(serial_orders) :]
+    runs = await asyncio.gather(
+        *(_serial(harness, o, ops) for o, ops in zip(serial_runs, serial_orders, strict=True))
+    )
+    (ab, ab_bad), (ba, ba_bad) = runs[0], runs[-1]
+    if same:
+        ba, ba_bad = Serial(ab.won[::-1], ab.fingerprint), []
+    serial = {"a then b": ab, "b then a": ba}
+    serial_bad = [f"serial a then b: {x}" for x in ab_bad] + [
+        f"serial b then a: {x}" for x in ba_bad
+    ]
+    # the registry is right: alone, each succeeds from this state (so both losing is the race)
+    serial_bad += [
+        f"{op.name} alone was refused from {state}"
+        for op, w in ((op_a, ab.won[0]), (op_b, ba.won[1]))
+        if not w
+    ]
+
+    async def alone(i: int) -> Serial:
+        """The winner alone: for a loser refused where it would have succeeded after it."""
+        key = f"{'ab'[i]} alone"
+        if key not in serial:
+            serial[key], bad = await _serial(
+                harness, await harness.build(state), [(i, (op_a, op_b)[i])]
+            )
+            serial_bad.extend(f"serial {key}: {x}" for x in bad)
+        return serial[key]
+
+    rounds: list[tuple[list[Outcome], list[str]]] = []
+    for order in racing:
+        outcomes = await at_once(
+            (f"{a} (a)", partial(op_a.call, harness, order)),
+            (f"{b} (b)", partial(op_b.call, harness, order)),
+        )
+        bad = answer_problems(outcomes)
+        won = (outcomes[0].won, outcomes[1].won)
+        if not any(won):
+            bad.append("both were refused: run one after the other, the first succeeds")
+        elif not bad:
+            got = await order_fingerprint(harness.engine, order.id)
+            candidates = [s for s in serial.values() if s.won == won]
+            if not candidates and not all(won):  # serially both win: the loser changed nothing
+                candidates = [await alone(won.index(True))]
+            if not candidates:
+                seen = {k: s.won for k, s in serial.items()}
+                bad.append(f"both won, but serially one is refused: {seen}")
+            elif not any(s.fingerprint == got for s in candidates):
+                diff = " | ".join(fingerprint_diff(s.fingerprint, got) for s in candidates)
+                bad.append(f"no serial run ends like this (serial vs race): {diff}")
+        bad += await order_invariant_violations(harness.engine, order.id)
+        rounds.append((outcomes, bad))
+    serial_bad += await stock_violations_since(harness.engine, baseline)
+    assert not serial_bad and not any(bad for _, bad in rounds), _report(serial_bad, rounds)
+
+
+def _report(serial_bad: list[str], rounds: list[tuple[list[Outcome], list[str]]]) -> str:
+    lines = list(serial_bad)
+    for i, (outcomes, bad) in enumerate(rounds, start=1):
+        if bad:
+            lines.append(f"round {i}: " + "; ".join(str(o) for o in outcomes))
+            lines += [f"    {x}" for x in bad]
+    failed = sum(1 for _, bad in rounds if bad)
+    return f"{failed} of {len(rounds)} rounds broke:\n" + "\n".join(lines)
