@@ -81,8 +81,9 @@ async def stock(
 CUSTOMER_ORDER_TOTALS = """
     SELECT currency, customer_id IS NULL AS guest, coalesce(customer_id, customer_email)
            AS customer_key, count(*) AS orders, sum(total_amount) AS amount
-    FROM orders GROUP BY 1, 2, 3"""
-"""``customer_order_totals`` as it must be: every order placed, per customer and currency."""
+    FROM orders WHERE customer_id IS NOT NULL OR customer_email IS NOT NULL GROUP BY 1, 2, 3"""
+"""``customer_order_totals`` as it must be: every order placed, per customer and currency
+(orders of guests known only by phone, and anonymous ones, are not totalled)."""
 
 FILL_CUSTOMER_ORDER_TOTALS = (
     "INSERT INTO customer_order_totals (currency, guest, customer_key, orders, amount) "

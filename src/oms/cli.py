@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,8 +22,21 @@ if TYPE_CHECKING:
 
 
 @contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """While stopping what a command started, a second Ctrl-C or SIGTERM must not cut it short."""
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in stops}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextmanager
 def database_url(settings: Settings) -> Iterator[str]:
-    """OMS_DATABASE_URL if set; otherwise an embedded Postgres under OMS_DATA_DIR."""
+    """OMS_DATABASE_URL if set; otherwise an embedded Postgres under OMS_DATA_DIR, stopped on
+    the way out (also when a stop signal interrupts its start)."""
     if settings.database_url:
         yield settings.database_url
         return
@@ -35,16 +49,42 @@ def database_url(settings: Settings) -> Iterator[str]:
         url = pg.start()
     except EmbeddedPostgresError as exc:
         raise SystemExit(f"oms: cannot start the embedded Postgres: {exc}") from None
+    except BaseException:  # e.g. Ctrl-C while pg_ctl was starting it
+        if pg.started_here:
+            with _signals_ignored():
+                pg.stop()
+        raise
     print(f"oms: embedded Postgres at {data_dir}", file=sys.stderr)
     try:
         yield url
     finally:
         if pg.started_here:  # leave a server another oms process started alone
-            pg.stop()
+            with _signals_ignored():
+                pg.stop()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = get_settings()
+    """Run the API (and, with OMS_SERVE_WORKER, the relay) until SIGTERM or SIGINT.
+
+    Either signal ends it the same way, whatever the number of worker processes: uvicorn shuts
+    its workers down gracefully, then the relay is stopped, then the embedded Postgres (if this
+    command started it), cleanly (``pg_ctl stop -m fast``). SIGTERM is turned into the
+    KeyboardInterrupt that SIGINT raises, so that it unwinds through the same ``finally``
+    blocks: left at its default, SIGTERM ends the process on the spot when uvicorn re-raises it
+    after its own shutdown (one worker), orphaning the relay and Postgres.
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        _serve(args, get_settings())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    from oms.shared.logging import configure_logging, logging_config
+
+    configure_logging(settings.log_level, settings.log_format)
     workers = args.workers or settings.workers
     with database_url(settings) as url:
         os.environ["OMS_DATABASE_URL"] = url
@@ -61,32 +101,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom_dir)
         import uvicorn
 
-        from oms.shared.logging import configure_logging
+        from oms.server import uvicorn_options
 
-        configure_logging(settings.log_level, settings.log_format)
         relay = None
-        if settings.serve_worker:  # the outbox relay beside the API (scripts/serve turns it on)
-            relay = subprocess.Popen([sys.executable, "-m", "oms.cli", "worker"])
         try:
+            if settings.serve_worker:  # the outbox relay beside the API (scripts/serve)
+                relay = subprocess.Popen([sys.executable, "-m", "oms.cli", "worker"])
             uvicorn.run(
                 "oms.main:app_factory",
                 factory=True,
                 host=args.host or settings.host,
                 port=args.port or settings.port,
                 workers=workers,
-                log_config=None,
-                access_log=False,
-                proxy_headers=True,
-                timeout_graceful_shutdown=10,
+                # applied by uvicorn in every worker process it spawns, not only in this one
+                log_config=logging_config(settings.log_level, settings.log_format),
+                # limits and timeouts, and the guard against slow or oversized clients
+                **uvicorn_options(settings),
             )
         finally:
             if relay is not None:
-                relay.terminate()
-                try:
-                    relay.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    relay.kill()
-    return 0
+                with _signals_ignored():
+                    _stop_process(relay, timeout=15)
+
+
+def _stop_process(proc: subprocess.Popen[bytes], *, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -228,7 +273,7 @@ def read_stock_csv(path: Path) -> list[BulkRow]:
 
 async def _import_stock(path: Path, url: str) -> int:
     from oms.db import create_engine, create_sessionmaker
-    from oms.inventory.service import BulkLoadError, bulk_load
+    from oms.inventory.service import bulk_load
     from oms.shared.errors import ProblemError
 
     try:
@@ -242,16 +287,13 @@ async def _import_stock(path: Path, url: str) -> int:
             count = await bulk_load(
                 session, rows=rows, actor="cli:import", reason=f"import {path.name}"
             )
-    except BulkLoadError as exc:
-        line = int(exc.extra["row"]) + 1  # the header is line 1
-        print(
-            f"oms: {path}: line {line}, column {exc.extra['column']}: "
-            f"{exc.detail.split(': ', 1)[-1]}; nothing was imported",
-            file=sys.stderr,
-        )
-        return 1
-    except ProblemError as exc:
-        print(f"oms: {path}: {exc.detail}; nothing was imported", file=sys.stderr)
+    except ProblemError as exc:  # e.g. bulk_row_invalid, below_reserved: they name the row
+        where, detail = "", exc.detail
+        if "row" in exc.extra:
+            where = f"line {int(exc.extra['row']) + 1}"  # the header is line 1
+            where += f", column {exc.extra['column']}: " if "column" in exc.extra else ": "
+            detail = detail.split(": ", 1)[-1]
+        print(f"oms: {path}: {where}{detail}; nothing was imported", file=sys.stderr)
         return 1
     finally:
         await engine.dispose()
@@ -265,8 +307,6 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
 
 async def _worker(args: argparse.Namespace, url: str, settings: Settings) -> int:
-    import signal
-
     from oms.db import create_engine, create_sessionmaker
     from oms.worker import Relay, http_client
 

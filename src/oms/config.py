@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +16,11 @@ def _default_workers() -> int:
     processes beat 1 and 4; more processes than CPUs only add switching)."""
     return max(1, min(8, os.cpu_count() or 1))
 
+
+WEBHOOK_LEASE_MARGIN_S = 10.0
+"""How much longer than one attempt's timeout a worker's claim on a delivery lasts at least:
+the response's first 2 KiB (at most 1 s more) and recording the outcome fit in it, so a delivery
+still being sent is never taken over and sent again by another worker."""
 
 DB_CONNECTIONS_PER_HOST = 16
 """Connections all worker processes of one `oms serve` share by default: Postgres runs order
@@ -84,17 +89,71 @@ class Settings(BaseSettings):
         "this.",
     )
     max_body_bytes: int = 262_144
+    http_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request's line and headers must arrive within this many seconds of its "
+        "first byte (a new connection: of the connection); else 408 and the connection is "
+        "closed (closed without an answer if nothing came at all).",
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request's body must arrive within this many seconds of its headers "
+        "(the default allows the largest body at about 9 KB/s); else 408 and the connection "
+        "is closed.",
+    )
+    http_max_header_bytes: int = Field(
+        default=32_768,
+        ge=1024,
+        description="Largest request line plus headers; larger gets 431 and the connection "
+        "is closed.",
+    )
+    http_keepalive_timeout_s: float = Field(
+        default=5.0, gt=0, description="An idle kept-alive connection is closed after this."
+    )
+    http_max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Open connections (or requests in progress) per worker process beyond "
+        "which a request gets 503 `server_busy` with Retry-After.",
+    )
     max_order_lines: int = 250
     idempotency_ttl_hours: int = 24
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     webhook_tolerance_s: int = 300
-    webhook_timeout_s: float = Field(default=10.0, description="Outbound HTTP timeout per attempt.")
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Deadline of one outbound attempt: DNS, connect, send, and the response's "
+        "status line. A 2xx within it is a success, never sent again (the body is only logged, "
+        "read for at most 1 s more); no answer within it is a failed attempt, retried with "
+        "backoff with the same webhook-id: the receiver may have got it (at least once).",
+    )
     webhook_max_attempts: int = Field(default=15, description="Attempts before a delivery is dead.")
     webhook_backoff_base_s: float = Field(default=5.0, description="First retry delay (jittered).")
     webhook_backoff_max_s: float = Field(default=3600.0, description="Cap on one retry delay.")
     webhook_lease_s: float = Field(
-        default=60.0, description="How long a worker holds a delivery before others may take it."
+        default=60.0,
+        description="How long a worker holds a delivery it claimed before another worker may "
+        "take it over (a worker that died mid-delivery). At least the timeout + "
+        f"{WEBHOOK_LEASE_MARGIN_S:g} s, so a delivery still in flight is never sent twice.",
+    )
+    webhook_endpoint_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Most requests in flight to one subscription at once (all workers "
+        "together): a slow or hanging endpoint occupies at most this many of a worker's "
+        "`worker_concurrency` slots, and the others keep flowing.",
+    )
+    webhook_allow_private_targets: bool = Field(
+        default=False,
+        description="Let subscriptions target loopback, private, link-local and other "
+        "non-public addresses (local development). Off, they are refused when saved (422) and "
+        "at each delivery, after resolving the name. Cloud metadata addresses are refused "
+        "always.",
     )
     webhook_disable_after_failures: int = Field(
         default=50, description="Disable an endpoint after this many failed attempts in a row..."
@@ -103,8 +162,13 @@ class Settings(BaseSettings):
         default=86_400.0, description="...that have kept failing for at least this long."
     )
     worker_poll_interval_s: float = Field(default=1.0, description="Relay sleep when idle.")
-    worker_batch_size: int = Field(default=50, description="Deliveries claimed per round.")
-    worker_concurrency: int = Field(default=16, description="Parallel sends per worker.")
+    worker_batch_size: int = Field(
+        default=50,
+        description="Most deliveries claimed at once (never more than free send slots).",
+    )
+    worker_concurrency: int = Field(
+        default=16, ge=1, description="Parallel sends per worker (over all endpoints)."
+    )
     outbox_gap_grace_s: float = Field(
         default=300.0,
         description="How long the relay waits for an outbox id gap (an uncommitted transaction).",
@@ -117,6 +181,16 @@ class Settings(BaseSettings):
         default=False,
         description="`oms serve` also runs `oms worker` (outbox relay) as a child process",
     )
+
+    @model_validator(mode="after")
+    def _lease_outlasts_timeout(self) -> Settings:
+        if self.webhook_lease_s < self.webhook_timeout_s + WEBHOOK_LEASE_MARGIN_S:
+            raise ValueError(
+                f"OMS_WEBHOOK_LEASE_S ({self.webhook_lease_s:g}) must be at least "
+                f"OMS_WEBHOOK_TIMEOUT_S ({self.webhook_timeout_s:g}) + "
+                f"{WEBHOOK_LEASE_MARGIN_S:g} s: a delivery still in flight would be sent again"
+            )
+        return self
 
     @property
     def effective_db_command_timeout_s(self) -> float:

@@ -46,6 +46,10 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer oms_<
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Alternative to Bearer")
 
 
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+"""Sent with every 401 for an API key (RFC 9110: a 401 names the scheme to authenticate with)."""
+
+
 def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting API keys of the given roles (admin is always admitted)."""
     allowed = frozenset(roles) | {Role.ADMIN}
@@ -58,11 +62,15 @@ def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
         token = bearer.credentials if bearer else header_key
         if not token:
             raise Unauthorized(
-                "send an API key: Authorization: Bearer <key>", code="missing_api_key"
+                "send an API key: Authorization: Bearer <key>",
+                code="missing_api_key",
+                headers=dict(CHALLENGE),
             )
         principal = await authenticate(session, token=token)
         if principal is None:
-            raise Unauthorized("the API key is unknown or revoked", code="invalid_api_key")
+            raise Unauthorized(
+                "the API key is unknown or revoked", code="invalid_api_key", headers=dict(CHALLENGE)
+            )
         if principal.role not in allowed:
             raise Forbidden(
                 f"role '{principal.role}' may not call this operation; needs one of: "

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.connectors.asyncio import AsyncAdapt_Error
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.staticfiles import StaticFiles
 
 from oms import __version__
 from oms.config import Settings, get_settings
@@ -104,12 +113,15 @@ def install_exception_handlers(app: FastAPI) -> None:
             405: "method_not_allowed",
             415: "unsupported_media_type",
         }
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names only the first route of the path
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         problem = ProblemError(
             str(exc.detail),
             status=exc.status_code,
             code=codes.get(exc.status_code, f"http_{exc.status_code}"),
             title=str(exc.detail),
-            headers=dict(exc.headers or {}),
+            headers=headers,
         )
         return _problem_response(request, problem)
 
@@ -176,6 +188,26 @@ def install_exception_handlers(app: FastAPI) -> None:
         return _problem_response(request, _internal_error())
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers on the request's path (for ``Allow``)."""
+    scope = {  # a fresh scope: the request's own carries the route it was matched to
+        "type": "http",
+        "path": request.scope["path"],
+        "root_path": request.scope.get("root_path", ""),
+        "method": "",
+    }
+    routes: Iterable[Any] = request.app.routes
+    flatten = getattr(fastapi.routing, "iter_route_contexts", None)  # routers included lazily
+    if flatten is not None:
+        routes = flatten(request.app.routes)
+    methods: set[str] = set()
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 def _connection_lost(exc: Exception) -> bool:
     """A driver error that means the connection broke (the server went away mid-operation)."""
     name = type(exc).__name__
@@ -192,6 +224,47 @@ _UNAVAILABLE = frozenset({"57014", "55P03", "57P01", "57P02", "57P03", "53300"})
 # character_not_in_repertoire (NUL in text), untranslatable_character (\u0000 in jsonb),
 # invalid_text_representation (e.g. an unpaired surrogate escape in free-form JSON)
 _UNSTORABLE_TEXT = frozenset({"22021", "22P05", "22P02"})
+
+
+DOCS_ASSETS = Path(__file__).parent / "static" / "docs"
+"""Swagger UI and ReDoc, shipped in the package (see its NOTICE.md): /docs works offline."""
+DOCS_ASSETS_URL = "/static/docs"
+
+
+def install_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc``, every asset served from the package, none from a
+    CDN: on a host without internet access the pages still work."""
+    assets = DOCS_ASSETS_URL
+    app.mount(assets, StaticFiles(directory=DOCS_ASSETS, check_dir=True), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+    favicon = f"{assets}/swagger-ui/favicon-32x32.png"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{assets}/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=favicon,
+            oauth2_redirect_url="/docs/oauth2-redirect",
+            # no badge fetched from the public validator
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{assets}/redoc/redoc.standalone.js",
+            redoc_favicon_url=favicon,
+            with_google_fonts=False,
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -215,6 +288,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from the package instead of a CDN: install_docs
+        redoc_url=None,
         openapi_tags=[
             {"name": "orders", "description": "Place, read and move orders through their life"},
             {"name": "inventory", "description": "Warehouses, stock, ledger, availability"},
@@ -255,6 +330,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(inbound_webhooks_router)
     app.include_router(outbound_webhooks_router)
     app.include_router(reports_router)
+    install_docs(app)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process is up")
     async def healthz() -> dict[str, str]:

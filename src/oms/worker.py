@@ -4,16 +4,18 @@ that applies inbound events still waiting for their order.
 Each step is its own short transaction; HTTP happens between transactions, never inside one.
 Any number of workers may run against one database: fan-out is done by one of them at a time,
 deliveries are shared with ``FOR UPDATE SKIP LOCKED``, and a delivery whose worker died is taken
-over when its lease expires (at least once).
+over when its lease expires (at least once). A worker claims only what it starts sending at
+once, at most ``webhook_endpoint_concurrency`` in flight per endpoint, and claims more as each
+send finishes: a slow or hanging endpoint holds its own slots, never the others'.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,11 +25,11 @@ import httpx
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from oms.config import Settings
+from oms.config import WEBHOOK_LEASE_MARGIN_S, Settings
 from oms.flows import intake
 from oms.shared.clock import utcnow
 from oms.webhooks.inbound import service as inbound_service
-from oms.webhooks.outbound import sender
+from oms.webhooks.outbound import sender, targets
 from oms.webhooks.outbound import service as outbound_service
 
 log = logging.getLogger("oms.worker")
@@ -46,7 +48,8 @@ class RelayStats:
 
 
 class Relay:
-    """One worker's loop. ``client`` is injected (tests pass one bound to a local server)."""
+    """One worker's loop. ``client`` is injected (tests pass one bound to a local server), and so
+    is ``resolver``, the DNS lookup whose answer is checked and connected to."""
 
     def __init__(
         self,
@@ -56,6 +59,7 @@ class Relay:
         settings: Settings,
         name: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        resolver: targets.Resolver = targets.system_resolver,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.client = client
@@ -70,7 +74,20 @@ class Relay:
             disable_after_failures=settings.webhook_disable_after_failures,
             disable_after=timedelta(seconds=settings.webhook_disable_after_s),
         )
+        self.guard = targets.TargetGuard(
+            allow_private=settings.webhook_allow_private_targets, resolver=resolver
+        )
+        # a claim outlasts any attempt (settings validate this; a copy made in code may not)
+        self.lease = timedelta(
+            seconds=max(
+                settings.webhook_lease_s, settings.webhook_timeout_s + WEBHOOK_LEASE_MARGIN_S
+            )
+        )
         self._last_sweep: datetime | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._sent = asyncio.Event()
+        self._fanned_at = float("-inf")
+        self._fanned_last = 0
 
     async def fan_out(self) -> int:
         """Turn committed outbox events into deliveries (repeats until caught up)."""
@@ -89,44 +106,87 @@ class Relay:
         self.stats.fanned_out += total
         return total
 
-    async def deliver(self) -> int:
-        """Claim one batch of due deliveries, send them concurrently, record each outcome."""
+    async def _fan_out_when_due(self, *, force: bool = False) -> int:
+        """Fan out when the last fan-out found events (there may be more) or the poll interval
+        has passed: waking up because a send finished does not need it."""
+        now = time.monotonic()
+        interval = self.settings.worker_poll_interval_s
+        if force or self._fanned_last or now - self._fanned_at >= interval:
+            self._fanned_at = now
+            self._fanned_last = await self.fan_out()
+            return self._fanned_last
+        return 0
+
+    def _free_slots(self) -> int:
+        return max(0, self.settings.worker_concurrency - len(self._in_flight))
+
+    async def _claim(self) -> list[outbound_service.Claimed]:
+        """Lease as many due deliveries as this worker can start sending now, never more: a
+        claimed delivery does not wait for a slot while its lease runs."""
+        slots = min(self._free_slots(), max(1, self.settings.worker_batch_size))
+        if slots == 0:
+            return []
         async with self.sessionmaker() as session, session.begin():
-            claimed = await outbound_service.claim(
+            return await outbound_service.claim(
                 session,
-                limit=self.settings.worker_batch_size,
-                lease=timedelta(seconds=self.settings.webhook_lease_s),
+                limit=slots,
+                lease=self.lease,
                 max_attempts=self.settings.webhook_max_attempts,
+                endpoint_limit=self.settings.webhook_endpoint_concurrency,
                 worker=self.name,
                 now=self.clock(),
             )
-        if not claimed:
-            return 0
-        gate = asyncio.Semaphore(max(1, self.settings.worker_concurrency))
-        results = await asyncio.gather(
-            *(self._send_one(item, gate) for item in claimed), return_exceptions=True
-        )
-        for item, result in zip(claimed, results, strict=True):
-            if isinstance(result, BaseException):
-                if isinstance(result, asyncio.CancelledError):
-                    raise result
-                # the lease will expire and another attempt will be made: nothing is lost
-                log.error(
-                    "could not record a webhook attempt",
-                    extra={"delivery_id": item.id, "error": repr(result)},
-                )
+
+    async def deliver(self) -> int:
+        """Claim what can be sent at once, send it concurrently, record each outcome; return
+        when all are done (one round; ``run`` does not wait for rounds)."""
+        claimed = await self._claim()
+        await asyncio.gather(*(self._attempt(item) for item in claimed))
         return len(claimed)
 
-    async def _send_one(self, item: outbound_service.Claimed, gate: asyncio.Semaphore) -> None:
-        async with gate:
-            result = await sender.send(
-                self.client,
-                url=item.url,
-                secret=item.secret,
-                msg_id=str(item.event_id),
-                body=sender.encode(item.payload),
-                timeout_s=self.settings.webhook_timeout_s,
-                now=self.clock(),
+    async def dispatch(self) -> int:
+        """Claim deliveries for the free slots and start sending them, without waiting."""
+        claimed = await self._claim()
+        for item in claimed:
+            task = asyncio.create_task(self._attempt(item), name=f"webhook-delivery-{item.id}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._done)
+        return len(claimed)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._sent.set()
+
+    async def _attempt(self, item: outbound_service.Claimed) -> None:
+        try:
+            await self._send_one(item)
+        except Exception as exc:
+            # the lease will expire and another attempt will be made: nothing is lost
+            log.error(
+                "could not record a webhook attempt",
+                extra={"delivery_id": item.id, "error": repr(exc)},
+            )
+
+    async def _send_one(self, item: outbound_service.Claimed) -> None:
+        result = await sender.send(
+            self.client,
+            url=item.url,
+            secret=item.secret,
+            msg_id=str(item.event_id),
+            body=sender.encode(item.payload),
+            timeout_s=self.settings.webhook_timeout_s,
+            guard=self.guard,
+            now=self.clock(),
+        )
+        if result.refused:
+            log.warning(
+                "webhook target refused",
+                extra={
+                    "event": "webhook.target_refused",
+                    "delivery_id": item.id,
+                    "subscription_id": str(item.subscription_id),
+                    "error": result.error,
+                },
             )
         async with self.sessionmaker() as session, session.begin():
             outcome = await outbound_service.finish(
@@ -161,39 +221,56 @@ class Relay:
         return applied
 
     async def run_once(self) -> int:
-        """One round: fan out, deliver one batch, sweep the inbox when due. Returns work done."""
+        """One round: fan out, deliver one batch (and wait for it), sweep the inbox when due.
+        Returns work done."""
         done = await self.fan_out()
         done += await self.deliver()
         done += await self.sweep_inbox()
         return done
 
     async def run(self, *, stop: asyncio.Event | None = None, once: bool = False) -> RelayStats:
-        """Loop until ``stop`` is set; with ``once``, until a round finds nothing to do."""
+        """Loop until ``stop`` is set; with ``once``, until nothing is due or in flight.
+
+        Sends run in the background, up to ``worker_concurrency`` at once: the loop claims more
+        as soon as one finishes, so a slow endpoint never holds up a round. On stop, sends in
+        flight are finished (each is bounded by the timeout)."""
         stop = stop or asyncio.Event()
         log.info("worker started", extra={"worker": self.name, "once": once})
         if once:
             await self.sweep_inbox(force=True)
         failures = 0
-        while not stop.is_set():
-            try:
-                done = await self.run_once()
-                failures = 0
-            except (OperationalError, DBAPIError, OSError) as exc:
-                failures += 1
-                delay = min(30.0, self.settings.worker_poll_interval_s * 2**failures)
-                log.warning(
-                    "worker round failed; retrying",
-                    extra={"worker": self.name, "error": repr(exc), "retry_in_s": delay},
-                )
-                if once and failures >= 5:
-                    raise
-                await _sleep_unless(stop, delay)
-                continue
-            if done:
-                continue
-            if once:
-                break
-            await _sleep_unless(stop, self.settings.worker_poll_interval_s)
+        try:
+            while not stop.is_set():
+                self._sent.clear()
+                try:
+                    done = await self._fan_out_when_due(force=once)
+                    started = await self.dispatch()
+                    done += started + await self.sweep_inbox()
+                    failures = 0
+                except (OperationalError, DBAPIError, OSError) as exc:
+                    failures += 1
+                    delay = min(30.0, self.settings.worker_poll_interval_s * 2**failures)
+                    log.warning(
+                        "worker round failed; retrying",
+                        extra={"worker": self.name, "error": repr(exc), "retry_in_s": delay},
+                    )
+                    if once and failures >= 5:
+                        raise
+                    await _sleep_unless(stop, delay)
+                    continue
+                if started and self._free_slots():
+                    continue  # more may be due right now
+                if once and not done and not self._in_flight:
+                    break
+                # until a send finishes (a slot is free), the poll interval passes, or stop
+                await _sleep_unless(stop, self.settings.worker_poll_interval_s, self._sent)
+        except BaseException:
+            for task in self._in_flight:
+                task.cancel()
+            raise
+        finally:
+            if self._in_flight:
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
         log.info(
             "worker stopped",
             extra={"worker": self.name, "attempts": self.stats.attempts, **self.stats.outcomes},
@@ -201,9 +278,15 @@ class Relay:
         return self.stats
 
 
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
+async def _sleep_unless(stop: asyncio.Event, seconds: float, *wake: asyncio.Event) -> None:
+    """Sleep ``seconds``, or less if ``stop`` or one of ``wake`` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in (stop, *wake)]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
 
 
 def http_client(settings: Settings) -> httpx.AsyncClient:

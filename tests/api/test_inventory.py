@@ -112,11 +112,13 @@ async def test_not_enough_stock_is_409_naming_short_lines_and_stores_nothing(
 ) -> None:
     await client.post("/v1/warehouses", json=WAREHOUSE, headers=auth(keys["admin"]))
     await _adjust(client, keys["admin"], warehouse="HAM", sku="LAMP", type="receive", quantity=2)
+    # a level at 0: known, sold out (a SKU with no level anywhere is 422 unknown_sku instead)
+    await _adjust(client, keys["admin"], warehouse="HAM", sku="SOLD-OUT", type="count", quantity=0)
     body = order_body(
         lines=[
             {"sku": "LAMP", "quantity": 5, "unit_price": 100},
             {"sku": "MUG-01", "quantity": 1, "unit_price": 100},
-            {"sku": "UNKNOWN-SKU", "quantity": 1, "unit_price": 100},
+            {"sku": "SOLD-OUT", "quantity": 1, "unit_price": 100},
         ]
     )
     resp = await client.post("/v1/orders", json=body, headers=auth(keys["storefront"]))
@@ -124,7 +126,7 @@ async def test_not_enough_stock_is_409_naming_short_lines_and_stores_nothing(
     problem = resp.json()
     assert problem["code"] == "insufficient_stock"
     short = {s["sku"]: (s["requested"], s["available"]) for s in problem["short_lines"]}
-    assert short == {"LAMP": (5, 2), "UNKNOWN-SKU": (1, 0)}
+    assert short == {"LAMP": (5, 2), "SOLD-OUT": (1, 0)}
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM orders"))).scalar_one() == 0
         assert (await conn.execute(text("SELECT count(*) FROM allocations"))).scalar_one() == 0

@@ -100,9 +100,14 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
             assert resp.status_code in (200, 201), (path, resp.text)
             return dict(resp.json())
 
+        for sku in ("NO-STOCK-1", "NO-STOCK-2"):  # known SKUs without units: insufficient stock
+            count = {"warehouse": "BER", "sku": sku, "type": "count", "quantity": 0}
+            await post("/v1/inventory/adjustments", count)
+
         sub = await post(
             "/v1/webhooks/subscriptions",
-            {"url": "http://127.0.0.1:9/hooks", "event_types": ["order.*"]},
+            # nothing is delivered to it here; `.example` never resolves (RFC 2606)
+            {"url": "https://erp.example/hooks", "event_types": ["order.*"]},
         )
         placed = await post("/v1/orders", order_body())
         paid = await post("/v1/orders", order_body())

@@ -32,6 +32,8 @@ SKUS = {"CRASH-A": 5_000, "CRASH-B": 5_000, "CRASH-C": 5_000}
 KILL_AFTER_ACKS = 40  # acknowledged placements before the kill
 WORKERS = 8
 TIMEOUT = httpx.Timeout(10.0)
+# the webhook receiver listens on 127.0.0.1: allowed only by the local-development setting
+LOCAL_RECEIVER = {"OMS_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true"}
 
 
 @dataclass
@@ -152,7 +154,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_invents_nothing(
     ledger = Ledger()
     rng = random.Random(20240611)
     async with Receiver() as receiver:
-        server = Server(migrated, log_path=tmp_path / "serve.log")
+        server = Server(migrated, log_path=tmp_path / "serve.log", env=LOCAL_RECEIVER)
         await asyncio.to_thread(server.start)
         try:
             async with httpx.AsyncClient(base_url=server.base, headers=auth(token)) as c:
@@ -203,7 +205,8 @@ async def test_sigkill_mid_stream_loses_nothing_and_invents_nothing(
             assert (oid, "order.cancelled") in kinds, f"order {oid} has no order.cancelled event"
 
         # -- the relay delivers every committed event (at least once) to a real endpoint
-        env = os.environ | {"OMS_DATABASE_URL": migrated, "OMS_OUTBOX_GAP_GRACE_S": "0"}
+        env = os.environ | LOCAL_RECEIVER
+        env |= {"OMS_DATABASE_URL": migrated, "OMS_OUTBOX_GAP_GRACE_S": "0"}
         proc = await asyncio.create_subprocess_exec(
             *OMS,
             "worker",

@@ -389,6 +389,14 @@ def table(world: World) -> list[Call]:
             content=b"{}",
             role=None,
         ),  # noqa: E501
+        Call(
+            "POST",
+            "/v1/orders",
+            404,
+            "/v1/orders",
+            "warehouse_not_found",
+            order_body(pickup_store="NOPE"),
+        ),
         # -- 409: conflicts with the current state
         Call(
             "POST",

@@ -310,6 +310,9 @@ async def test_largest_valid_order_fits_its_columns(
     admin = auth(keys["admin"])
     policy = {"allow_backorder": True}
     assert (await client.put("/v1/routing-policies/web", json=policy, headers=admin)).is_success
+    # known SKUs without units (a level at 0; an unknown SKU is 422 unknown_sku): backordered
+    empty = {"rows": [{"warehouse": "BER", "sku": f"BIG-{i}", "on_hand": 0} for i in range(250)]}
+    assert (await client.post("/v1/inventory/bulk", json=empty, headers=admin)).is_success
     lines = [
         {"sku": f"BIG-{i}", "quantity": 10_000, "unit_price": 10**12, "tax_rate_bps": 10_000}
         for i in range(250)

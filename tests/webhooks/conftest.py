@@ -1,4 +1,10 @@
-"""Fixtures for webhook tests: stock for the SKUs used, connectors, signing, a relay factory."""
+"""Fixtures for webhook tests: stock for the SKUs used, connectors, signing, a relay factory.
+
+The receivers of these tests listen on 127.0.0.1, a target oms refuses by default: the API and
+the relays here run with ``webhook_allow_private_targets`` on
+(``OMS_WEBHOOK_ALLOW_PRIVATE_TARGETS``, the local-development setting). A test module that
+needs the default overrides the ``private_targets_allowed`` fixture with one returning False.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,14 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
@@ -23,7 +30,7 @@ from oms.worker import Relay
 from tests.helpers import auth, stock
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SKUS = ("TSHIRT-RED-M", "MUG-01", "IPOD2008PINK", "Bar3", "woocommerce-93")
+SKUS = ("TSHIRT-RED-M", "MUG-01", "IPOD2008PINK", "Bar3")
 
 
 @pytest.fixture(autouse=True)
@@ -140,6 +147,27 @@ async def count(engine: AsyncEngine, model: type, *where: Any) -> int:
 
 
 @pytest.fixture
+def private_targets_allowed() -> bool:
+    """Whether subscriptions and deliveries may target loopback/private addresses (the local
+    receivers): on here, off in production by default."""
+    return True
+
+
+@pytest.fixture(autouse=True)
+def api_target_policy(
+    app: FastAPI, settings: Settings, private_targets_allowed: bool
+) -> Iterator[None]:
+    """The API (one app for the whole test session) runs this test with the setting above."""
+    app.state.settings = settings.model_copy(
+        update={"webhook_allow_private_targets": private_targets_allowed}
+    )
+    try:
+        yield
+    finally:
+        app.state.settings = settings
+
+
+@pytest.fixture
 async def outbound_client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=5, trust_env=False) as c:
         yield c
@@ -153,8 +181,10 @@ def relay_factory(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
     outbound_client: httpx.AsyncClient,
+    private_targets_allowed: bool,
 ) -> RelayFactory:
-    """A Relay with fast retry settings; keyword arguments override settings."""
+    """A Relay with fast retry settings; keyword arguments override settings (``resolver``:
+    the relay's DNS seam)."""
 
     def make(client: httpx.AsyncClient | None = None, **overrides: Any) -> Relay:
         fast = {
@@ -164,12 +194,12 @@ def relay_factory(
             "webhook_lease_s": 30.0,
             "worker_poll_interval_s": 0.01,
             "outbox_gap_grace_s": 300.0,
+            "webhook_allow_private_targets": private_targets_allowed,
         } | overrides
-        clock = fast.pop("clock", None)
+        kwargs: dict[str, Any] = {
+            name: fast.pop(name) for name in ("clock", "resolver") if name in fast
+        }
         relay_settings = settings.model_copy(update=fast)
-        kwargs: dict[str, Any] = {}
-        if clock is not None:
-            kwargs["clock"] = clock
         return Relay(
             sessionmaker=sessionmaker,
             client=client or outbound_client,

@@ -2,8 +2,10 @@
 
 A tiny HTTP/1.1 server on ``asyncio.start_server`` (one request per connection): it records
 every request, verifies its signature with the ``standardwebhooks`` library, and answers with
-scripted statuses. It can be stopped and started again on the same port (endpoint outage), and
-it can hang on a request until released (worker crash mid-delivery).
+scripted statuses. It can be stopped and started again on the same port (endpoint outage), it
+can hang on a request until released (worker crash mid-delivery), answer late (``delay``: the
+status line after that many seconds) or send its status line and headers, then the body late
+(``body_delay``).
 """
 
 from __future__ import annotations
@@ -50,7 +52,10 @@ class Receiver:
     extra_headers: dict[str, str] = field(default_factory=dict)
     respond: Callable[[Receipt], int] | None = None
     hang: asyncio.Event | None = None  # when set to an Event, requests wait until it is set
+    delay: float = 0.0  # seconds before the status line (a slow endpoint)
+    body_delay: float = 0.0  # seconds between the headers and the body
     receipts: list[Receipt] = field(default_factory=list)
+    connections: int = 0  # connections accepted (each carries one request)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -88,6 +93,7 @@ class Receiver:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)  # type: ignore[arg-type]
+        self.connections += 1
         try:
             await self._handle(reader, writer)
         except (asyncio.CancelledError, ConnectionError, asyncio.IncompleteReadError):
@@ -117,6 +123,8 @@ class Receiver:
         if self.hang is not None:
             self.arrived.set()
             await self.hang.wait()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         receipt = Receipt(headers=headers, body=body, verified=verified, status=0)
         if self.respond is not None:
             status = self.respond(receipt)
@@ -130,6 +138,9 @@ class Receiver:
         writer.write(
             f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
             f"content-length: {len(payload)}\r\nconnection: close\r\n{extra}\r\n".encode()
-            + payload
         )
+        if self.body_delay:
+            await writer.drain()
+            await asyncio.sleep(self.body_delay)
+        writer.write(payload)
         await writer.drain()

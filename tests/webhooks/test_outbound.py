@@ -463,7 +463,11 @@ async def test_oms_worker_command_drains_once(
     async with Receiver() as receiver:
         await _subscribe(client, admin, receiver.url)
         await _place(client, keys)
-        env = os.environ | {"OMS_DATABASE_URL": database_url, "OMS_LOG_FORMAT": "json"}
+        env = os.environ | {
+            "OMS_DATABASE_URL": database_url,
+            "OMS_LOG_FORMAT": "json",
+            "OMS_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",  # the receiver is on 127.0.0.1
+        }
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

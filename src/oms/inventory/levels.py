@@ -18,6 +18,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from oms.db import driver_connection
 from oms.inventory import domain
 from oms.inventory.models import InventoryMovement, StockLevel, Warehouse
 from oms.inventory.warehouses import get_warehouse
@@ -220,43 +221,178 @@ class BulkLoadError(Unprocessable):
     code = "bulk_row_invalid"
 
 
-async def bulk_load(
-    session: AsyncSession, *, rows: Sequence[BulkRow], actor: str, reason: str
-) -> int:
-    """Set absolute on-hand quantities (and settings) for many rows, all or nothing."""
-    codes = {r.warehouse for r in rows}
-    whs = {
-        w.code: w.id
-        for w in (await session.scalars(select(Warehouse).where(Warehouse.code.in_(codes)))).all()
-    }
+BULK_CHUNK_ROWS = 1000
+"""Rows per statement of a bulk load's apply (two statements per chunk: lock, write)."""
+
+_BULK_SETTINGS = ("safety_stock", "low_stock_threshold", "reorder_point", "reorder_quantity")
+_SKU_MAX = 64  # stock_levels.sku is varchar(64)
+
+# Levels the load names that do not exist yet, created empty before any lock is taken (nobody
+# else sees them before the commit); in lock order, so two loads cannot deadlock on them.
+_BULK_CREATE_SQL = """
+INSERT INTO stock_levels (warehouse_id, sku, on_hand, reserved, safety_stock, updated_at)
+SELECT i.warehouse_id, i.sku, 0, 0, 0, $3
+FROM unnest($1::uuid[], $2::text[]) AS i(warehouse_id, sku)
+ORDER BY i.warehouse_id, i.sku COLLATE "C"
+ON CONFLICT (warehouse_id, sku) DO NOTHING
+"""
+
+# One chunk's stock rows, locked in (warehouse_id, sku COLLATE "C") order: the order every
+# writer of stock rows uses (oms.inventory.domain.stock_lock_key; oms_reserve), so no deadlocks.
+_BULK_LOCK_SQL = """
+SELECT s.warehouse_id, s.sku, s.on_hand, s.reserved, s.safety_stock, s.low_stock_threshold
+FROM stock_levels s
+JOIN unnest($1::uuid[], $2::text[]) AS i(warehouse_id, sku)
+  ON i.warehouse_id = s.warehouse_id AND i.sku = s.sku
+ORDER BY s.warehouse_id, s.sku COLLATE "C"
+FOR UPDATE OF s
+"""
+
+# One chunk's new levels and their ledger rows (one 'count' movement per row, as a count
+# adjustment writes), in one statement; the rows are already locked by _BULK_LOCK_SQL.
+_BULK_WRITE_SQL = """
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::int[], $6::int[],
+                         $7::int[], $8::int[])
+        AS i(warehouse_id, sku, on_hand, safety_stock, low_stock_threshold, reorder_point,
+             reorder_quantity, old_on_hand)
+), updated AS (
+    UPDATE stock_levels s
+    SET on_hand = i.on_hand,
+        safety_stock = coalesce(i.safety_stock, s.safety_stock),
+        low_stock_threshold = coalesce(i.low_stock_threshold, s.low_stock_threshold),
+        reorder_point = coalesce(i.reorder_point, s.reorder_point),
+        reorder_quantity = coalesce(i.reorder_quantity, s.reorder_quantity),
+        updated_at = $9
+    FROM input i
+    WHERE s.warehouse_id = i.warehouse_id AND s.sku = i.sku
+    RETURNING s.warehouse_id, s.sku, s.on_hand, i.old_on_hand
+)
+INSERT INTO inventory_movements (warehouse_id, sku, movement_type, quantity, on_hand_after,
+                                 reason, reference_type, reference_id, actor, created_at)
+SELECT u.warehouse_id, u.sku, 'count', u.on_hand - u.old_on_hand, u.on_hand, $10, 'adjustment',
+       NULL, $11, $9
+FROM updated u
+ORDER BY u.warehouse_id, u.sku COLLATE "C"
+"""
+
+
+def _check_bulk_rows(rows: Sequence[BulkRow], warehouses: dict[str, uuid.UUID]) -> None:
+    """Reject the load at its first bad row (1-based), before anything is written."""
     seen: set[tuple[str, str]] = set()
     for i, r in enumerate(rows, start=1):
-        if r.warehouse not in whs:
+        if r.warehouse not in warehouses:
             raise BulkLoadError(
                 f"row {i}: warehouse '{r.warehouse}' does not exist", row=i, column="warehouse"
+            )
+        if not r.sku or len(r.sku) > _SKU_MAX:
+            raise BulkLoadError(
+                f"row {i}: a SKU has 1 to {_SKU_MAX} characters", row=i, column="sku"
             )
         if (r.warehouse, r.sku) in seen:
             raise BulkLoadError(f"row {i}: duplicate ({r.warehouse}, {r.sku})", row=i, column="sku")
         seen.add((r.warehouse, r.sku))
-    for r in sorted(rows, key=lambda r: domain.stock_lock_key(whs[r.warehouse], r.sku)):
-        await adjust_stock(
-            session,
-            warehouse_code=r.warehouse,
-            sku=r.sku,
-            kind="count",
-            quantity=r.on_hand,
-            reason=reason,
-            actor=actor,
-        )
-        settings = {
-            k: getattr(r, k)
-            for k in ("safety_stock", "low_stock_threshold", "reorder_point", "reorder_quantity")
-            if getattr(r, k) is not None
+        for column in ("on_hand", *_BULK_SETTINGS):
+            value = getattr(r, column)
+            if value is not None and not 0 <= value <= MAX_ON_HAND:
+                raise BulkLoadError(
+                    f"row {i}: {column} must be between 0 and {MAX_ON_HAND}", row=i, column=column
+                )
+
+
+async def bulk_load(
+    session: AsyncSession, *, rows: Sequence[BulkRow], actor: str, reason: str
+) -> int:
+    """Set absolute on-hand quantities (and settings) for many rows, all or nothing.
+
+    Every row is checked first (its warehouse exists, no (warehouse, sku) twice, numbers in
+    range: 422 ``bulk_row_invalid`` naming the row and column), and levels that do not exist
+    yet are created empty, before any stock row is locked. Then the rows are applied
+    set-based, :data:`BULK_CHUNK_ROWS` at a time in the lock order
+    (:func:`oms.inventory.domain.stock_lock_key`): per chunk one statement locks its stock rows
+    and one writes them with their ledger rows (a ``count`` movement each). A count below the
+    units reserved for open orders rejects the whole load (409 ``below_reserved`` naming the
+    row). The caller's one transaction makes it all or nothing; the stock rows it touches stay
+    locked from their chunk until the commit, so order placement on them waits for the apply
+    only, never for the checks. ``inventory.low_stock`` is recorded for each level whose
+    availability the new count and settings take from above its threshold to at or below it.
+    """
+    codes = {r.warehouse for r in rows}
+    warehouses = {
+        w.code: w.id
+        for w in (await session.scalars(select(Warehouse).where(Warehouse.code.in_(codes)))).all()
+    }
+    _check_bulk_rows(rows, warehouses)
+    numbered = sorted(
+        enumerate(rows, start=1),
+        key=lambda item: domain.stock_lock_key(warehouses[item[1].warehouse], item[1].sku),
+    )
+    code_of = {wid: code for code, wid in warehouses.items()}
+    conn = await driver_connection(session)
+    now = utcnow()
+    await conn.execute(
+        _BULK_CREATE_SQL,
+        [warehouses[r.warehouse] for _, r in numbered],
+        [r.sku for _, r in numbered],
+        now,
+    )
+    low_stock: list[domain.LowStockEvent] = []
+    for start in range(0, len(numbered), BULK_CHUNK_ROWS):
+        chunk = numbered[start : start + BULK_CHUNK_ROWS]
+        wids = [warehouses[r.warehouse] for _, r in chunk]
+        skus = [r.sku for _, r in chunk]
+        current = {
+            (rec["warehouse_id"], rec["sku"]): rec
+            for rec in await conn.fetch(_BULK_LOCK_SQL, wids, skus)
         }
-        if settings:
-            await update_level_settings(
-                session, warehouse_code=r.warehouse, sku=r.sku, values=settings
+        old_on_hand: list[int] = []
+        for (i, r), wid in zip(chunk, wids, strict=True):
+            level = current[(wid, r.sku)]
+            if r.on_hand < level["reserved"]:
+                raise Conflict(
+                    f"row {i}: on hand would become {r.on_hand}, below the {level['reserved']} "
+                    f"units of {r.sku} in {r.warehouse} reserved for open orders; cancel or "
+                    "re-route them first",
+                    code="below_reserved",
+                    reserved=level["reserved"],
+                    row=i,
+                )
+            old_on_hand.append(level["on_hand"])
+            safety = level["safety_stock"] if r.safety_stock is None else r.safety_stock
+            threshold = (
+                level["low_stock_threshold"]
+                if r.low_stock_threshold is None
+                else r.low_stock_threshold
             )
+            event = domain.low_stock_crossing(
+                warehouse_id=wid,
+                warehouse_code=code_of[wid],
+                sku=r.sku,
+                before=domain.available(level["on_hand"], level["reserved"], level["safety_stock"]),
+                after=domain.available(r.on_hand, level["reserved"], safety),
+                threshold=threshold,
+            )
+            if event is not None:
+                low_stock.append(event)
+        await conn.execute(
+            _BULK_WRITE_SQL,
+            wids,
+            skus,
+            [r.on_hand for _, r in chunk],
+            *([getattr(r, column) for _, r in chunk] for column in _BULK_SETTINGS),
+            old_on_hand,
+            now,
+            reason,
+            actor,
+        )
+    for event in low_stock:
+        await record_event(
+            session,
+            type=event.type,
+            aggregate_type=event.aggregate_type,
+            aggregate_id=event.aggregate_id,
+            data=event.data,
+        )
     return len(rows)
 
 

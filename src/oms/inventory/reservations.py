@@ -42,6 +42,10 @@ class WarehouseStock:
     ships_to: frozenset[str] | None
     is_pickup_store: bool
     available: dict[str, int]
+    """Units available per SKU (SKUs with none are left out)."""
+    skus_with_level: set[str]
+    """The requested SKUs this warehouse has a stock level for, whatever its quantity: a SKU
+    no warehouse has a level for is unknown to oms (there is no product catalogue)."""
 
 
 ROUTING_SNAPSHOT_SQL = "SELECT * FROM oms_routing_snapshot($1::text[]) ORDER BY code"
@@ -76,8 +80,11 @@ async def routing_snapshot(session: AsyncSession, *, skus: Iterable[str]) -> lis
                 ships_to=frozenset(ships_to) if ships_to else None,
                 is_pickup_store=r["is_pickup_store"],
                 available={},
+                skus_with_level=set(),
             )
             out.append(current)
+        if r["sku"] is not None:
+            current.skus_with_level.add(r["sku"])
         available = r["available"]
         if available is not None and available > 0:
             current.available[r["sku"]] = int(available)

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
+from fastapi import Path as FastPath
 
 from oms.auth.service import Principal
 from oms.deps import Session, require
@@ -113,8 +114,13 @@ async def adjust(body: AdjustmentCreate, session: Session, principal: Stocker) -
     "/inventory/bulk",
     response_model=BulkResult,
     summary="Load many stock levels at once (all or nothing)",
-    description="Sets absolute on-hand quantities (a count per row) and optional settings. "
-    "A bad row rejects the whole request with its row number (422 `bulk_row_invalid`).",
+    description="Sets absolute on-hand quantities (a count per row, each written to the ledger) "
+    "and optional settings, up to 10,000 rows, all or nothing. Every row is checked before "
+    "anything is written: a bad row rejects the whole request with its row number (422 "
+    "`bulk_row_invalid`). The rows are then applied set-based in chunks, the stock rows locked "
+    "in the fixed lock order for the apply only, so orders placed meanwhile on the same SKUs "
+    "wait a fraction of a second at most. A count below the units reserved for open orders "
+    "rejects the whole request (409 `below_reserved`, with its `row`).",
     responses=problems(409, *AUTH_PROBLEMS),
 )
 async def bulk(body: BulkLoad, session: Session, principal: Admin) -> BulkResult:
@@ -144,13 +150,23 @@ async def levels(
 
 
 @router.patch(
-    "/inventory/levels/{warehouse}/{sku}",
+    "/inventory/levels/{warehouse}/{sku:path}",
     response_model=LevelRead,
     summary="Set safety stock, low-stock threshold and reorder point",
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def level_settings(
-    warehouse: str, sku: str, body: LevelSettings, session: Session, _: Admin
+    warehouse: str,
+    sku: Annotated[
+        str,
+        FastPath(
+            description="The SKU. It may contain `/` (e.g. `BOX/12`): send it as is or "
+            "percent-encoded (`BOX%2F12`); the rest of the path is the SKU"
+        ),
+    ],
+    body: LevelSettings,
+    session: Session,
+    _: Admin,
 ) -> LevelRead:
     view = await service.update_level_settings(
         session, warehouse_code=warehouse, sku=sku, values=body.model_dump(exclude_unset=True)
@@ -179,11 +195,13 @@ async def availability(
     "/inventory/movements",
     response_model=list[MovementRead],
     summary="The inventory ledger, newest first",
+    description="For admin and fulfillment keys: the ledger names every channel's orders, "
+    "shipments and returns, and the API keys that moved stock (a storefront key gets 403).",
     responses=problems(*AUTH_PROBLEMS),
 )
 async def movements(
     session: Session,
-    _: Reader,
+    _: Stocker,
     warehouse: Annotated[str | None, Query(max_length=32)] = None,
     sku: Annotated[str | None, Query(max_length=64)] = None,
     reference_id: Annotated[str | None, Query(max_length=64)] = None,

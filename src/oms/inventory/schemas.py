@@ -6,13 +6,31 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from oms.shared.codes import normalize_country
+from oms.shared.timestamps import Day
 
 Code = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")]
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$")]
-Country = Annotated[str, Field(min_length=2, max_length=2), AfterValidator(normalize_country)]
+Country = Annotated[
+    str,
+    Field(
+        min_length=2,
+        max_length=2,
+        pattern=r"^[A-Za-z]{2}$",
+        description="ISO 3166-1 alpha-2 code (case-insensitive)",
+    ),
+    AfterValidator(normalize_country),
+]
 Qty = Annotated[int, Field(ge=0, le=100_000_000)]
 
 
@@ -36,7 +54,7 @@ class WarehouseFields(Strict):
     ships_to: list[Country] | None = Field(
         default=None, max_length=300, description="Destination countries served; null = all"
     )
-    is_pickup_store: bool | None = Field(default=None, description="A store offering pickup")
+    is_pickup_store: StrictBool | None = Field(default=None, description="A store offering pickup")
 
 
 class WarehouseCreate(WarehouseFields):
@@ -44,7 +62,7 @@ class WarehouseCreate(WarehouseFields):
     name: Annotated[str, Field(min_length=1, max_length=200)] = Field(examples=["Berlin DC"])
     country: Country = Field(examples=["DE"])
     priority: int = Field(default=100, ge=0, le=1_000_000)
-    is_pickup_store: bool = False
+    is_pickup_store: StrictBool = False
 
     @model_validator(mode="after")
     def _both(self) -> WarehouseCreate:
@@ -61,7 +79,9 @@ def _not_null(value: Any) -> Any:
 
 
 class WarehouseUpdate(WarehouseFields):
-    active: bool | None = Field(default=None, description="false = deactivate (keeps history)")
+    active: StrictBool | None = Field(
+        default=None, description="false = deactivate (keeps history)"
+    )
 
     _required = field_validator(
         "name", "country", "address_lines", "priority", "is_pickup_store", "active", mode="before"
@@ -178,7 +198,7 @@ class IncomingCreate(Strict):
     warehouse: Code
     sku: Sku
     quantity: int = Field(gt=0, le=100_000_000)
-    expected_on: date
+    expected_on: Day = Field(description="YYYY-MM-DD, years 1970-9000")
     reference: Annotated[str, Field(max_length=128)] | None = None
 
 

@@ -22,7 +22,13 @@ log = logging.getLogger("oms.orders")
 
 def request_fingerprint(data: OrderCreate) -> str:
     """SHA-256 of the validated body in canonical JSON (formatting differences don't count)."""
-    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    body = data.model_dump(mode="json")
+    # fields added later count only when set: a key stored before they existed still matches
+    # a retry of its request (migration 0011: a customer's phone, anonymous)
+    for name, default in (("phone", None), ("anonymous", False)):
+        if body["customer"].get(name, default) == default:
+            body["customer"].pop(name, None)
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

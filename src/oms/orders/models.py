@@ -37,8 +37,10 @@ class Order(Base):
         CheckConstraint(f"status IN ({_STATUSES})", name="status_valid"),
         CheckConstraint("total_amount >= 0 AND shipping_fee >= 0", name="amounts_non_negative"),
         CheckConstraint("char_length(currency) = 3", name="currency_len"),
-        CheckConstraint(
-            "customer_id IS NOT NULL OR customer_email IS NOT NULL", name="customer_known"
+        CheckConstraint(  # known by id, email or phone, or explicitly anonymous (0011)
+            "customer_anonymous = (customer_id IS NULL AND customer_email IS NULL "
+            "AND customer_phone IS NULL)",
+            name="customer_known",
         ),
         Index(
             "uq_orders_channel_external_reference",
@@ -114,6 +116,8 @@ class Order(Base):
     external_reference: Mapped[str | None] = mapped_column(String(128))
     customer_id: Mapped[str | None] = mapped_column(String(128))
     customer_email: Mapped[str | None] = mapped_column(String(320))
+    customer_phone: Mapped[str | None] = mapped_column(String(32))
+    customer_anonymous: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     currency: Mapped[str] = mapped_column(String(3))
     payment_method: Mapped[str] = mapped_column(String(32))
     priority: Mapped[str] = mapped_column(String(16))

@@ -32,6 +32,7 @@ from oms.orders.plans import (
     plan_rows,
     route_address,
     stock_contention,
+    unknown_sku,
 )
 from oms.orders.schemas import OrderCreate
 from oms.routing import service as routing_service
@@ -88,8 +89,9 @@ async def place_order(
 ) -> NewOrder:
     """Store a new order in status ``placed``, routed and reserved, in the caller's transaction.
 
-    Not enough stock: 409 ``insufficient_stock`` naming the short lines, and nothing is stored
-    (the request's transaction rolls back).
+    Not enough stock: 409 ``insufficient_stock`` naming the short lines; a SKU no warehouse has
+    a stock level for: 422 ``unknown_sku`` naming its lines (also on a channel that takes
+    backorders); either way nothing is stored (the request's transaction rolls back).
     """
     placed = await place_order_with_shipments(
         session, data=data, principal=principal, request_id=request_id
@@ -160,6 +162,8 @@ async def place_order_with_shipments(
         external_reference=data.external_reference,
         customer_id=data.customer.id,
         customer_email=data.customer.email.lower() if data.customer.email else None,
+        customer_phone=data.customer.phone,
+        customer_anonymous=data.customer.anonymous,
         currency=data.currency,
         payment_method=data.payment_method.value,
         priority=data.priority.value,
@@ -195,10 +199,14 @@ async def place_order_with_shipments(
             channel=data.channel,
             pickup_code=data.pickup_store,
         )
-        if not plan.acceptable:
+        if not plan.acceptable or plan.unknown_skus:
             await _raise_if_duplicate(
                 session, channel=data.channel, reference=data.external_reference
             )
+            if plan.unknown_skus:  # (only looked for when the plan is not fully filled)
+                raise unknown_sku(
+                    (ln.line_no, ln.sku, ln.quantity) for ln in lines if ln.sku in plan.unknown_skus
+                )
             raise insufficient_stock(plan)
         rows = plan_rows(plan, order_id=order_id, line_ids=line_ids, first_seq=1, now=now)
         for line in lines:
@@ -302,7 +310,7 @@ def _order_params(
     principal: Principal,
     request_id: str | None,
 ) -> list[Any]:
-    """Parameters $1-$44 of _PLACE_ORDER."""
+    """Parameters $1-$46 of _PLACE_ORDER."""
     ships = list(shipments)
     return [
         order.id,
@@ -349,6 +357,8 @@ def _order_params(
         [sh.seq for sh in ships],
         [sh.warehouse_id for sh in ships],
         [sh.warehouse_code for sh in ships],
+        order.customer_phone,
+        order.customer_anonymous,
     ]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -14,7 +15,7 @@ from oms.inventory.service import Reservation
 from oms.orders.domain import ShipmentStatus
 from oms.routing import service as routing_service
 from oms.routing.domain import RoutePlan
-from oms.shared.errors import Conflict
+from oms.shared.errors import Conflict, Unprocessable
 
 if TYPE_CHECKING:
     from oms.orders.models import Order, Shipment
@@ -99,6 +100,8 @@ class NewOrder:
     updated_at: datetime
     lines: list[NewOrderLine]
     routing: dict[str, Any] | None = None
+    customer_phone: str | None = None
+    customer_anonymous: bool = False
     carrier: str | None = None
     tracking_number: str | None = None
     paid_at: datetime | None = None
@@ -137,6 +140,20 @@ def insufficient_stock(plan: RoutePlan) -> Conflict:
         code="insufficient_stock",
         title="Insufficient stock",
         short_lines=short,
+    )
+
+
+def unknown_sku(lines: Iterable[tuple[int, str, int]]) -> Unprocessable:
+    """422 naming each line (number from 1, SKU, quantity) whose SKU no warehouse has a stock
+    level for. oms has no product catalogue: a SKU is known once some warehouse has a level for
+    it, even at 0 units (then a shortage is ``insufficient_stock``, or a backorder)."""
+    unknown = [{"line_no": no, "sku": sku, "quantity": qty} for no, sku, qty in lines]
+    return Unprocessable(
+        "unknown SKU (no warehouse has a stock level for it): "
+        + ", ".join(f"line {u['line_no']} {u['sku']}" for u in unknown),
+        code="unknown_sku",
+        title="Unknown SKU",
+        unknown_lines=unknown,
     )
 
 

@@ -23,10 +23,12 @@ from oms.orders.locking import not_found, visible
 from oms.orders.models import Order, OrderEvent, Shipment
 from oms.orders.plans import (
     ShipmentView,
+    unknown_sku,
 )
 from oms.routing import service as routing_service
 from oms.routing.domain import RouteLine, RoutePlan
 from oms.shared.errors import NotFound, ProblemError
+from oms.shared.timestamps import in_range
 
 log = logging.getLogger("oms.orders")
 
@@ -50,7 +52,10 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         ts, oid = raw.split("|", 1)
-        return datetime.fromisoformat(ts), uuid.UUID(oid)
+        created_at = in_range(datetime.fromisoformat(ts))  # ours are in range and in UTC
+        if created_at.tzinfo is None:
+            raise ValueError("a cursor's time has a UTC offset")
+        return created_at, uuid.UUID(oid)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise ProblemError("the cursor is not valid", code="invalid_cursor") from exc
 
@@ -152,13 +157,18 @@ async def preview_route(
     channel: str,
     pickup_code: str | None,
 ) -> RoutePlan:
-    """Route without reserving: where an order would ship from, and why."""
+    """Route without reserving: where an order would ship from, and why (422 ``unknown_sku``
+    for lines whose SKU no warehouse has a stock level for, as placing the order would)."""
     route_lines = [
         RouteLine(line_id=str(i), sku=sku, quantity=q) for i, (sku, q) in enumerate(lines, 1)
     ]
-    return await routing_service.plan(
+    plan = await routing_service.plan(
         session, lines=route_lines, address=address, channel=channel, pickup_code=pickup_code
     )
+    if plan.unknown_skus:
+        unknown = plan.unknown_skus
+        raise unknown_sku((i, sku, q) for i, (sku, q) in enumerate(lines, 1) if sku in unknown)
+    return plan
 
 
 async def pick_queue(

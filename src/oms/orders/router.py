@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import EmailStr
+from pydantic import EmailStr, Field
 
 from oms.auth.service import Principal
 from oms.deps import Session, require
@@ -35,15 +35,27 @@ from oms.orders.schemas import (
 )
 from oms.routing.domain import RoutePlan
 from oms.routing.service import Address as RouteAddress
+from oms.shared.errors import Forbidden
 from oms.shared.logging import request_id_var
 from oms.shared.openapi import AUTH_PROBLEMS, problems
 from oms.shared.roles import Role
+from oms.shared.timestamps import RULE as TIMESTAMP_RULE
+from oms.shared.timestamps import Timestamp
 
 router = APIRouter(prefix="/v1", tags=["orders"])
 
 Reader = Annotated[Principal, Depends(require(Role.STOREFRONT, Role.FULFILLMENT))]
 Creator = Annotated[Principal, Depends(require(Role.STOREFRONT))]
 Mover = Annotated[Principal, Depends(require(Role.STOREFRONT, Role.FULFILLMENT))]
+OrderCursor = Annotated[
+    # the pattern is documented, not enforced here: any other text is 400 `invalid_cursor`
+    Annotated[str, Field(json_schema_extra={"pattern": r"^[A-Za-z0-9_-]+$"})] | None,
+    Query(
+        max_length=200,
+        description="The `next_cursor` of the previous page, as it was given (opaque, "
+        "base64url; 400 `invalid_cursor` for anything else)",
+    ),
+]
 
 
 async def read_orders(session: Session, orders: list[Order]) -> list[OrderRead]:
@@ -63,7 +75,24 @@ async def read_orders(session: Session, orders: list[Order]) -> list[OrderRead]:
         "different body is rejected with 422 `idempotency_key_reused`. `external_reference` is "
         "unique per channel (409 `duplicate_external_reference`)."
     ),
-    responses=problems(400, 409, 413, 415, *AUTH_PROBLEMS),
+    responses=problems(
+        400,
+        404,
+        409,
+        413,
+        415,
+        *AUTH_PROBLEMS,
+        retry_after=(409, 503),
+        d404="`pickup_store` names no warehouse or store (`warehouse_not_found`)",
+        d409="`insufficient_stock` (with `short_lines`; nothing is stored), "
+        "`duplicate_external_reference` (with the existing `order_id`), "
+        "`idempotency_in_progress` (the first request with this key is still running), or "
+        "`stock_contention` (stock kept moving while routing: retry after `Retry-After` "
+        "seconds)",
+        d422="`validation_error` (with `errors`), `idempotency_key_reused`, or `unknown_sku`: "
+        "a line's SKU has no stock level in any warehouse (with `unknown_lines`: `line_no` "
+        "from 1, `sku`, `quantity`; also on a channel that takes backorders; nothing is stored)",
+    ),
 )
 async def create_order(
     data: OrderCreate,
@@ -137,10 +166,14 @@ async def list_orders(
     channel: Annotated[str | None, Query(max_length=64)] = None,
     customer_id: Annotated[str | None, Query(max_length=128)] = None,
     customer_email: Annotated[EmailStr | None, Query()] = None,
-    created_from: Annotated[datetime | None, Query(description="Inclusive, ISO 8601")] = None,
-    created_to: Annotated[datetime | None, Query(description="Exclusive, ISO 8601")] = None,
+    created_from: Annotated[
+        Timestamp | None, Query(description=f"Inclusive; {TIMESTAMP_RULE}")
+    ] = None,
+    created_to: Annotated[
+        Timestamp | None, Query(description=f"Exclusive; {TIMESTAMP_RULE}")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: OrderCursor = None,
 ) -> OrderPage:
     orders, next_cursor = await service.list_orders(
         session,
@@ -170,7 +203,7 @@ async def customer_orders(
     session: Session,
     principal: Reader,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: OrderCursor = None,
 ) -> OrderPage:
     orders, next_cursor = await service.list_orders(
         session,
@@ -268,13 +301,14 @@ async def order_routing(
     order_id: uuid.UUID, session: Session, principal: Reader
 ) -> OrderRoutingRead:
     order = await service.get_order(session, order_id=order_id, principal=principal)
-    routing = order.routing or {
-        "warehouses": [],
-        "fully_filled": False,
-        "backorders": [],
-        "explanation": {},
-    }
-    return OrderRoutingRead(order_id=order.id, **routing)
+    routing = order.routing or {"warehouses": [], "fully_filled": False, "backorders": []}
+    return OrderRoutingRead(
+        order_id=order.id,
+        warehouses=routing["warehouses"],
+        fully_filled=routing["fully_filled"],
+        backorders=routing["backorders"],
+        explanation=routing.get("explanation") or None,
+    )
 
 
 @router.post(
@@ -333,11 +367,17 @@ def route_read(plan: RoutePlan) -> RouteRead:
     summary="Preview where an order would ship from (nothing is reserved)",
     description="Routes the lines against current stock with the channel's policy and returns "
     "the planned parcels, any short lines and the explanation. For storefronts showing "
-    "delivery options.",
+    "delivery options. A key bound to a channel previews that channel only (403 "
+    "`channel_not_allowed`). A SKU no warehouse has a stock level for is 422 `unknown_sku` "
+    "(with `unknown_lines`), as placing the order would be.",
     tags=["routing"],
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def preview(body: RoutePreviewRequest, session: Session, principal: Reader) -> RouteRead:
+    if principal.channel is not None and body.channel != principal.channel:
+        raise Forbidden(
+            f"this API key is bound to channel '{principal.channel}'", code="channel_not_allowed"
+        )
     addr = body.shipping_address
     plan = await service.preview_route(
         session,

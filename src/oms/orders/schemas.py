@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -9,18 +10,32 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from oms.orders.domain import OrderStatus, PaymentMethod, Priority, ShipmentStatus
+from oms.routing.schemas import RoutingExplanation
 from oms.shared.codes import normalize_country, normalize_currency
 from oms.shared.jsonlimits import LIMITS as JSON_LIMITS
 from oms.shared.jsonlimits import JsonObject
+from oms.shared.openapi import ShortLine
 
 Currency = Annotated[
     str,
-    Field(min_length=3, max_length=3, description="ISO 4217 code", examples=["EUR"]),
+    Field(
+        min_length=3,
+        max_length=3,
+        pattern=r"^[A-Za-z]{3}$",
+        description="ISO 4217 code (case-insensitive; answers use upper case)",
+        examples=["EUR"],
+    ),
     AfterValidator(normalize_currency),
 ]
 Country = Annotated[
     str,
-    Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2 code", examples=["DE"]),
+    Field(
+        min_length=2,
+        max_length=2,
+        pattern=r"^[A-Za-z]{2}$",
+        description="ISO 3166-1 alpha-2 code (case-insensitive; answers use upper case)",
+        examples=["DE"],
+    ),
     AfterValidator(normalize_country),
 ]
 Minor = Annotated[int, Field(ge=0, le=10**12, description="Amount in minor units (cents)")]
@@ -45,16 +60,56 @@ class OrderLineCreate(Strict):
     )
 
 
+_PHONE_SEPARATORS = re.compile(r"[\s().\-/]")
+_PHONE = re.compile(r"^\+?[0-9]{3,20}$")
+
+
+def normalize_phone(value: str) -> str:
+    """A phone number as oms stores it: digits with an optional leading ``+`` (spaces,
+    brackets, dots, dashes and slashes removed); ValueError if that leaves no phone number."""
+    phone = _PHONE_SEPARATORS.sub("", value)
+    if not _PHONE.match(phone):
+        raise ValueError("a phone number is 3 to 20 digits, optionally after a +")
+    return phone
+
+
+Phone = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=32,
+        description="Digits with an optional leading +; spaces, brackets, dots, dashes and "
+        "slashes are removed",
+        examples=["+49 30 1234567"],
+    ),
+    AfterValidator(normalize_phone),
+]
+
+
 class Customer(Strict):
+    """Who placed the order: a customer id, an email or a phone (any of them), or, for a sale
+    with no customer details at all (a walk-in point-of-sale sale), ``anonymous: true``."""
+
     id: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
         default=None, examples=["cus_123"]
     )
     email: EmailStr | None = Field(default=None, examples=["ada@example.com"])
+    phone: Phone | None = Field(
+        default=None, description="A guest identified by phone (phone and SMS orders)"
+    )
+    anonymous: bool = Field(
+        default=False,
+        description="True for an order without any customer details; then id, email and "
+        "phone are absent",
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> Customer:
-        if self.id is None and self.email is None:
-            raise ValueError("customer needs an id or an email")
+        known = self.id is not None or self.email is not None or self.phone is not None
+        if self.anonymous and known:
+            raise ValueError("an anonymous customer has no id, email or phone")
+        if not self.anonymous and not known:
+            raise ValueError("customer needs an id, an email or a phone, or anonymous: true")
         return self
 
 
@@ -292,28 +347,43 @@ class RoutePreviewRequest(Strict):
     pickup_store: Annotated[str, Field(min_length=1, max_length=32)] | None = None
 
 
+class PlannedLine(BaseModel):
+    line_id: str = Field(description="The line's position in the request (1-based)")
+    sku: str
+    quantity: int = Field(description="Units of the line this parcel would carry")
+
+
 class PlannedShipment(BaseModel):
     warehouse: str
-    lines: list[dict[str, Any]]
+    lines: list[PlannedLine]
 
 
 class RouteRead(BaseModel):
     fully_filled: bool
     parcels: int
     shipments: list[PlannedShipment]
-    short_lines: list[dict[str, Any]]
-    explanation: dict[str, Any] = Field(
+    short_lines: list[ShortLine]
+    explanation: RoutingExplanation = Field(
         description="Every candidate warehouse (eligible or why not, distance, band, rank), "
         "the rule that decided and the runner-up plan"
     )
+
+
+class Backorder(BaseModel):
+    line_id: str = Field(description="The order line's id")
+    sku: str
+    quantity: int = Field(description="Units not reserved, kept as backorder")
 
 
 class OrderRoutingRead(BaseModel):
     order_id: uuid.UUID
     warehouses: list[str]
     fully_filled: bool
-    backorders: list[dict[str, Any]]
-    explanation: dict[str, Any]
+    backorders: list[Backorder]
+    explanation: RoutingExplanation | None = Field(
+        description="The router's explanation as stored at placement or reroute (null for "
+        "orders routed before explanations were kept)"
+    )
 
 
 class PickItem(BaseModel):

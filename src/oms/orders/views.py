@@ -51,7 +51,12 @@ def to_read(order: Order | NewOrder, shipments: list[ShipmentView]) -> OrderRead
         ),
         channel=order.channel,
         external_reference=order.external_reference,
-        customer=Customer.model_construct(id=order.customer_id, email=order.customer_email),
+        customer=Customer.model_construct(
+            id=order.customer_id,
+            email=order.customer_email,
+            phone=order.customer_phone,
+            anonymous=order.customer_anonymous,
+        ),
         shipping_address=Address.model_construct(
             name=order.ship_name,
             lines=order.ship_lines,

@@ -36,7 +36,15 @@ Reader = Annotated[Principal, Depends(require(Role.STOREFRONT, Role.FULFILLMENT)
     "200. When captured payments cover the total the order becomes `paid` (or, past `placed`, "
     "gets `paid_at`). Errors: 422 `currency_mismatch`, 409 `overpayment`, 409 "
     "`payment_reference_conflict`.",
-    responses=problems(404, 409, *AUTH_PROBLEMS),
+    responses={
+        200: {
+            "model": PaymentRead,
+            "description": "A repeat of a recorded (provider, provider_reference): the payment "
+            "as recorded (nothing changes, or an authorized payment repeated as `captured` is "
+            "captured)",
+        },
+        **problems(404, 409, *AUTH_PROBLEMS),
+    },
 )
 async def create_payment(
     order_id: uuid.UUID, body: PaymentCreate, response: Response, session: Session, principal: Admin

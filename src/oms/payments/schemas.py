@@ -24,7 +24,11 @@ class PaymentCreate(BaseModel):
         examples=["pi_3NkY2"],
     )
     amount: Minor = Field(examples=[6163])
-    currency: Annotated[str, Field(min_length=3, max_length=3), AfterValidator(normalize_currency)]
+    currency: Annotated[
+        str,
+        Field(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code"),
+        AfterValidator(normalize_currency),
+    ]
     status: Literal["authorized", "captured", "failed"] = "captured"
 
 

@@ -1,4 +1,5 @@
-"""Top customers per currency (by customer id; guests by email), exact, found the cheap way
+"""Top customers per currency (by customer id; guests by email; orders of guests known only by
+phone, and anonymous ones, are not attributed to a customer), exact, found the cheap way
 where it can be: only the customers whose placed-order totals (``customer_order_totals``) can
 reach the list are looked up; where too many can, the window's orders are aggregated.
 
@@ -232,6 +233,7 @@ async def _top_customers_of(
                    count(*) AS orders, CAST(sum(o.total_amount) AS bigint) AS revenue
             FROM orders o
             WHERE {where} AND o.status <> 'cancelled' {only}
+              AND (o.customer_id IS NOT NULL OR o.customer_email IS NOT NULL)
             GROUP BY o.currency, o.customer_id,
                      CASE WHEN o.customer_id IS NULL THEN o.customer_email END
             """

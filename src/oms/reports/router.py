@@ -11,8 +11,9 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from oms.auth.service import Principal
@@ -42,6 +43,8 @@ from oms.shared.codes import is_currency
 from oms.shared.errors import Unprocessable
 from oms.shared.openapi import AUTH_PROBLEMS, problems
 from oms.shared.roles import Role
+from oms.shared.timestamps import RULE as TIMESTAMP_RULE
+from oms.shared.timestamps import LocalTimestamp
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -51,15 +54,19 @@ MAX_RANGE = timedelta(days=5 * 366)
 DEFAULT_RANGE = timedelta(days=30)
 CSV = "text/csv"
 
+CSV_PARAGRAPH = "\n\nCSV: "
 WINDOW_DOC = (
     "\n\nThe report looks at the orders **placed** in `[from, to)` (default: the last 30 days; "
     "at most 5 years), optionally of one `channel` and/or one `currency`. A *sale* is such an "
     "order that is not cancelled; *revenue* is the sum of the sales' order totals (tax and "
     "shipping included) in minor units. Amounts are never added across currencies: rows are "
     "per currency. `from`/`to` without a UTC offset are read in `tz` (default UTC)."
-    "\n\nCSV: `?format=csv` or `Accept: text/csv` returns the rows as `text/csv` (UTF-8, header "
-    "row, RFC 4180); text cells starting with `=`, `+`, `-` or `@` get a leading `'`."
+    + CSV_PARAGRAPH
+    + "the operation of the same path ending in `.csv` (or `Accept: text/csv` here) "
+    "returns the rows as `text/csv` (UTF-8, header row, RFC 4180); text cells starting with `=`, "
+    "`+`, `-` or `@` get a leading `'`."
 )
+CSV_SUFFIX = ".csv"
 
 
 def _invalid(field: str, message: str) -> Unprocessable:
@@ -138,36 +145,52 @@ def _aware(value: datetime, zone: ZoneInfo) -> datetime:
 
 
 async def report_query(
+    request: Request,
     from_: Annotated[
-        datetime | None,
+        LocalTimestamp | None,
         Query(
             alias="from",
-            description="Inclusive, ISO 8601 (default: `to` - 30 days)",
+            description=f"Inclusive (default: `to` - 30 days); {TIMESTAMP_RULE}, or without "
+            "offset: read in `tz`",
             examples=["2025-01-01T00:00:00+01:00"],
         ),
     ] = None,
     to: Annotated[
-        datetime | None,
-        Query(description="Exclusive, ISO 8601 (default: now)", examples=["2025-02-01T00:00:00Z"]),
+        LocalTimestamp | None,
+        Query(
+            description=f"Exclusive (default: now); {TIMESTAMP_RULE}, or without offset: read "
+            "in `tz`",
+            examples=["2025-02-01T00:00:00Z"],
+        ),
     ] = None,
     channel: Annotated[
         str | None,
         Query(max_length=64, pattern=r"^[a-z0-9][a-z0-9._\-]*$", examples=["web"]),
     ] = None,
     currency: Annotated[
-        str | None, Query(min_length=3, max_length=3, description="ISO 4217", examples=["EUR"])
+        str | None,
+        Query(
+            min_length=3,
+            max_length=3,
+            pattern=r"^[A-Za-z]{3}$",
+            description="ISO 4217 code (case-insensitive)",
+            examples=["EUR"],
+        ),
     ] = None,
     tz: Annotated[
         str,
         Query(
             max_length=64,
-            description="IANA time zone: the daily report's days, and `from`/`to` without offset",
+            pattern=r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$",
+            description="IANA time zone name from the tz database (e.g. `Europe/Berlin`, `UTC`; "
+            "422 for any other): the daily report's days, and `from`/`to` without offset",
             examples=["Europe/Berlin"],
         ),
     ] = "UTC",
     format: Annotated[
         Literal["json", "csv"] | None,
-        Query(description="`csv` for text/csv (or send `Accept: text/csv`)"),
+        # kept for older clients; the `.csv` operations are the documented way to get CSV
+        Query(include_in_schema=False),
     ] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> ReportQuery:
@@ -182,7 +205,10 @@ async def report_query(
         currency = currency.strip().upper()
         if not is_currency(currency):
             raise _invalid("currency", f"'{currency}' is not an ISO 4217 currency code")
-    as_csv = format == "csv" if format is not None else _prefers_csv(accept)
+    if request.url.path.endswith(CSV_SUFFIX):
+        as_csv = True
+    else:
+        as_csv = format == "csv" if format is not None else _prefers_csv(accept)
     return ReportQuery(
         window=service.Window(start=start, end=end, channel=channel, currency=currency),
         tz=tz,
@@ -246,10 +272,44 @@ def to_csv(rows: Sequence[BaseModel], model: type[BaseModel]) -> str:
 def _doc(example_csv: str, *statuses: int) -> dict[int | str, dict[str, Any]]:
     responses = problems(*statuses, *AUTH_PROBLEMS)
     responses[200] = {
-        "description": "The report as JSON, or as CSV with `?format=csv` / `Accept: text/csv`",
+        "description": "The report as JSON (as CSV: the `.csv` operation of the same path, or "
+        "`Accept: text/csv` here)",
         "content": {CSV: {"schema": {"type": "string"}, "example": example_csv}},
     }
     return responses
+
+
+class CsvResponse(Response):
+    media_type = CSV
+
+
+def add_csv_operations() -> None:
+    """For each report ``GET /v1/reports/{name}``, ``GET /v1/reports/{name}.csv``: the same
+    report as ``text/csv`` (an operation of its own, so a generated client reads it as text)."""
+    for route in list(router.routes):
+        if not isinstance(route, APIRoute) or route.path.endswith(CSV_SUFFIX):
+            continue
+        example = route.responses[200]["content"][CSV]["example"]
+        path = route.path.removeprefix(router.prefix)
+        router.add_api_route(
+            path + CSV_SUFFIX,
+            route.endpoint,
+            methods=["GET"],
+            response_class=CsvResponse,
+            summary=f"{route.summary} (CSV)",
+            description=f"`GET {route.path}` as `text/csv`: one row per item (UTF-8, header "
+            "row, RFC 4180; nested fields flattened as `outer_inner`; text cells starting with "
+            "`=`, `+`, `-` or `@` get a leading `'`). Same parameters and errors."
+            f"\n\n{route.description.split(CSV_PARAGRAPH)[0]}",
+            responses={
+                **{k: v for k, v in route.responses.items() if k != 200},
+                200: {
+                    "description": "The report as CSV (an attachment)",
+                    "content": {CSV: {"schema": {"type": "string"}, "example": example}},
+                },
+            },
+            name=f"{route.name}_csv",
+        )
 
 
 # ---- routes -------------------------------------------------------------------------------
@@ -286,7 +346,8 @@ async def top_products(
     response_model=TopCustomers,
     summary="Best customers",
     description="Customers ranked per currency by revenue or by number of sales. Customers "
-    "are told apart by `customer_id`; guest orders (no id) by e-mail address." + WINDOW_DOC,
+    "are told apart by `customer_id`; guest orders (no id) by e-mail address; orders with "
+    "neither (guests known by phone, anonymous sales) are not listed." + WINDOW_DOC,
     responses=_doc(
         "currency,rank,customer_id,customer_email,orders,revenue,first_order_at,last_order_at"
         "\r\nEUR,1,cus_123,ada@example.com,12,73956,2025-01-03T09:12:00Z,2025-01-29T18:40:00Z\r\n"
@@ -482,3 +543,6 @@ async def late_orders(
         }
     )
     return q.respond(report, report.items, LateOrderRow, "late-orders")
+
+
+add_csv_operations()

@@ -295,6 +295,10 @@ class RoutePlan:
     warehouses: tuple[str, ...]
     explanation: Explanation
     allow_backorder: bool = False
+    unknown_skus: frozenset[str] = frozenset()
+    """SKUs of the order that no warehouse has a stock level for. Not the router's concern (it
+    sees availability only): filled in by ``oms.routing.service.plan`` from the snapshot, and
+    only when the plan is not fully filled."""
 
     @property
     def backorders(self) -> tuple[Shortage, ...]:

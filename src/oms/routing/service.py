@@ -6,7 +6,7 @@ The planning itself is the pure :func:`oms.routing.domain.plan_route`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -159,8 +159,16 @@ async def plan(
     channel: str,
     pickup_code: str | None = None,
 ) -> RoutePlan:
-    """Route an order against the current stock (no locks, nothing reserved)."""
+    """Route an order against the current stock (no locks, nothing reserved). A plan that is
+    not fully filled names the SKUs no warehouse has a stock level for (``unknown_skus``)."""
     snapshot = await inventory_service.routing_snapshot(session, skus=[ln.sku for ln in lines])
     row = await _policy_values(session, channel=channel)
     policy = _policy(row, snapshot, pickup_code)
-    return plan_route(lines, destination_for(address), [_candidate(w) for w in snapshot], policy)
+    planned = plan_route(lines, destination_for(address), [_candidate(w) for w in snapshot], policy)
+    if planned.fully_filled:
+        return planned
+    known: set[str] = set()
+    for w in snapshot:
+        known |= w.skus_with_level
+    unknown = frozenset(ln.sku for ln in lines) - known
+    return replace(planned, unknown_skus=unknown) if unknown else planned

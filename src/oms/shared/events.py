@@ -87,9 +87,7 @@ _SPECS = (
         "Available stock of a SKU fell to or below its threshold",
         ("warehouse_id", "warehouse_code", "sku", "available", "threshold"),
     ),
-    EventSpec(
-        "payment.authorized", "A payment was authorized (not yet captured)", PAYMENT_FIELDS
-    ),
+    EventSpec("payment.authorized", "A payment was authorized (not yet captured)", PAYMENT_FIELDS),
     EventSpec(
         "payment.captured",
         "A payment was captured (cash on delivery: at delivery)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
+import logging.config
 from contextvars import ContextVar
 from typing import Any
 
@@ -12,7 +12,11 @@ from oms.shared.clock import utcnow
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's copy of the message with terminal colours
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,15 +40,40 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def logging_config(level: str = "INFO", fmt: str = "json") -> dict[str, Any]:
+    """The ``logging.config.dictConfig`` of every oms process: oms and uvicorn error logs to
+    stdout in the chosen format, at ``level``.
+
+    `oms serve` hands it to uvicorn (``log_config``), which applies it in each worker process
+    it starts: worker processes are spawned, not forked, so they inherit no logging set-up.
+    """
+    formatter: dict[str, Any] = (
+        {"()": f"{__name__}.JsonFormatter"}
+        if fmt == "json"
+        else {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"oms": formatter},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "oms",
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "root": {"handlers": ["stdout"], "level": level},
+        "loggers": {
+            # uvicorn's own loggers propagate to the root handler
+            "uvicorn": {"handlers": [], "propagate": True, "level": level},
+            "uvicorn.error": {"handlers": [], "propagate": True, "level": level},
+            # oms writes its own access line per request (with the request id)
+            "uvicorn.access": {"handlers": [], "propagate": False, "level": "WARNING"},
+        },
+    }
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    """Send oms and uvicorn error logs to stdout in the chosen format."""
-    handler = logging.StreamHandler(sys.stdout)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    # oms writes its own access line per request (with the request id)
-    logging.getLogger("uvicorn.access").disabled = True
+    """Apply :func:`logging_config` to this process."""
+    logging.config.dictConfig(logging_config(level, fmt))

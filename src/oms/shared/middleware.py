@@ -16,6 +16,17 @@ from oms.shared.errors import PROBLEM_JSON, ProblemError
 from oms.shared.logging import request_id_var
 
 access_log = logging.getLogger("oms.access")
+CLIENT_CLOSED_REQUEST = 499
+"""The access line's status of a request whose client left before its body arrived (nginx's)."""
+CUT_OFF_SCOPE_KEY = "oms.cut_off"
+"""``scope["extensions"]`` entry the HTTP server's guard (:mod:`oms.server`) sets on a request it
+abandoned: ``{"status": 408, "reason": "body_timeout"}``."""
+
+
+class _ClientGone(Exception):
+    """The connection ended before the request body was complete."""
+
+
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 
 
@@ -63,6 +74,11 @@ class RequestContextMiddleware:
                 await self._send_problem(send_wrapper, scope, 415)
             else:
                 await self.app(scope, _replay(body, receive), send_wrapper)
+        except _ClientGone:
+            # the body never arrived in full: the client left, or the server cut it off (and
+            # answered it itself, e.g. 408 on the body timeout); the application is not run
+            cut_off = scope.get("extensions", {}).get(CUT_OFF_SCOPE_KEY, {})
+            status_holder[0] = int(cut_off.get("status", CLIENT_CLOSED_REQUEST))
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
@@ -83,13 +99,14 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
-        """The whole body, or None once it grows past the limit (checked while streaming)."""
+        """The whole body, or None once it grows past the limit (checked while streaming);
+        raises _ClientGone if the connection ends first."""
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return b"".join(chunks)
+                raise _ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
-from fastapi import Path
-from pydantic import BaseModel, Field
+from fastapi import Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
 from oms.shared.errors import PROBLEM_JSON
+
+
+def _no_null_defaults(schema: dict[str, Any]) -> None:
+    """Optional members are left out of an answer, never sent as null: no ``default: null``."""
+    for prop in schema.get("properties", {}).values():
+        if prop.get("default", ...) is None:
+            del prop["default"]
 
 
 class Problem(BaseModel):
@@ -18,13 +27,87 @@ class Problem(BaseModel):
     status: int = Field(examples=[409])
     detail: str = Field(examples=["cannot move an order from 'placed' to 'shipped'"])
     code: str = Field(examples=["illegal_transition"])
-    instance: str | None = None
-    errors: list[dict[str, Any]] | None = Field(
-        default=None, description="Validation errors: one entry per offending field"
+    instance: str | SkipJsonSchema[None] = Field(
+        default=None, description="The request path", examples=["/v1/orders"]
     )
 
-    model_config = {"extra": "allow"}
+    model_config = ConfigDict(extra="allow", json_schema_extra=_no_null_defaults)
 
+
+# Extension members are sent only by the problems that carry them (never as null): each is
+# optional, and documented without null.
+Absent = SkipJsonSchema[None]
+
+
+class ShortLine(BaseModel):
+    """A line that cannot be filled: ``requested`` units asked, ``available`` placeable."""
+
+    line_id: str = Field(
+        description="Identifies the line within this answer (a preview numbers lines from 1)"
+    )
+    sku: str
+    requested: int
+    available: int
+
+
+class ConflictProblem(Problem):
+    """A 409: the request conflicts with the current state. Extension members by ``code``:
+    `insufficient_stock`: `short_lines`; `illegal_transition` and
+    `illegal_shipment_transition`: `current_status`, `requested_status`,
+    `allowed_transitions`; `partially_shipped`: `current_status`, `allowed_transitions`;
+    `version_conflict`: `current_status`, `current_version`; `order_not_ready`,
+    `order_not_delivered`, `reroute_not_allowed`, `concurrent_modification`,
+    `illegal_return_transition`, `inbox_not_replayable`: `current_status`;
+    `duplicate_external_reference`: `order_id`; `payment_reference_conflict`: `payment_id`;
+    `overpayment`: `captured`, `total`; `refund_exceeds_captured`: `refundable`;
+    `return_exceeds_delivered`: `order_line_id`, `returnable`; `count_guard_mismatch` and
+    `on_hand_limit`: `on_hand`; `below_reserved`: `reserved`."""
+
+    short_lines: list[ShortLine] | Absent = Field(
+        default=None, description="insufficient_stock: every line that cannot be filled"
+    )
+    current_status: str | Absent = Field(default=None, examples=["delivered"])
+    requested_status: str | Absent = Field(default=None, examples=["cancelled"])
+    allowed_transitions: list[str] | Absent = Field(
+        default=None, description="The statuses it may move to from here", examples=[["returned"]]
+    )
+    current_version: int | Absent = None
+    order_id: uuid.UUID | Absent = Field(default=None, description="The existing order")
+    payment_id: uuid.UUID | Absent = Field(default=None, description="The existing payment")
+    order_line_id: uuid.UUID | Absent = None
+    captured: int | Absent = Field(default=None, description="Minor units captured so far")
+    total: int | Absent = Field(default=None, description="The order total (minor units)")
+    refundable: int | Absent = Field(default=None, description="Minor units still refundable")
+    returnable: int | Absent = Field(default=None, description="Units still returnable")
+    on_hand: int | Absent = None
+    reserved: int | Absent = None
+
+
+class ValidationIssue(BaseModel):
+    """One offending field."""
+
+    field: str = Field(examples=["body.lines.0.quantity"])
+    loc: list[str] = Field(examples=[["body", "lines", "0", "quantity"]])
+    message: str = Field(examples=["Input should be greater than 0"])
+    type: str = Field(examples=["greater_than"])
+
+
+class ValidationProblem(Problem):
+    """A 422: the request is not valid. `validation_error` lists `errors` (at most 50, then
+    `errors_total`); `bulk_row_invalid` names the `row` and `column`."""
+
+    errors: list[ValidationIssue] | Absent = Field(
+        default=None, description="validation_error: one entry per offending field"
+    )
+    errors_total: int | Absent = Field(
+        default=None, description="How many errors there were, when more than listed"
+    )
+    row: int | Absent = Field(default=None, description="bulk_row_invalid: 1-based row")
+    column: str | Absent = Field(default=None, description="bulk_row_invalid: the column")
+
+
+PROBLEM_MODELS: tuple[type[Problem], ...] = (Problem, ConflictProblem, ValidationProblem)
+_MODEL_BY_STATUS: dict[int, type[Problem]] = {409: ConflictProblem, 422: ValidationProblem}
 
 _DESCRIPTIONS = {
     400: "Malformed request (e.g. invalid JSON, bad cursor)",
@@ -38,16 +121,46 @@ _DESCRIPTIONS = {
     503: "Database unavailable; retry after the `Retry-After` seconds",
 }
 
+RETRY_AFTER = {
+    "description": "Seconds to wait before retrying",
+    "schema": {"type": "integer", "minimum": 0},
+}
+WWW_AUTHENTICATE = {
+    "description": "`Bearer`: send the API key as `Authorization: Bearer <key>`",
+    "schema": {"type": "string"},
+}
 
-def problems(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for the given problem statuses."""
+
+def problems(
+    *statuses: int,
+    retry_after: tuple[int, ...] = (503,),
+    bearer: bool = True,
+    **descriptions: str,
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given problem statuses.
+
+    409 answers are :class:`ConflictProblem`, 422 answers :class:`ValidationProblem`, the rest
+    :class:`Problem`. ``retry_after``: the statuses sent with a ``Retry-After`` header; ``bearer``:
+    a 401 comes with ``WWW-Authenticate: Bearer`` (API-key authentication).
+    """
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
-        out[status] = {
-            "model": Problem,
+        model = _MODEL_BY_STATUS.get(status, Problem)
+        entry: dict[str, Any] = {
+            "model": model,
             "description": descriptions.get(f"d{status}", _DESCRIPTIONS.get(status, "Error")),
-            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "content": {
+                PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            },
         }
+        headers: dict[str, Any] = {}
+        if status in retry_after:
+            headers["Retry-After"] = RETRY_AFTER
+        if status == 401 and bearer:
+            headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+        if headers:
+            entry["headers"] = headers
+        out[status] = entry
     return out
 
 
@@ -56,6 +169,16 @@ AUTH_PROBLEMS = (401, 403, 422, 503)
 MAX_BIGINT = 2**63 - 1
 BigId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="A bigint id")]
 """A bigint primary key in a path: out-of-range numbers are 422, not a database error."""
+IdCursor = Annotated[
+    # the pattern is documented, not enforced here: any other text is 400 `invalid_cursor`
+    Annotated[str, Field(json_schema_extra={"pattern": r"^[0-9]+$"})] | None,
+    Query(
+        max_length=19,
+        description="The `next_cursor` of the previous page: digits (400 `invalid_cursor` if "
+        "it is not one)",
+    ),
+]
+"""A page cursor that is an id (the last one of the previous page)."""
 
 _BODY_METHODS = ("post", "put", "patch")
 
@@ -79,8 +202,16 @@ def document_transport_problems(
     a body that is not valid JSON is 400 ``malformed_json`` wherever a JSON body is read.
     Raw-body routes take any content type, so they get no 415. Problems are only ever sent as
     ``application/problem+json``, so that is the one media type documented for them. An
-    operation with neither a body nor a parameter that can be invalid never answers 422.
+    operation with neither a body nor a parameter that can be invalid never answers 422. The
+    problem schemas (one per kind of problem, with their typed extension members) are added
+    to the components, and every 503 documents its ``Retry-After`` header.
     """
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    _, defs = models_json_schema(
+        [(m, "serialization") for m in PROBLEM_MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    components.update(defs.get("$defs", {}))
     for path, item in schema.get("paths", {}).items():
         for method, operation in item.items():
             responses = operation.setdefault("responses", {})
@@ -102,4 +233,6 @@ def document_transport_problems(
                 content = entry.get("content", {})
                 if status.isdigit() and int(status) >= 400 and PROBLEM_JSON in content:
                     content.pop("application/json", None)
+                if status == "503":
+                    entry.setdefault("headers", {}).setdefault("Retry-After", RETRY_AFTER)
             operation["responses"] = dict(sorted(responses.items()))

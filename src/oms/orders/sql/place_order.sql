@@ -2,17 +2,20 @@
 -- (routing and fulfilment counts included), its lines (backorders included), the `placed`
 -- history row, the shipments, the `order.placed` outbox event and the stored idempotent
 -- response, and the customer's placed-order totals (`customer_order_totals`, which the
--- top-customers report reads). The order number is an identity assigned by the INSERT, so it is
--- patched into the two JSON documents in SQL.
+-- top-customers report reads; per customer id, else guest email: orders with neither, from
+-- guests known by phone or anonymous, are not totalled). The order number is an identity
+-- assigned by the INSERT, so it is patched into the two JSON documents in SQL.
 WITH o AS (
   INSERT INTO orders (id, status, version, channel, external_reference, customer_id,
     customer_email, currency, payment_method, priority, ship_name, ship_lines, ship_city,
     ship_postal_code, ship_region, ship_country, ship_latitude, ship_longitude, subtotal_amount,
     tax_amount, shipping_fee, total_amount, fulfillment, pickup_warehouse_code, notes,
-    attributes, routing, created_by, created_at, updated_at, units_ordered, live_shipments)
+    attributes, routing, created_by, created_at, updated_at, units_ordered, live_shipments,
+    customer_phone, customer_anonymous)
   VALUES ($1, 'placed', 1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13, $14, $15,
     $16, $17, $18, $19, $20, $21, $22, $23, $24::jsonb, $25::jsonb, $26, $27, $27,
-    (SELECT coalesce(sum(q), 0) FROM unnest($32::int[]) AS q), cardinality($41::uuid[]))
+    (SELECT coalesce(sum(q), 0) FROM unnest($32::int[]) AS q), cardinality($41::uuid[]),
+    $45, $46)
   ON CONFLICT (channel, external_reference) WHERE external_reference IS NOT NULL DO NOTHING
   RETURNING id, number
 ), lines AS (
@@ -36,18 +39,19 @@ WITH o AS (
     AS u(id, seq, warehouse_id, code)
 ), outbox AS (
   INSERT INTO outbox_events (event_id, type, aggregate_type, aggregate_id, payload, created_at)
-  SELECT $45, 'order.placed', 'order', o.id::text,
-         jsonb_set($46::jsonb, '{data,number}', to_jsonb(o.number)), $27
+  SELECT $47, 'order.placed', 'order', o.id::text,
+         jsonb_set($48::jsonb, '{data,number}', to_jsonb(o.number)), $27
   FROM o
 ), replay AS (
   UPDATE idempotency_keys
   SET response_status = 201, order_id = o.id,
-      response_body = jsonb_set($47::jsonb, '{number}', to_jsonb(o.number))
+      response_body = jsonb_set($49::jsonb, '{number}', to_jsonb(o.number))
   FROM o
-  WHERE $48::text IS NOT NULL AND scope = $48 AND key = $49
+  WHERE $50::text IS NOT NULL AND scope = $50 AND key = $51
 ), customer AS (
   INSERT INTO customer_order_totals AS t (currency, guest, customer_key, orders, amount)
   SELECT $6, $4::text IS NULL, coalesce($4, $5), 1, $20 FROM o
+  WHERE coalesce($4, $5) IS NOT NULL  -- guests known only by phone, and anonymous ones: none
   ON CONFLICT (currency, guest, customer_key)
   DO UPDATE SET orders = t.orders + 1, amount = t.amount + excluded.amount
 )

@@ -16,7 +16,7 @@ from oms.shared.clock import utcnow
 from oms.shared.errors import Conflict, NotFound, Unprocessable
 from oms.shared.roles import Role
 from oms.webhooks.inbound.models import Connector
-from oms.webhooks.inbound.schemas import ConnectorCreate, ConnectorUpdate
+from oms.webhooks.inbound.schemas import SKU_MAP_MAX, ConnectorCreate, ConnectorUpdate
 from oms.webhooks.keys import new_secret
 
 
@@ -77,6 +77,7 @@ async def create_connector(
                 secret=secret,
                 enabled=data.enabled,
                 description=data.description,
+                sku_map=data.sku_map,
                 created_at=now,
                 updated_at=now,
             )
@@ -101,14 +102,28 @@ async def get_connector(session: AsyncSession, *, name: str) -> Connector:
 
 
 async def update_connector(session: AsyncSession, *, name: str, data: ConnectorUpdate) -> Connector:
-    """Change a connector's channel, format, secret, enabled flag or description."""
+    """Change a connector's channel, format, secret, enabled flag or description, and merge
+    entries into its SKU map (an entry set to null is removed)."""
     connector = await get_connector(session, name=name)
     changes = data.model_dump(exclude_unset=True)
     if changes.get("format") is not None:
         changes["format"] = changes["format"].value
-    for key in ("channel", "format", "secret", "enabled"):
+    for key in ("channel", "format", "secret", "enabled", "sku_map"):
         if key in changes and changes[key] is None:
             del changes[key]
+    if "sku_map" in changes:
+        merged = dict(connector.sku_map or {})
+        for key, sku in changes["sku_map"].items():
+            if sku is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = sku
+        if len(merged) > SKU_MAP_MAX:
+            raise Unprocessable(
+                f"a connector maps at most {SKU_MAP_MAX} variants and products",
+                code="sku_map_too_large",
+            )
+        changes["sku_map"] = merged
     _check_secret(changes.get("format", connector.format), changes.get("secret", connector.secret))
     for key, value in changes.items():
         setattr(connector, key, value)

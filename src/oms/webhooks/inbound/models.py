@@ -28,6 +28,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from oms.db import Base
 
 FORMATS = ("oms", "shopify", "woocommerce")
+EVENT_ID_MAX = 255
+"""The longest delivery id stored (and deduplicated on); a longer one is refused, never cut."""
+TOPIC_MAX = 128
+"""The stored topic is cut to this length (a topic this long is one oms ignores anyway)."""
 INBOX_STATUSES = ("received", "processed", "pending", "failed", "ignored")
 
 
@@ -48,6 +52,8 @@ class Connector(Base):
     secret: Mapped[str] = mapped_column(String(256))
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     description: Mapped[str | None] = mapped_column(String(200))
+    sku_map: Mapped[dict[str, str]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    """``"variant:<id>"`` / ``"product:<id>"`` -> oms SKU, for platform lines (migration 0011)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -75,8 +81,8 @@ class InboxMessage(Base):
         ForeignKey("webhook_connectors.id", ondelete="SET NULL")
     )
     connector_name: Mapped[str] = mapped_column(String(48))
-    event_id: Mapped[str] = mapped_column(String(255))
-    topic: Mapped[str | None] = mapped_column(String(128))
+    event_id: Mapped[str] = mapped_column(String(EVENT_ID_MAX))
+    topic: Mapped[str | None] = mapped_column(String(TOPIC_MAX))
     type: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     channel: Mapped[str | None] = mapped_column(String(64))

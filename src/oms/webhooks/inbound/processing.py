@@ -122,9 +122,12 @@ async def _mark(
 
 
 def _parse(
-    event_type_fmt: str, body: bytes, headers: Mapping[str, str], channel: str
+    connector: Connector, body: bytes, headers: Mapping[str, str]
 ) -> tuple[InboundEvent, OrderCreate | None]:
-    event = get_adapter(event_type_fmt).parse(body, headers, channel=channel)
+    channel = connector.channel
+    event = get_adapter(connector.format).parse(
+        body, headers, channel=channel, sku_map=connector.sku_map or {}
+    )
     order_data = None
     if event.type is EventType.ORDER_CREATED:
         try:
@@ -161,7 +164,7 @@ async def process(
     ) or ""
     instance = path or f"/v1/webhooks/inbox/{inbox_id}"
     try:
-        event, order_data = _parse(connector.format, body, headers, connector.channel)
+        event, order_data = _parse(connector, body, headers)
     except ProblemError as exc:
         return await _fail(session, inbox_id, exc, connector, instance)
     type_ = event.type.value if event.type else None

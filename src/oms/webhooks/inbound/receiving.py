@@ -5,7 +5,9 @@ the inbox (deduplicated by event id), then process it (``processing``).
   not stored (unauthenticated input).
 * Deduplicated by event id: ``INSERT ... ON CONFLICT DO NOTHING`` on (connector, event id). A
   concurrent identical delivery waits for the first one's transaction, then returns its outcome.
-  A duplicate of a *failed* event is processed again (that is how platforms retry).
+  A duplicate of a *failed* event is processed again (that is how platforms retry). The id is
+  an identity: compared whole, never cut; an id longer than ``EVENT_ID_MAX`` is refused with
+  400 ``invalid_delivery_id`` and nothing is stored.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from oms.shared.clock import utcnow
 from oms.shared.errors import NotFound, ProblemError
 from oms.webhooks import metrics
 from oms.webhooks.inbound.adapters import get_adapter
-from oms.webhooks.inbound.models import Connector, InboxMessage
+from oms.webhooks.inbound.models import EVENT_ID_MAX, TOPIC_MAX, Connector, InboxMessage
 from oms.webhooks.inbound.processing import Applier, Reply, process, result_body
 
 log = logging.getLogger("oms.webhooks.inbound")
@@ -85,6 +87,16 @@ async def receive(
         )
         raise
     event_id = adapter.event_id(body, headers)
+    if len(event_id) > EVENT_ID_MAX:
+        metrics.INBOUND.labels(connector.format, "rejected").inc()
+        raise ProblemError(
+            f"the delivery id is {len(event_id)} characters long; oms deduplicates deliveries "
+            f"on their whole id and stores ids of at most {EVENT_ID_MAX} characters",
+            status=400,
+            code="invalid_delivery_id",
+            title="Delivery id too long",
+        )
+    topic = adapter.topic(headers)
     now = utcnow()
     inserted = (
         await session.execute(
@@ -93,7 +105,7 @@ async def receive(
                 connector_id=connector.id,
                 connector_name=connector.name,
                 event_id=event_id,
-                topic=adapter.topic(headers),
+                topic=topic[:TOPIC_MAX] if topic else None,
                 status="received",
                 channel=connector.channel,
                 headers=stored_headers(headers),

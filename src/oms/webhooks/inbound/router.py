@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -15,7 +14,9 @@ from oms.deps import Session, require
 from oms.flows import intake
 from oms.shared.errors import PROBLEM_JSON
 from oms.shared.logging import request_id_var
-from oms.shared.openapi import AUTH_PROBLEMS, BigId, problems
+from oms.shared.openapi import AUTH_PROBLEMS, BigId, IdCursor, problems
+from oms.shared.timestamps import RULE as TIMESTAMP_RULE
+from oms.shared.timestamps import Timestamp
 from oms.webhooks.inbound import service
 from oms.webhooks.inbound.models import Connector, InboxMessage
 from oms.webhooks.inbound.schemas import (
@@ -119,7 +120,13 @@ _INBOUND_OPENAPI: dict[str, Any] = {
         "`orders/cancelled`, `orders/paid`, `refunds/create` (HMAC in `X-Shopify-Hmac-Sha256`). "
         "`woocommerce`: `order.created`, `order.updated` (HMAC in `X-WC-Webhook-Signature`; the "
         "unsigned setup ping is acknowledged). Shopify and WooCommerce sign no timestamp: replays "
-        "are absorbed by deduplication (event id, external reference, payment reference)."
+        "are absorbed by deduplication (event id, external reference, payment reference). Event "
+        "ids are compared whole: one longer than 255 characters is refused (400 "
+        "`invalid_delivery_id`, not stored).\n\n"
+        "**Lines and customers** (Shopify, WooCommerce). A line's SKU comes from the connector's "
+        "`sku_map` (`variant:<id>`), else the line's own SKU, else `sku_map` (`product:<id>`); "
+        "otherwise the delivery fails with 422 `unmapped_line` naming the lines. A guest order "
+        "without an email is identified by its phone, or is anonymous (point of sale)."
     ),
     responses={
         202: {"model": InboundResult, "description": "Kept as pending until its order exists"},
@@ -131,11 +138,16 @@ _INBOUND_OPENAPI: dict[str, Any] = {
             413,
             422,
             503,
+            d400="The body is not JSON (`malformed_payload`; kept as failed), or the delivery id "
+            "is longer than 255 characters (`invalid_delivery_id`; not stored)",
             d401="Missing or wrong signature, or timestamp outside the tolerance (not stored)",
             d404="No connector with this name (`connector_not_found`)",
             d409="Conflicts with the order's state; kept as failed",
-            d422="The payload cannot be mapped to an oms event; kept as failed",
+            d422="The payload cannot be mapped to an oms event (`invalid_payload`; "
+            "`unmapped_line`: a line without a usable SKU or mapping; `unknown_sku`: a SKU no "
+            "warehouse stocks); kept as failed",
             d503="The connector is disabled (`connector_disabled`), or the database is down",
+            bearer=False,
         ),
     },
     openapi_extra=_INBOUND_OPENAPI,
@@ -175,6 +187,7 @@ def _connector_read(connector: Connector) -> dict[str, Any]:
         "format": ConnectorFormat(connector.format),
         "enabled": connector.enabled,
         "description": connector.description,
+        "sku_map": connector.sku_map or {},
         "webhook_url": service.WEBHOOK_PATH.format(name=connector.name),
         "created_at": connector.created_at,
         "updated_at": connector.updated_at,
@@ -224,7 +237,7 @@ async def get_connector(name: ConnectorName, session: Session, _: Admin) -> Conn
 @router.patch(
     "/connectors/{name}",
     response_model=ConnectorRead,
-    summary="Change a connector (channel, format, secret, enabled)",
+    summary="Change a connector (channel, format, secret, enabled, SKU map)",
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def update_connector(
@@ -297,10 +310,14 @@ async def list_inbox(
     type: Annotated[str | None, Query(max_length=32, examples=["payment.captured"])] = None,
     external_reference: Annotated[str | None, Query(max_length=128)] = None,
     order_id: uuid.UUID | None = None,
-    received_from: Annotated[datetime | None, Query(description="Inclusive")] = None,
-    received_to: Annotated[datetime | None, Query(description="Exclusive")] = None,
+    received_from: Annotated[
+        Timestamp | None, Query(description=f"Inclusive; {TIMESTAMP_RULE}")
+    ] = None,
+    received_to: Annotated[
+        Timestamp | None, Query(description=f"Exclusive; {TIMESTAMP_RULE}")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=32)] = None,
+    cursor: IdCursor = None,
 ) -> InboxPage:
     rows, next_cursor = await service.list_inbox(
         session,

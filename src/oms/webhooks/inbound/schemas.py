@@ -7,9 +7,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-from oms.orders.schemas import Channel, Currency, Minor, OrderCreate
+from oms.orders.schemas import Channel, Currency, Minor, OrderCreate, Sku
+from oms.shared.timestamps import RULE as TIMESTAMP_RULE
+from oms.shared.timestamps import Timestamp
 
 ExternalReference = Annotated[str, Field(min_length=1, max_length=128, examples=["SHOP-1001"])]
 ConnectorName = Annotated[
@@ -81,7 +83,7 @@ class _Envelope(Strict):
     id: Annotated[str, Field(max_length=255)] | None = Field(
         default=None, description="Optional; the webhook-id header identifies the delivery"
     )
-    occurred_at: datetime | None = None
+    occurred_at: Timestamp | None = Field(default=None, description=TIMESTAMP_RULE)
 
 
 class OrderCreatedEvent(_Envelope):
@@ -176,7 +178,29 @@ class ConnectorFormat(StrEnum):
     WOOCOMMERCE = "woocommerce"
 
 
-Secret = Annotated[str, Field(min_length=8, max_length=256)]
+Secret = Annotated[
+    str,
+    Field(
+        min_length=8,
+        max_length=256,
+        description="The signing secret. Format `oms`: a Standard Webhooks secret, `whsec_` "
+        "followed by the base64 of at least 24 bytes (422 `invalid_secret` otherwise); "
+        "`shopify` and `woocommerce`: the platform's secret as it shows it",
+        examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    ),
+]
+SkuMapKey = Annotated[
+    str, Field(max_length=72, pattern=r"^(variant|product):[A-Za-z0-9._\-]{1,64}$")
+]
+SKU_MAP_MAX = 10_000
+"""The most entries a connector's SKU map holds."""
+_SKU_MAP_DOC = (
+    "Maps platform lines to oms SKUs: `variant:<id>` (a Shopify variant id, a WooCommerce "
+    "variation id) or `product:<id>` (a product id) -> SKU. A line takes its variant's mapping, "
+    "else its own SKU (when it is a valid oms SKU), else its product's mapping; a line with "
+    "none of them is refused with 422 `unmapped_line` naming it (kept in the inbox as failed, "
+    "replayable once mapped). oms never invents a SKU."
+)
 
 
 class ConnectorCreate(Strict):
@@ -187,12 +211,16 @@ class ConnectorCreate(Strict):
         default=None,
         description=(
             "The signing secret. Shopify: the app's client secret; WooCommerce: the webhook's "
-            "secret; oms: omit it and oms generates a Standard Webhooks secret (`whsec_...`), "
+            "secret; oms: `whsec_` followed by the base64 of at least 24 bytes (422 "
+            "`invalid_secret` otherwise), or omit it and oms generates one, "
             "returned once in the response."
         ),
     )
-    enabled: bool = True
+    enabled: StrictBool = True
     description: Annotated[str, Field(max_length=200)] | None = None
+    sku_map: dict[SkuMapKey, Sku] = Field(
+        default_factory=dict, max_length=SKU_MAP_MAX, description=_SKU_MAP_DOC
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -204,6 +232,7 @@ class ConnectorCreate(Strict):
                     "channel": "shopify-eu",
                     "format": "shopify",
                     "secret": "shpss_0123456789abcdef",
+                    "sku_map": {"variant:808950810": "IPOD-NANO-PINK"},
                 },
                 {"name": "stripe", "channel": "web", "format": "oms"},
             ]
@@ -215,14 +244,26 @@ class ConnectorUpdate(Strict):
     model_config = ConfigDict(
         extra="forbid",
         str_strip_whitespace=True,
-        json_schema_extra={"examples": [{"enabled": False}, {"secret": "shpss_0123456789abcdef"}]},
+        json_schema_extra={
+            "examples": [
+                {"enabled": False},
+                {"secret": "shpss_0123456789abcdef"},
+                {"sku_map": {"product:93": "MUG-01", "variant:23": None}},
+            ]
+        },
     )
 
     channel: Channel | None = None
     format: ConnectorFormat | None = None
     secret: Secret | None = Field(default=None, description="Write-only; replaces the secret")
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     description: Annotated[str, Field(max_length=200)] | None = None
+    sku_map: dict[SkuMapKey, Sku | None] | None = Field(
+        default=None,
+        max_length=SKU_MAP_MAX,
+        description="Merged into the connector's map: a key set to a SKU is added or "
+        "replaced, a key set to null is removed, other keys stay. " + _SKU_MAP_DOC,
+    )
 
 
 class ConnectorRead(BaseModel):
@@ -232,6 +273,7 @@ class ConnectorRead(BaseModel):
     format: ConnectorFormat
     enabled: bool
     description: str | None
+    sku_map: dict[str, str] = Field(description=_SKU_MAP_DOC)
     webhook_url: str = Field(description="Where the platform should post (path on this server)")
     created_at: datetime
     updated_at: datetime

@@ -5,7 +5,13 @@ endpoint's health updated, a failing endpoint disabled. The worker sends between
 
 * Claiming uses ``FOR UPDATE SKIP LOCKED``: concurrent workers share the work. A claimed
   delivery is leased (``next_attempt_at`` = lease expiry); if its worker dies, another one takes
-  it after the lease: at least once, never silently dropped.
+  it after the lease: at least once, never silently dropped. The worker claims only what it
+  starts sending at once, with a lease longer than an attempt can take, so a delivery in flight
+  is never taken over.
+* Claims are made per subscription, each up to its free in-flight slots (``endpoint_limit``
+  minus its deliveries in flight under a live lease, all workers together; two workers claiming
+  at the same instant may briefly exceed it), taken round-robin across subscriptions: a slow or
+  hanging endpoint only ever holds its own slots.
 * Per (subscription, ordering key = order) only the oldest unfinished delivery is eligible, so
   one order's events arrive in the order they were recorded.
 """
@@ -27,6 +33,7 @@ from oms.shared.clock import utcnow
 from oms.webhooks import metrics
 from oms.webhooks.outbound.models import Attempt, Delivery, Subscription
 from oms.webhooks.outbound.sender import SendResult, backoff_s
+from oms.webhooks.outbound.targets import redact
 
 log = logging.getLogger("oms.webhooks.outbound")
 
@@ -48,29 +55,52 @@ class Claimed:
 
 _CLAIM = text(
     """
-    WITH due AS (
-        SELECT d.id, d.status AS prev_status
-        FROM webhook_deliveries d
-        JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.enabled
-        WHERE d.status IN ('pending', 'delivering', 'failed')
-          AND d.next_attempt_at <= :now
-          AND NOT EXISTS (
-              SELECT 1 FROM webhook_deliveries p
-              WHERE p.subscription_id = d.subscription_id
-                AND p.ordering_key = d.ordering_key
-                AND p.outbox_id < d.outbox_id
-                AND p.status IN ('pending', 'delivering', 'failed')
-          )
-        ORDER BY d.next_attempt_at, d.id
-        LIMIT :limit
-        FOR UPDATE OF d SKIP LOCKED
+    WITH busy AS (  -- in flight: claimed, lease not expired (any worker)
+        SELECT f.subscription_id, count(*) AS n
+        FROM webhook_deliveries f
+        WHERE f.status = 'delivering' AND f.next_attempt_at > :now
+        GROUP BY f.subscription_id
+    ),
+    quota AS (
+        SELECT s.id, :endpoint_limit - coalesce(b.n, 0) AS free
+        FROM webhook_subscriptions s
+        LEFT JOIN busy b ON b.subscription_id = s.id
+        WHERE s.enabled
+    ),
+    due AS (
+        SELECT c.id, c.prev_status, c.next_attempt_at,
+               row_number() OVER (PARTITION BY q.id ORDER BY c.next_attempt_at, c.id) AS turn
+        FROM (SELECT * FROM quota WHERE free > 0) q
+        CROSS JOIN LATERAL (
+            SELECT d.id, d.status AS prev_status, d.next_attempt_at
+            FROM webhook_deliveries d
+            WHERE d.subscription_id = q.id
+              AND d.status IN ('pending', 'delivering', 'failed')
+              AND d.next_attempt_at <= :now
+              AND NOT EXISTS (
+                  SELECT 1 FROM webhook_deliveries p
+                  WHERE p.subscription_id = d.subscription_id
+                    AND p.ordering_key = d.ordering_key
+                    AND p.outbox_id < d.outbox_id
+                    AND p.status IN ('pending', 'delivering', 'failed')
+              )
+            -- "+ 0": read this subscription's own rows (by subscription_id), not the global due
+            -- index in order, which would walk past every other endpoint's backlog (an index on
+            -- (subscription_id, next_attempt_at) WHERE open would serve this directly)
+            ORDER BY d.next_attempt_at + interval '0', d.id + 0
+            LIMIT q.free
+            FOR UPDATE OF d SKIP LOCKED
+        ) c
+    ),
+    picked AS (
+        SELECT id, prev_status FROM due ORDER BY turn, next_attempt_at, id LIMIT :limit
     )
     UPDATE webhook_deliveries w
     SET status = 'delivering', attempts = w.attempts + 1, next_attempt_at = :lease_until,
         lease_token = :token, updated_at = :now
-    FROM due
-    WHERE w.id = due.id
-    RETURNING w.id, w.attempts, due.prev_status
+    FROM picked
+    WHERE w.id = picked.id
+    RETURNING w.id, w.attempts, picked.prev_status
     """
 )
 
@@ -82,13 +112,21 @@ async def claim(
     lease: timedelta,
     max_attempts: int,
     worker: str,
+    endpoint_limit: int,
     now: datetime | None = None,
 ) -> list[Claimed]:
-    """Lease up to ``limit`` due deliveries to this worker (SKIP LOCKED)."""
+    """Lease up to ``limit`` due deliveries to this worker (SKIP LOCKED), at most
+    ``endpoint_limit`` in flight per subscription."""
     now = now or utcnow()
     for _ in range(10):  # rows whose last attempt was used up by a crash are buried, then retry
         live = await _claim_batch(
-            session, limit=limit, lease=lease, max_attempts=max_attempts, worker=worker, now=now
+            session,
+            limit=limit,
+            lease=lease,
+            max_attempts=max_attempts,
+            endpoint_limit=endpoint_limit,
+            worker=worker,
+            now=now,
         )
         if live is not None:
             return live
@@ -101,16 +139,20 @@ async def _claim_batch(
     limit: int,
     lease: timedelta,
     max_attempts: int,
+    endpoint_limit: int,
     worker: str,
     now: datetime,
 ) -> list[Claimed] | None:
     """Claim one batch; None when every claimed row had exhausted its attempts."""
     token = uuid.uuid4()
-    claimed = (
-        await session.execute(
-            _CLAIM, {"now": now, "limit": limit, "lease_until": now + lease, "token": token}
-        )
-    ).all()
+    params = {
+        "now": now,
+        "limit": limit,
+        "endpoint_limit": endpoint_limit,
+        "lease_until": now + lease,
+        "token": token,
+    }
+    claimed = (await session.execute(_CLAIM, params)).all()
     if not claimed:
         return []
     expired = [(row.id, row.attempts) for row in claimed if row.prev_status == "delivering"]
@@ -347,7 +389,7 @@ async def disable_endpoint(
         extra={
             "event": "webhook.endpoint_disabled",
             "subscription_id": str(subscription_id),
-            "url": sub.url,
+            "url": redact(sub.url),
             "reason": reason,
         },
     )
@@ -356,5 +398,5 @@ async def disable_endpoint(
         type="webhook.endpoint_disabled",
         aggregate_type="webhook_subscription",
         aggregate_id=str(subscription_id),
-        data={"subscription_id": str(subscription_id), "url": sub.url, "reason": reason},
+        data={"subscription_id": str(subscription_id), "url": redact(sub.url), "reason": reason},
     )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from oms.auth.service import Principal
 from oms.deps import Session, require
-from oms.shared.openapi import AUTH_PROBLEMS, BigId, problems
+from oms.shared.openapi import AUTH_PROBLEMS, BigId, IdCursor, problems
 from oms.webhooks.events import EVENT_TYPES
 from oms.webhooks.outbound import service
 from oms.webhooks.outbound.models import Attempt, Delivery, Subscription
@@ -28,14 +28,25 @@ from oms.webhooks.outbound.schemas import (
     SubscriptionRead,
     SubscriptionUpdate,
 )
+from oms.webhooks.outbound.targets import redact
 
 TAG = "outbound-webhooks"
+URL_PROBLEM = (
+    "Invalid request, or a URL that may not receive webhooks (`webhook_url_not_allowed`, "
+    "`reason`: loopback, private, link_local, metadata, not_global, credentials...)"
+)
 router = APIRouter(prefix="/v1/webhooks", tags=[TAG])
 Admin = Annotated[Principal, Depends(require())]
 
 
 def _sub_read(sub: Subscription) -> SubscriptionRead:
-    return SubscriptionRead.model_validate(sub, from_attributes=True)
+    read = SubscriptionRead.model_validate(sub, from_attributes=True)
+    read.url = redact(read.url)  # a URL saved with credentials before they were refused
+    return read
+
+
+def _allow_private(request: Request) -> bool:
+    return bool(request.app.state.settings.webhook_allow_private_targets)
 
 
 def _delivery_read(d: Delivery) -> DeliveryRead:
@@ -79,14 +90,22 @@ async def event_types(_: Admin) -> list[EventTypeRead]:
         "`webhook-timestamp`; `webhook-signature`). Verify with any Standard Webhooks library. "
         "Delivery is at least once: deduplicate on `webhook-id`. Events of one order arrive in "
         "order. Failed attempts are retried with exponential backoff and jitter (a 4xx other "
-        "than 408/429 is not retried); an endpoint that keeps failing is disabled."
+        "than 408/429 is not retried); an endpoint that keeps failing is disabled. An attempt "
+        "with no answer within `OMS_WEBHOOK_TIMEOUT_S` (10 s by default) has failed and is "
+        "retried; one answered 2xx within it is never sent again.\n\n"
+        "The URL must be a public internet address: loopback, private, link-local and cloud "
+        "metadata addresses (in any spelling), `localhost`, and URLs with credentials "
+        "(`user:pass@`) are refused with 422 `webhook_url_not_allowed` and a `reason`. Names "
+        "are resolved and checked again at every delivery, which goes to the checked address."
     ),
-    responses=problems(*AUTH_PROBLEMS),
+    responses=problems(*AUTH_PROBLEMS, d422=URL_PROBLEM),
 )
 async def create_subscription(
-    data: SubscriptionCreate, session: Session, _: Admin, response: Response
+    data: SubscriptionCreate, session: Session, _: Admin, response: Response, request: Request
 ) -> SubscriptionCreated:
-    sub = await service.create_subscription(session, data=data)
+    sub = await service.create_subscription(
+        session, data=data, allow_private=_allow_private(request)
+    )
     response.headers["Location"] = f"/v1/webhooks/subscriptions/{sub.id}"
     return SubscriptionCreated(**_sub_read(sub).model_dump(), secret=sub.secret)
 
@@ -117,12 +136,21 @@ async def get_subscription(
     "/subscriptions/{subscription_id}",
     response_model=SubscriptionRead,
     summary="Change a subscription, or enable / disable it",
-    responses=problems(404, *AUTH_PROBLEMS),
+    responses=problems(404, *AUTH_PROBLEMS, d422=URL_PROBLEM),
 )
 async def update_subscription(
-    subscription_id: uuid.UUID, data: SubscriptionUpdate, session: Session, _: Admin
+    subscription_id: uuid.UUID,
+    data: SubscriptionUpdate,
+    session: Session,
+    _: Admin,
+    request: Request,
 ) -> SubscriptionRead:
-    sub = await service.update_subscription(session, subscription_id=subscription_id, data=data)
+    sub = await service.update_subscription(
+        session,
+        subscription_id=subscription_id,
+        data=data,
+        allow_private=_allow_private(request),
+    )
     return _sub_read(sub)
 
 
@@ -183,7 +211,7 @@ async def list_deliveries(
     event_id: uuid.UUID | None = None,
     order_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=32)] = None,
+    cursor: IdCursor = None,
 ) -> DeliveryPage:
     rows, next_cursor = await service.list_deliveries(
         session,

@@ -7,8 +7,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
 
+from oms.shared.timestamps import RULE as TIMESTAMP_RULE
+from oms.shared.timestamps import Timestamp
 from oms.webhooks.events import validate_pattern
 
 EventPattern = Annotated[
@@ -37,7 +47,7 @@ class SubscriptionCreate(Strict):
     description: Annotated[str, Field(max_length=200)] | None = Field(
         default=None, examples=["ERP order sync"]
     )
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class SubscriptionUpdate(Strict):
@@ -50,7 +60,7 @@ class SubscriptionUpdate(Strict):
     url: Url | None = None
     event_types: list[EventPattern] | None = Field(default=None, min_length=1, max_length=50)
     description: Annotated[str, Field(max_length=200)] | None = None
-    enabled: bool | None = Field(
+    enabled: StrictBool | None = Field(
         default=None,
         description="true re-enables a disabled endpoint: its failure counters are reset and "
         "its waiting deliveries resume",
@@ -94,9 +104,11 @@ class RedeliverRequest(Strict):
         },
     )
 
-    since: datetime = Field(description="Re-send events recorded at or after this time")
-    until: datetime | None = Field(default=None, description="...and before this time")
-    only_failed: bool = Field(
+    since: Timestamp = Field(
+        description=f"Re-send events recorded at or after this time; {TIMESTAMP_RULE}"
+    )
+    until: Timestamp | None = Field(default=None, description="...and before this time")
+    only_failed: StrictBool = Field(
         default=False, description="Only events whose delivery failed or died (or never existed)"
     )
 

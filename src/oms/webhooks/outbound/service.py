@@ -3,7 +3,7 @@
 Where things are: subscriptions (``subscriptions``), outbox events fanned out into deliveries
 (``fanout``), claiming and finishing deliveries for the worker, endpoint health (``delivery``),
 the delivery log and manual redelivery (``redelivery``), signing and sending one request
-(``sender``).
+(``sender``), where webhooks may go: URL rules, resolve-check-pin at delivery (``targets``).
 
 Every function runs inside the caller's (short) transaction and never commits, and none of them
 does network I/O: the worker sends between ``claim`` and ``finish``, outside any transaction.
@@ -15,7 +15,8 @@ does network I/O: the worker sends between ``claim`` and ``finish``, outside any
   ``webhook_dispatched``, so nothing is skipped and nothing is fanned out twice.
 * Claiming uses ``FOR UPDATE SKIP LOCKED``: concurrent workers share the work. A claimed
   delivery is leased (``next_attempt_at`` = lease expiry); if its worker dies, another one takes
-  it after the lease: at least once, never silently dropped.
+  it after the lease: at least once, never silently dropped. Claims are per subscription, each
+  up to its free in-flight slots, so a slow endpoint only holds its own.
 * Per (subscription, ordering key = order) only the oldest unfinished delivery is eligible, so
   one order's events arrive in the order they were recorded.
 """

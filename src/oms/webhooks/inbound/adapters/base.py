@@ -13,6 +13,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
+from pydantic import TypeAdapter, ValidationError
+
+from oms.orders.schemas import Sku, normalize_phone
 from oms.shared.errors import ProblemError
 
 
@@ -85,8 +88,16 @@ class Adapter(Protocol):
 
     def topic(self, headers: Mapping[str, str]) -> str | None: ...
 
-    def parse(self, body: bytes, headers: Mapping[str, str], *, channel: str) -> InboundEvent:
-        """Map the body to a canonical event; raise MalformedPayload / InvalidPayload."""
+    def parse(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        channel: str,
+        sku_map: Mapping[str, str],
+    ) -> InboundEvent:
+        """Map the body to a canonical event; raise MalformedPayload / InvalidPayload /
+        UnmappedLine. ``sku_map``: the connector's ``variant:<id>`` / ``product:<id>`` -> SKU."""
         ...
 
 
@@ -95,10 +106,11 @@ def body_hash_id(body: bytes) -> str:
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value, trimmed, whole (ids are identities: never cut), or None when empty."""
     value = headers.get(name.lower())
     if value is None or not value.strip():
         return None
-    return value.strip()[:255]
+    return value.strip()
 
 
 def _reject_constant(name: str) -> Any:
@@ -116,12 +128,129 @@ def load_object(body: bytes) -> dict[str, Any]:
     return value
 
 
-def text(value: Any, limit: int) -> str | None:
-    """A trimmed, HTML-unescaped string cut to ``limit``, or None when empty."""
+def text(value: Any, limit: int | None) -> str | None:
+    """A trimmed, HTML-unescaped string cut to ``limit`` (None: whole), or None when empty.
+    Only for descriptive text (names, notes): identities are never cut."""
     if value is None:
         return None
     result = html.unescape(str(value)).strip()
     return result[:limit] if result else None
+
+
+# ---- lines to SKUs ------------------------------------------------------------------------
+
+
+class UnmappedLine(ProblemError):
+    """A platform line has no usable SKU and no mapping on the connector names it."""
+
+    status = 422
+    code = "unmapped_line"
+    title = "A line cannot be mapped to an oms SKU"
+
+
+_SKU: TypeAdapter[str] = TypeAdapter(Sku)
+
+
+def _ident(value: Any) -> str | None:
+    """A platform id as a string; None for a missing id (null, 0 or empty)."""
+    if value is None or value == 0 or value == "" or isinstance(value, bool):
+        return None
+    return str(value).strip() or None
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformLine:
+    """What identifies one line of a platform order (its position counts from 1)."""
+
+    position: int
+    name: str | None
+    sku: str | None
+    variant_id: str | None
+    product_id: str | None
+
+    @classmethod
+    def read(cls, position: int, item: dict[str, Any], *, variant_key: str) -> PlatformLine:
+        """The line ``item`` (``variant_key``: ``variant_id`` for Shopify, ``variation_id`` for
+        WooCommerce)."""
+        return cls(
+            position=position,
+            name=text(item.get("name") or item.get("title"), 200),
+            sku=text(item.get("sku"), None),
+            variant_id=_ident(item.get(variant_key)),
+            product_id=_ident(item.get("product_id")),
+        )
+
+
+def _valid_sku(sku: str | None) -> bool:
+    if sku is None:
+        return False
+    try:
+        _SKU.validate_python(sku)
+    except ValidationError:
+        return False
+    return True
+
+
+def map_skus(lines: list[PlatformLine], sku_map: Mapping[str, str]) -> list[str]:
+    """The oms SKU of each platform line, by the connector's explicit rule:
+
+    1. the mapping of its variant (``variant:<id>``; WooCommerce: the variation id), if any;
+    2. else its own SKU, if it is a valid oms SKU (kept whole: never cut or invented);
+    3. else the mapping of its product (``product:<id>``), if any;
+
+    else 422 ``unmapped_line`` naming every line that could not be mapped, and why.
+    """
+    skus: list[str] = []
+    unmapped: list[dict[str, Any]] = []
+    for line in lines:
+        sku = sku_map.get(f"variant:{line.variant_id}") if line.variant_id else None
+        if sku is None and _valid_sku(line.sku):
+            sku = line.sku
+        if sku is None and line.product_id:
+            sku = sku_map.get(f"product:{line.product_id}")
+        if sku is not None:
+            skus.append(sku)
+            continue
+        reason = (
+            "the line has no SKU"
+            if line.sku is None
+            else f"its SKU '{line.sku}' is not a valid oms SKU (1-64 characters: letters, "
+            "digits and . _ - /, starting with a letter or digit)"
+        )
+        unmapped.append(
+            {
+                "position": line.position,
+                "name": line.name,
+                "sku": line.sku,
+                "variant_id": line.variant_id,
+                "product_id": line.product_id,
+                "reason": reason + " and no mapping names its variant or product",
+            }
+        )
+    if unmapped:
+        raise UnmappedLine(
+            "map these lines on the connector (sku_map: variant:<id> or product:<id> -> SKU): "
+            + "; ".join(
+                f"line {u['position']} ({u['name'] or 'unnamed'}, variant {u['variant_id']}, "
+                f"product {u['product_id']})"
+                for u in unmapped
+            ),
+            unmapped_lines=unmapped,
+        )
+    return skus
+
+
+def guest_customer(customer_id: str | None, email: str | None, phone: str | None) -> dict[str, Any]:
+    """The OrderCreate ``customer`` of a platform order: its id, email and phone (a phone oms
+    cannot read as one is left out), or anonymous when it has none of them (point of sale)."""
+    if phone is not None:
+        try:
+            phone = normalize_phone(phone)
+        except ValueError:
+            phone = None
+    if customer_id is None and email is None and phone is None:
+        return {"anonymous": True}
+    return {"id": customer_id, "email": email, "phone": phone}
 
 
 def split_line(

@@ -66,7 +66,15 @@ class OmsAdapter:
     def topic(self, headers: Mapping[str, str]) -> str | None:
         return None
 
-    def parse(self, body: bytes, headers: Mapping[str, str], *, channel: str) -> InboundEvent:
+    def parse(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        channel: str,
+        sku_map: Mapping[str, str],
+    ) -> InboundEvent:
+        """The canonical body; its lines carry oms SKUs already (``sku_map`` is not used)."""
         try:
             event = _EVENT.validate_json(body)
         except ValidationError as exc:

@@ -11,6 +11,12 @@
   ``paid``), ``orders/cancelled`` -> order.cancelled, ``orders/paid`` -> payment.captured,
   ``refunds/create`` -> payment.refunded; any other topic is acknowledged and ignored.
 
+Lines: the SKU comes from the connector's ``sku_map`` (``variant:<variant_id>``), else the
+line's own ``sku``, else ``product:<product_id>`` in the map; a line with none of them is
+refused (422 ``unmapped_line``), never given an invented SKU. Customers: Shopify's customer id,
+the order's email and phone; a phone or point-of-sale order may have no email and no customer
+(then it is a guest known by phone, or anonymous).
+
 Money: ``price`` is the unit price before discounts; a line's discount allocations are taken off
 and spread over its units exactly (see ``split_line``). With ``taxes_included`` the prices are
 gross, so the oms tax rate is 0 and the fact is kept in ``attributes``.
@@ -28,9 +34,12 @@ from oms.webhooks.inbound.adapters.base import (
     InboundEvent,
     InvalidPayload,
     PaymentFact,
+    PlatformLine,
     body_hash_id,
+    guest_customer,
     header,
     load_object,
+    map_skus,
     payment_method,
     rate_to_bps,
     split_line,
@@ -72,9 +81,10 @@ def _address(order: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _line(item: dict[str, Any], currency: str, taxes_included: bool) -> list[dict[str, Any]]:
+def _line(
+    item: dict[str, Any], sku: str, currency: str, taxes_included: bool
+) -> list[dict[str, Any]]:
     quantity = int(item["quantity"])
-    sku = text(item.get("sku"), 64) or f"shopify-{item.get('variant_id') or item.get('product_id')}"
     price = _money(item["price"], currency, f"line {sku} price")
     allocations = item.get("discount_allocations") or []
     if allocations:
@@ -105,8 +115,13 @@ def _shipping_fee(order: dict[str, Any], currency: str) -> int:
     )
 
 
-def map_order(order: dict[str, Any]) -> dict[str, Any]:
-    """A Shopify order object -> an oms OrderCreate body (without ``channel``)."""
+def map_order(order: dict[str, Any], sku_map: Mapping[str, str]) -> dict[str, Any]:
+    """A Shopify order object -> an oms OrderCreate body (without ``channel``).
+
+    Lines get their SKU by the connector's rule (``map_skus``: variant mapping, the line's own
+    SKU, product mapping; else 422 ``unmapped_line``). The customer is its Shopify id, email and
+    phone (``phone``, else the customer's): phone and point-of-sale orders may have no email or
+    no customer at all, and an order with none of them is anonymous."""
     currency = text(order.get("currency"), 3)
     if currency is None:
         raise InvalidPayload("the order has no currency")
@@ -115,11 +130,22 @@ def map_order(order: dict[str, Any]) -> dict[str, Any]:
     items = order.get("line_items")
     if not isinstance(items, list) or not items:
         raise InvalidPayload("the order has no line_items")
-    lines = [ln for item in items for ln in _line(item, currency, taxes_included)]
+    if not all(isinstance(item, dict) for item in items):
+        raise InvalidPayload("every line item must be an object")
+    skus = map_skus(
+        [PlatformLine.read(i, item, variant_key="variant_id") for i, item in enumerate(items, 1)],
+        sku_map,
+    )
+    lines = [
+        ln
+        for item, sku in zip(items, skus, strict=True)
+        for ln in _line(item, sku, currency, taxes_included)
+    ]
     raw_customer = order.get("customer")
     customer: dict[str, Any] = raw_customer if isinstance(raw_customer, dict) else {}
     customer_id = customer.get("id")
     email = text(order.get("email") or order.get("contact_email") or customer.get("email"), 320)
+    phone = text(order.get("phone") or customer.get("phone"), None)
     gateways = list(order.get("payment_gateway_names") or [])
     if order.get("gateway"):
         gateways.append(str(order["gateway"]))
@@ -134,10 +160,9 @@ def map_order(order: dict[str, Any]) -> dict[str, Any]:
     return {
         "external_reference": str(order["id"]),
         "currency": currency,
-        "customer": {
-            "id": str(customer_id) if customer_id is not None else None,
-            "email": email,
-        },
+        "customer": guest_customer(
+            str(customer_id) if customer_id is not None else None, email, phone
+        ),
         "shipping_address": _address(order),
         "payment_method": payment_method(gateways),
         "shipping_fee": _shipping_fee(order, currency),
@@ -192,18 +217,27 @@ class ShopifyAdapter:
     def topic(self, headers: Mapping[str, str]) -> str | None:
         return header(headers, "X-Shopify-Topic")
 
-    def parse(self, body: bytes, headers: Mapping[str, str], *, channel: str) -> InboundEvent:
+    def parse(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        channel: str,
+        sku_map: Mapping[str, str],
+    ) -> InboundEvent:
         topic = self.topic(headers)
         payload = load_object(body)
         try:
-            return self._parse(topic, payload)
+            return self._parse(topic, payload, sku_map)
         except (KeyError, TypeError, ValueError) as exc:
             what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             raise InvalidPayload(f"cannot read the Shopify {topic} payload: {what}") from exc
 
-    def _parse(self, topic: str | None, payload: dict[str, Any]) -> InboundEvent:
+    def _parse(
+        self, topic: str | None, payload: dict[str, Any], sku_map: Mapping[str, str]
+    ) -> InboundEvent:
         if topic == "orders/create":
-            order = map_order(payload)
+            order = map_order(payload, sku_map)
             payment = None
             if payload.get("financial_status") == "paid":
                 payment = PaymentFact(

@@ -12,6 +12,10 @@
   payment.refunded, ``processing``/``completed`` with ``date_paid`` -> payment.captured, else
   ignored. Other topics are acknowledged and ignored.
 
+Lines: the SKU comes from the connector's ``sku_map`` (``variant:<variation_id>``), else the
+line's own ``sku``, else ``product:<product_id>`` in the map; a line with none of them is
+refused (422 ``unmapped_line``), never given an invented SKU.
+
 Money: a line's ``total`` (after discounts, before tax) is spread exactly over its units; the tax
 rate is ``total_tax / total`` in basis points; ``shipping_total`` is the shipping fee.
 """
@@ -29,9 +33,12 @@ from oms.webhooks.inbound.adapters.base import (
     InboundEvent,
     InvalidPayload,
     PaymentFact,
+    PlatformLine,
     body_hash_id,
+    guest_customer,
     header,
     load_object,
+    map_skus,
     payment_method,
     rate_to_bps,
     split_line,
@@ -70,11 +77,8 @@ def _address(order: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _line(item: dict[str, Any], currency: str) -> list[dict[str, Any]]:
+def _line(item: dict[str, Any], sku: str, currency: str) -> list[dict[str, Any]]:
     quantity = int(item["quantity"])
-    variation = item.get("variation_id") or 0
-    fallback = f"woocommerce-{item.get('product_id')}" + (f"-{variation}" if variation else "")
-    sku = text(item.get("sku"), 64) or fallback
     total = to_decimal(item["total"])
     total_tax = to_decimal(item.get("total_tax") or 0)
     rate = total_tax / total if total > 0 else Decimal(0)
@@ -95,8 +99,13 @@ def _is_paid(order: dict[str, Any]) -> bool:
     )
 
 
-def map_order(order: dict[str, Any]) -> dict[str, Any]:
-    """A WooCommerce order -> an oms OrderCreate body (without ``channel``)."""
+def map_order(order: dict[str, Any], sku_map: Mapping[str, str]) -> dict[str, Any]:
+    """A WooCommerce order -> an oms OrderCreate body (without ``channel``).
+
+    Lines get their SKU by the connector's rule (``map_skus``: ``variant:<variation_id>``, the
+    line's own SKU, ``product:<product_id>``; else 422 ``unmapped_line``). The customer is its
+    WooCommerce id (0 for guests), the billing email and the billing phone; an order with none
+    of them (some point-of-sale plugins) is anonymous."""
     currency = text(order.get("currency"), 3)
     if currency is None:
         raise InvalidPayload("the order has no currency")
@@ -104,7 +113,13 @@ def map_order(order: dict[str, Any]) -> dict[str, Any]:
     items = order.get("line_items")
     if not isinstance(items, list) or not items:
         raise InvalidPayload("the order has no line_items")
-    lines = [ln for item in items for ln in _line(item, currency)]
+    if not all(isinstance(item, dict) for item in items):
+        raise InvalidPayload("every line item must be an object")
+    skus = map_skus(
+        [PlatformLine.read(i, item, variant_key="variation_id") for i, item in enumerate(items, 1)],
+        sku_map,
+    )
+    lines = [ln for item, sku in zip(items, skus, strict=True) for ln in _line(item, sku, currency)]
     billing = order.get("billing") or {}
     customer_id = order.get("customer_id") or None
     attributes = {
@@ -119,10 +134,11 @@ def map_order(order: dict[str, Any]) -> dict[str, Any]:
     return {
         "external_reference": str(order["id"]),
         "currency": currency,
-        "customer": {
-            "id": str(customer_id) if customer_id else None,
-            "email": text(billing.get("email"), 320),
-        },
+        "customer": guest_customer(
+            str(customer_id) if customer_id else None,
+            text(billing.get("email"), 320),
+            text(billing.get("phone"), None),
+        ),
         "shipping_address": _address(order),
         "payment_method": payment_method([str(order.get("payment_method") or "")]),
         "shipping_fee": _money(order.get("shipping_total") or "0", currency, "shipping_total"),
@@ -157,18 +173,27 @@ class WooCommerceAdapter:
     def topic(self, headers: Mapping[str, str]) -> str | None:
         return header(headers, "X-WC-Webhook-Topic")
 
-    def parse(self, body: bytes, headers: Mapping[str, str], *, channel: str) -> InboundEvent:
+    def parse(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        channel: str,
+        sku_map: Mapping[str, str],
+    ) -> InboundEvent:
         topic = self.topic(headers)
         payload = load_object(body)
         try:
-            return self._parse(topic, payload)
+            return self._parse(topic, payload, sku_map)
         except (KeyError, TypeError, ValueError) as exc:
             what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             raise InvalidPayload(f"cannot read the WooCommerce {topic} payload: {what}") from exc
 
-    def _parse(self, topic: str | None, payload: dict[str, Any]) -> InboundEvent:
+    def _parse(
+        self, topic: str | None, payload: dict[str, Any], sku_map: Mapping[str, str]
+    ) -> InboundEvent:
         if topic == "order.created":
-            order = map_order(payload)
+            order = map_order(payload, sku_map)
             payment = None
             if _is_paid(payload):
                 payment = PaymentFact(
