@@ -84,10 +84,9 @@ _CLAIM = text(
                     AND p.outbox_id < d.outbox_id
                     AND p.status IN ('pending', 'delivering', 'failed')
               )
-            -- "+ 0": read this subscription's own rows (by subscription_id), not the global due
-            -- index in order, which would walk past every other endpoint's backlog (an index on
-            -- (subscription_id, next_attempt_at) WHERE open would serve this directly)
-            ORDER BY d.next_attempt_at + interval '0', d.id + 0
+            -- one range of ix_webhook_deliveries_subscription_due (migration 0012): this
+            -- endpoint's own open rows in due order, never another endpoint's backlog
+            ORDER BY d.next_attempt_at, d.id
             LIMIT q.free
             FOR UPDATE OF d SKIP LOCKED
         ) c

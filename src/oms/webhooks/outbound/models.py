@@ -77,6 +77,13 @@ class Delivery(Base):
             "outbox_id",
             postgresql_where=text("status IN ('pending','delivering','failed')"),
         ),
+        Index(  # each endpoint's next due deliveries (the relay claims per endpoint; 0012)
+            "ix_webhook_deliveries_subscription_due",
+            "subscription_id",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("status IN ('pending','delivering','failed')"),
+        ),
         Index("ix_webhook_deliveries_subscription_id_id", "subscription_id", "id"),
         Index("ix_webhook_deliveries_event_id", "event_id"),
     )
