@@ -160,6 +160,85 @@ async def reserve(session: AsyncSession, *, reservations: Sequence[Reservation])
     return True
 
 
+def _literal(value: str) -> str:
+    """A SQL string literal (standard_conforming_strings is on since PostgreSQL 9.1)."""
+    if "\x00" in value:
+        raise ValueError("NUL in a SQL literal")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _uuid_array(values: Iterable[uuid.UUID | None]) -> str:
+    """A uuid[] literal; each element in canonical form, so nothing in it needs quoting."""
+    return (
+        "'{"
+        + ",".join(
+            "NULL" if v is None else str(v if type(v) is uuid.UUID else uuid.UUID(str(v)))
+            for v in values
+        )
+        + "}'::uuid[]"
+    )
+
+
+def _int_array(values: Iterable[int]) -> str:
+    return "'{" + ",".join(str(int(v)) for v in values) + "}'::int[]"
+
+
+def _text_array(values: Iterable[str]) -> str:
+    return "ARRAY[" + ",".join(map(_literal, values)) + "]::text[]"
+
+
+def reserve_literal_sql(reservations: Sequence[Reservation], now: datetime) -> str:
+    """``SELECT oms_reserve(...)`` with :func:`reserve_args` written as SQL literals, for the
+    simple query protocol (which takes no parameters)."""
+    wids, skus, qtys, ids, orders, lines, ships, a_wids, a_skus, a_qtys, at, occurred = (
+        reserve_args(reservations, now)
+    )
+    args = ", ".join(
+        (
+            _uuid_array(wids),
+            _text_array(skus),
+            _int_array(qtys),
+            _uuid_array(ids),
+            _uuid_array(orders),
+            _uuid_array(lines),
+            _uuid_array(ships),
+            _uuid_array(a_wids),
+            _text_array(a_skus),
+            _int_array(a_qtys),
+            _literal(at.isoformat()) + "::timestamptz",
+            _literal(occurred),
+        )
+    )
+    return f"SELECT oms_reserve({args})"
+
+
+async def reserve_then_commit(
+    session: AsyncSession, *, reservations: Sequence[Reservation]
+) -> bool:
+    """:func:`reserve`, and the caller's transaction committed by the server with it.
+
+    For order placement over HTTP, where nothing follows the reservation: the stock rows stay
+    locked only while the server runs the function and commits, not while the answer travels
+    back, waits its turn in a busy event loop and COMMIT travels to the server (on one hot
+    SKU, throughput is about 1 / lock-hold time). One simple-protocol message,
+    ``SELECT oms_reserve(<literals>); COMMIT; BEGIN``
+    (:meth:`oms.db.DriverConnection.execute_then_commit`); the statements inside the function
+    keep their cached plans. True: committed (the session's commit then ends an empty
+    transaction). False: a row no longer had the units; the transaction is aborted and
+    nothing was reserved, as with :func:`reserve`.
+    """
+    if not reservations:
+        raise ValueError("nothing to reserve")
+    conn = await driver_connection(session)
+    try:
+        await conn.execute_then_commit(reserve_literal_sql(reservations, utcnow()))
+    except DBAPIError as exc:
+        if _stock_moved(exc):
+            return False
+        raise
+    return True
+
+
 async def _open_allocations(
     session: AsyncSession, *, order_id: uuid.UUID, shipment_id: uuid.UUID | None
 ) -> list[Allocation]:

@@ -47,6 +47,7 @@ from oms.inventory.reservations import (
     release,
     reserve,
     reserve_args,
+    reserve_then_commit,
     routing_snapshot,
 )
 from oms.inventory.warehouses import (
@@ -86,6 +87,7 @@ __all__ = [
     "release",
     "replenishment",
     "reserve",
+    "reserve_then_commit",
     "reserve_args",
     "restock",
     "routing_snapshot",

@@ -119,11 +119,15 @@ async def place_order_with_shipments(
     stored under the key in the same statement as the order.
 
     How the writes are undone: by default a savepoint around them (callers that wrote before,
-    such as webhook intake, keep their work). ``restartable=True`` (``POST /v1/orders``, whose
-    transaction holds nothing but the idempotency claim) takes no savepoint, two round trips
-    fewer per order: a stock move rolls the whole transaction back, claims the key again
-    (`IdempotentReplay` if a concurrent request with the same key completed meanwhile) and
-    routes again. The caller's transaction is committed by the request dependency.
+    such as webhook intake, keep their work; the caller's transaction is committed by the
+    request dependency). ``restartable=True`` (``POST /v1/orders``, whose transaction holds
+    nothing but the idempotency claim and where nothing follows the placement) takes no
+    savepoint, two round trips fewer per order: a stock move rolls the whole transaction back,
+    claims the key again (`IdempotentReplay` if a concurrent request with the same key
+    completed meanwhile) and routes again. And the reservation is sent with the transaction's
+    COMMIT in one message (``inventory.reserve_then_commit``), so a hot stock row is locked for
+    the server's time only; the request dependency's commit then ends an empty transaction.
+    Nothing may be written after a successful ``restartable`` placement.
     """
     if principal.channel is not None and data.channel != principal.channel:
         raise Forbidden(
@@ -226,8 +230,10 @@ async def place_order_with_shipments(
                 continue
             break
         number = await _write(session, order, rows, body, principal, request_id, idempotency)
-        if await inventory_service.reserve(session, reservations=rows.reservations):
+        if not rows.reservations:  # a backorder of everything: no stock to lock
             break
+        if await inventory_service.reserve_then_commit(session, reservations=rows.reservations):
+            break  # committed by the server with the reservation: nothing may be written now
         if attempt == MAX_ROUTE_ATTEMPTS - 1:  # out of attempts: the aborted transaction is
             raise stock_contention()  # rolled back by the request dependency
         # the stock moved: the transaction is aborted; roll it back and claim the key again
