@@ -176,6 +176,18 @@ class Settings(BaseSettings):
     inbox_sweep_interval_s: float = Field(
         default=30.0, description="How often the worker retries pending inbox events."
     )
+    expiry_sweep_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often the worker cancels unpaid orders past their expiry policy "
+        "(`PUT /v1/expiry-policies/{channel}/{payment_method}`).",
+    )
+    handling_time_hours: float = Field(
+        default=48.0,
+        gt=0,
+        description="A shipment of a ready order not picked within this many hours is a "
+        "blocker (`GET /v1/orders/{id}/blockers`, kind `late_pick`)",
+    )
     run_migrations_on_start: bool = True
     serve_worker: bool = Field(
         default=False,

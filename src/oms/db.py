@@ -114,6 +114,10 @@ def _discard_broken_connection(context: ExceptionContext) -> BaseException | Non
 
 
 _DRIVER_KEY = "oms.driver_connection"
+COMMITTED_BY_SERVER = "oms.committed_by_server"
+"""``session.info`` key: the request's work was committed by the server with its last
+statement (:meth:`DriverConnection.execute_then_commit`); only an empty transaction is left,
+so a failure to end it loses nothing (the request dependency answers as committed)."""
 
 
 class _Record:

@@ -31,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 from oms import __version__
 from oms.config import Settings, get_settings
 from oms.db import create_engine, create_sessionmaker
+from oms.holds.router import router as holds_router
 from oms.inventory.router import router as inventory_router
 from oms.orders.router import router as orders_router
 from oms.payments.router import router as payments_router
@@ -42,6 +43,7 @@ from oms.shared import metrics
 from oms.shared.errors import PROBLEM_JSON, ProblemError, ServiceUnavailable
 from oms.shared.middleware import RequestContextMiddleware
 from oms.shared.openapi import Problem, document_transport_problems
+from oms.shipments.router import router as shipments_router
 from oms.webhooks.inbound.router import router as inbound_webhooks_router
 from oms.webhooks.outbound.router import router as outbound_webhooks_router
 
@@ -144,6 +146,19 @@ def install_exception_handlers(app: FastAPI) -> None:
     ) -> JSONResponse:
         if lost or sqlstate in _UNAVAILABLE or sqlstate.startswith("08"):
             return await _db_down(request, exc)
+        if sqlstate in _TRANSIENT:
+            # a deadlock or serialization failure: oms takes its locks in one order so that
+            # none should happen (oms.orders.locking); should one, the request was rolled back
+            # whole and may simply be sent again
+            log.warning("transaction aborted by the database", extra={"sqlstate": sqlstate})
+            return _problem_response(
+                request,
+                ServiceUnavailable(
+                    "the request conflicted with a concurrent one and was rolled back; retry",
+                    code="transient_conflict",
+                    headers={"Retry-After": "1"},
+                ),
+            )
         if sqlstate in _UNSTORABLE_TEXT:
             return _problem_response(
                 request,
@@ -221,6 +236,8 @@ def _internal_error() -> ProblemError:
 # query_canceled (statement_timeout), lock_not_available (lock_timeout), admin/crash shutdown,
 # cannot_connect_now (starting up), too_many_connections; class 08 is connection exceptions
 _UNAVAILABLE = frozenset({"57014", "55P03", "57P01", "57P02", "57P03", "53300"})
+# deadlock_detected, serialization_failure: the transaction was rolled back, nothing was stored
+_TRANSIENT = frozenset({"40P01", "40001"})
 # character_not_in_repertoire (NUL in text), untranslatable_character (\u0000 in jsonb),
 # invalid_text_representation (e.g. an unpaired surrogate escape in free-form JSON)
 _UNSTORABLE_TEXT = frozenset({"22021", "22P05", "22P02"})
@@ -323,6 +340,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         raw_body_prefixes=RAW_BODY_PREFIXES,
     )
     app.include_router(orders_router)
+    app.include_router(holds_router)
     app.include_router(inventory_router)
     app.include_router(routing_router)
     app.include_router(payments_router)
@@ -330,6 +348,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(inbound_webhooks_router)
     app.include_router(outbound_webhooks_router)
     app.include_router(reports_router)
+    app.include_router(shipments_router)
     install_docs(app)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process is up")

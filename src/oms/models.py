@@ -2,6 +2,7 @@
 
 from oms.auth.models import ApiKey
 from oms.db import Base
+from oms.inventory.block_models import StockBlock
 from oms.inventory.models import (
     Allocation,
     IncomingSupply,
@@ -9,6 +10,8 @@ from oms.inventory.models import (
     StockLevel,
     Warehouse,
 )
+from oms.orders.exception_models import ShipmentException
+from oms.orders.hold_models import ExpiryPolicy, HoldRule, OrderHold
 from oms.orders.models import IdempotencyKey, Order, OrderEvent, OrderLine, Shipment
 from oms.outbox.models import OutboxEvent
 from oms.payments.models import Payment, Refund
@@ -31,12 +34,15 @@ __all__ = [
     "Connector",
     "Delivery",
     "DispatchedEvent",
+    "ExpiryPolicy",
+    "HoldRule",
     "IdempotencyKey",
     "InboxMessage",
     "IncomingSupply",
     "InventoryMovement",
     "Order",
     "OrderEvent",
+    "OrderHold",
     "OrderLine",
     "OutboxEvent",
     "Payment",
@@ -46,6 +52,8 @@ __all__ = [
     "RelayState",
     "RoutingPolicyRow",
     "Shipment",
+    "ShipmentException",
+    "StockBlock",
     "StockLevel",
     "Subscription",
     "Warehouse",

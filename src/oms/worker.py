@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oms.config import WEBHOOK_LEASE_MARGIN_S, Settings
-from oms.flows import intake
+from oms.flows import backorders, expiry, intake
 from oms.shared.clock import utcnow
 from oms.webhooks.inbound import service as inbound_service
 from oms.webhooks.outbound import sender, targets
@@ -45,6 +45,8 @@ class RelayStats:
     attempts: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     inbox_applied: int = 0
+    orders_expired: int = 0
+    backorder_units_filled: int = 0
 
 
 class Relay:
@@ -84,6 +86,7 @@ class Relay:
             )
         )
         self._last_sweep: datetime | None = None
+        self._last_expiry: datetime | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._sent = asyncio.Event()
         self._fanned_at = float("-inf")
@@ -201,7 +204,8 @@ class Relay:
         self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
 
     async def sweep_inbox(self, *, force: bool = False) -> int:
-        """Apply pending inbound events whose order now exists; report long-waiting ones."""
+        """Apply pending inbound events whose order now exists; report long-waiting ones; fill
+        backorders whose stock arrived (``flows.backorders.sweep``)."""
         now = self.clock()
         interval = timedelta(seconds=self.settings.inbox_sweep_interval_s)
         if not force and self._last_sweep is not None and now - self._last_sweep < interval:
@@ -218,7 +222,23 @@ class Relay:
                 extra={"event": "webhook.inbound.pending", "count": waiting},
             )
         self.stats.inbox_applied += applied
+        # backorders a stock change left for later (over its inline limit, or a crash between
+        # its commit and its fills): each order in a transaction of its own
+        async with self.sessionmaker() as session:
+            self.stats.backorder_units_filled += await backorders.sweep(session)
         return applied
+
+    async def expire_unpaid(self, *, force: bool = False) -> int:
+        """Cancel unpaid orders past their expiry policy (``flows.expiry``), at most every
+        ``OMS_EXPIRY_SWEEP_INTERVAL_S``; returns how many expired."""
+        now = self.clock()
+        interval = timedelta(seconds=self.settings.expiry_sweep_interval_s)
+        if not force and self._last_expiry is not None and now - self._last_expiry < interval:
+            return 0
+        self._last_expiry = now
+        expired = await expiry.expire_unpaid(self.sessionmaker, now=now)
+        self.stats.orders_expired += expired
+        return expired
 
     async def run_once(self) -> int:
         """One round: fan out, deliver one batch (and wait for it), sweep the inbox when due.
@@ -226,6 +246,7 @@ class Relay:
         done = await self.fan_out()
         done += await self.deliver()
         done += await self.sweep_inbox()
+        done += await self.expire_unpaid()
         return done
 
     async def run(self, *, stop: asyncio.Event | None = None, once: bool = False) -> RelayStats:
@@ -239,6 +260,7 @@ class Relay:
         if once:
             await self.sweep_inbox(force=True)
         failures = 0
+        idle_rounds = 0
         try:
             while not stop.is_set():
                 self._sent.clear()
@@ -246,6 +268,7 @@ class Relay:
                     done = await self._fan_out_when_due(force=once)
                     started = await self.dispatch()
                     done += started + await self.sweep_inbox()
+                    done += await self.expire_unpaid()
                     failures = 0
                 except (OperationalError, DBAPIError, OSError) as exc:
                     failures += 1
@@ -261,7 +284,15 @@ class Relay:
                 if started and self._free_slots():
                     continue  # more may be due right now
                 if once and not done and not self._in_flight:
-                    break
+                    # idle: but another worker's outcome may have been committed just after
+                    # this round's claim read (a successor it held back is due now): stop
+                    # only after a second idle round, a moment later
+                    idle_rounds += 1
+                    if idle_rounds >= 2:
+                        break
+                    await _sleep_unless(stop, 0.05)
+                    continue
+                idle_rounds = 0
                 # until a send finishes (a slot is free), the poll interval passes, or stop
                 await _sleep_unless(stop, self.settings.worker_poll_interval_s, self._sent)
         except BaseException:

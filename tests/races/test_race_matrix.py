@@ -27,12 +27,15 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 
+from oms.flows.expiry import expire_unpaid
+from oms.shared.clock import utcnow
 from tests.races.conftest import (
     ROUNDS,
     STATES,
@@ -68,7 +71,8 @@ def _states(*names: str) -> tuple[str, ...]:
     return tuple(s for s in STATES if s in names)
 
 
-UNSHIPPED = _states("placed", "authorized", "paid", "picked_one", "picked", "packed")
+UNSHIPPED = _states("placed", "authorized", "paid", "split", "picked_one", "picked", "packed")
+UNSHIPPED_OR_HELD = _states(*UNSHIPPED, "held")  # a held order can still be cancelled
 CAPTURED = _states(
     "paid",
     "picked_one",
@@ -126,6 +130,31 @@ async def _close(h: Harness, o: RaceOrder) -> httpx.Response:
     return await h.post(f"/v1/returns/{o.return_id}/close", "fulfillment")
 
 
+async def _ship1_exception(h: Harness, o: RaceOrder) -> httpx.Response:
+    """BER cannot find one of shipment 1's T-shirts: re-planned to MUC, written off in BER."""
+    line = {"order_line_id": o.lines["shirt"], "quantity": 1, "reason": "not_found"}
+    return await h.post(
+        f"/v1/shipments/{o.shipments[0]}/exceptions", "fulfillment", {"lines": [line]}
+    )
+
+
+async def _ship_move(h: Harness, o: RaceOrder) -> httpx.Response:
+    """Shipment 1 (T-shirts, BER) moves to MUC."""
+    return await h.post(f"/v1/shipments/{o.shipments[0]}/move", "admin", {"warehouse": "MUC"})
+
+
+async def _ship_split(h: Harness, o: RaceOrder) -> httpx.Response:
+    """One of shipment 1's two T-shirts goes to a new shipment at BER."""
+    line = {"order_line_id": o.lines["shirt"], "quantity": 1}
+    return await h.post(f"/v1/shipments/{o.shipments[0]}/split", "fulfillment", {"lines": [line]})
+
+
+async def _ship_merge(h: Harness, o: RaceOrder) -> httpx.Response:
+    """Shipment 3 (split off shipment 1, both at BER) joins shipment 1 again."""
+    body = {"shipment_id": o.shipments[2]}
+    return await h.post(f"/v1/shipments/{o.shipments[0]}/merge", "fulfillment", body)
+
+
 async def _hook_cancel(h: Harness, o: RaceOrder) -> httpx.Response:
     return await h.hook("order.cancelled", order_id=o.id, reason="cancelled at the marketplace")
 
@@ -142,6 +171,52 @@ async def _hook_refund(h: Harness, o: RaceOrder) -> httpx.Response:
     )
 
 
+async def _hold_place(h: Harness, o: RaceOrder) -> httpx.Response:
+    return await h.hold(o, "address_check")
+
+
+async def _hold_release(h: Harness, o: RaceOrder) -> httpx.Response:
+    return await h.post(f"/v1/orders/{o.id}/holds/{o.hold_id}/release", "admin", {"note": "race"})
+
+
+async def _receipt(h: Harness, o: RaceOrder) -> httpx.Response:
+    return await h.receipt(o)  # one mug at HAM: what the backordered line waits for
+
+
+async def _edit(h: Harness, o: RaceOrder) -> httpx.Response:
+    """Two mugs instead of one (the mug's shipment is pending up to "picked_one"), against
+    the version read just before: a concurrent change makes it a 409 version_conflict."""
+    got = await h.client.get(f"/v1/orders/{o.id}", headers=h.headers("storefront"))
+    if got.status_code != 200:
+        return got
+    body = {
+        "expected_version": got.json()["version"],
+        "lines": [{"line_id": o.lines["mug"], "quantity": 2}],
+    }
+    return await h.post(f"/v1/orders/{o.id}/edits", "storefront", body)
+
+
+async def _cancel_lines(h: Harness, o: RaceOrder) -> httpx.Response:
+    """Cancel one of the two T-shirts, refunding what was paid beyond the new total."""
+    body = {"lines": [{"line_id": o.lines["shirt"], "quantity": 1}], "refund": True}
+    return await h.post(f"/v1/orders/{o.id}/cancel-lines", "admin", body)
+
+
+async def _expire(h: Harness, o: RaceOrder) -> httpx.Response:
+    """The worker's expiry of unpaid orders (``flows.expiry``), a year and a day later, for
+    this order only: 200 when it expired, else 409 (not due: paid or cancelled meanwhile)."""
+    expired = await expire_unpaid(
+        h.sessionmaker, now=utcnow() + timedelta(days=367), order_ids=[uuid.UUID(o.id)]
+    )
+    if expired:
+        return httpx.Response(200, json={"expired": expired})
+    return httpx.Response(
+        409,
+        json={"code": "order_not_expired"},
+        headers={"content-type": "application/problem+json"},
+    )
+
+
 def _ref(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
@@ -153,7 +228,7 @@ OPS: tuple[Op, ...] = (
     Op("order-packed", _states("picked"), _order_to("packed")),
     Op("order-shipped", _states("packed"), _order_to("shipped")),
     Op("order-delivered", _states("shipped"), _order_to("delivered")),
-    Op("order-cancelled", UNSHIPPED, _order_to("cancelled")),
+    Op("order-cancelled", UNSHIPPED_OR_HELD, _order_to("cancelled")),
     Op(
         "order-returned",
         _states("delivered", "return_requested", "return_approved"),
@@ -179,10 +254,28 @@ OPS: tuple[Op, ...] = (
     Op("return-reject", _states("return_requested"), _decide("reject")),
     Op("return-receive", _states("return_approved"), _receive),
     Op("return-close", _states("return_received"), _close),
+    # changes of pending shipments (exceptions, moves, splits)
+    Op("ship1-exception", _states("placed", "authorized", "paid", "split"), _ship1_exception),
+    Op("ship-move", _states("placed", "authorized", "paid", "split"), _ship_move),
+    Op("ship-split", _states("placed", "authorized", "paid"), _ship_split),
+    Op("ship-merge", _states("split"), _ship_merge),
     # the payment provider's webhooks (POST /v1/webhooks/inbound/psp, format oms)
-    Op("hook-cancel", UNSHIPPED, _hook_cancel),
+    Op("hook-cancel", UNSHIPPED_OR_HELD, _hook_cancel),
     Op("hook-capture", _states("placed", "authorized"), _hook_capture),
     Op("hook-refund", CAPTURED, _hook_refund),
+    # holds (POST /v1/orders/{id}/holds, .../holds/{hold_id}/release), admin key
+    Op("hold-place", UNSHIPPED, _hold_place),
+    Op("hold-release", _states("held"), _hold_release),
+    # the worker's expiry of unpaid orders (a policy for web/card is set up by the harness)
+    Op("expire", _states("placed", "authorized"), _expire),
+    # backorders filled as stock arrives (POST /v1/inventory/adjustments receive), and the
+    # moves that race a fill, from a paid order whose mug is backordered
+    Op("receipt", _states("backordered"), _receipt),
+    Op("backordered-cancelled", _states("backordered"), _order_to("cancelled")),
+    Op("backordered-picked", _states("backordered"), _order_to("picked")),
+    # edits and partial cancellation (POST /v1/orders/{id}/edits, .../cancel-lines)
+    Op("edit", _states("placed", "authorized", "paid", "picked_one"), _edit),
+    Op("cancel-lines", _states("placed", "authorized", "paid"), _cancel_lines),
 )
 BY_NAME = {op.name: op for op in OPS}
 ALL_STATES = os.environ.get("OMS_RACE_ALL_STATES", "") not in ("", "0")

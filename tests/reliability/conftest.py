@@ -112,6 +112,8 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
         placed = await post("/v1/orders", order_body())
         paid = await post("/v1/orders", order_body())
         await post(f"/v1/orders/{paid['id']}/transitions", {"to": "paid"})
+        hold = await post(f"/v1/orders/{paid['id']}/holds", {"reason": "other"})  # released:
+        await post(f"/v1/orders/{paid['id']}/holds/{hold['id']}/release")  # releasing is a 409
         delivered = await post("/v1/orders", order_body(payment_method="cash_on_delivery"))
         for step in ("picked", "packed"):
             await post(f"/v1/orders/{delivered['id']}/transitions", {"to": step})
@@ -175,8 +177,10 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
     world.named = {
         "order_placed": placed["id"],
         "order_paid": paid["id"],
+        "hold_released": hold["id"],
         "order_delivered": delivered["id"],
         "shipment_pending": placed["shipments"][0]["id"],
+        "shipment_delivered": delivered["shipments"][0]["id"],
         "payment_authorized": payment["id"],
         "order_line": line_a["id"],
         "return_requested": requested["id"],
@@ -195,6 +199,8 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
         "order_id": [placed["id"], paid["id"], delivered["id"]],
         "shipment_id": [s["id"] for o in (placed, delivered) for s in o["shipments"]],
         "payment_id": [payment["id"]],
+        "hold_id": [hold["id"]],
+        "payment_method": ["card"],
         "return_id": [requested["id"], approved["id"]],
         "customer_id": ["cus_1"],
         "code": ["BER"],

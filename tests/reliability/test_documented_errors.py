@@ -238,6 +238,63 @@ _ADDRESS = order_body()["shipping_address"]
 _NO_STOCK_LINE = [{"sku": "NO-STOCK-1", "quantity": 1, "unit_price": 100}]
 
 
+def _shipment_changes(n: dict[str, str], m: str) -> list[Call]:
+    """Exceptions, moves, splits, merges: 404 for a missing shipment (valid bodies), 409 for
+    a shipment of a delivered order."""
+    done = n["shipment_delivered"]
+    bodies = {
+        "exceptions": {
+            "lines": [{"order_line_id": n["order_line"], "quantity": 1, "reason": "not_found"}]
+        },
+        "move": {"warehouse": "BER"},
+        "split": {"lines": [{"order_line_id": n["order_line"], "quantity": 1}]},
+        "merge": {"shipment_id": n["shipment_pending"]},
+    }
+    calls = []
+    for action, body in bodies.items():
+        template = f"/v1/shipments/{{shipment_id}}/{action}"
+        calls.append(
+            Call("POST", template, 404, f"/v1/shipments/{m}/{action}", "shipment_not_found", body)
+        )
+        calls.append(
+            Call(
+                "POST",
+                template,
+                409,
+                f"/v1/shipments/{done}/{action}",
+                "shipment_change_not_allowed",
+                body,
+            )
+        )
+    return calls
+
+
+def _holds(n: dict[str, str], m: str) -> list[Call]:
+    """Holds: 404 for a missing order or hold, 409 on a delivered order or a released hold."""
+    hold, release = f"{_ORDER}/holds", f"{_ORDER}/holds/{{hold_id}}/release"
+    body = {"reason": "other"}
+    return [
+        Call("POST", hold, 404, f"/v1/orders/{m}/holds", "order_not_found", body),
+        Call("POST", hold, 409, f"/v1/orders/{n['order_delivered']}/holds", "order_closed", body),
+        Call(
+            "POST",
+            release,
+            404,
+            f"/v1/orders/{n['order_paid']}/holds/{m}/release",
+            "hold_not_found",
+            {},
+        ),
+        Call(
+            "POST",
+            release,
+            409,
+            f"/v1/orders/{n['order_paid']}/holds/{n['hold_released']}/release",
+            "hold_already_released",
+            {},
+        ),
+    ]
+
+
 def table(world: World) -> list[Call]:
     n = world.named
     m = MISSING_UUID
@@ -254,6 +311,39 @@ def table(world: World) -> list[Call]:
             {"to": "paid"},
         ),  # noqa: E501
         Call("POST", f"{_ORDER}/reroute", 404, f"/v1/orders/{m}/reroute", "order_not_found", {}),
+        *_holds(n, m),
+        Call(
+            "POST",
+            f"{_ORDER}/edits",
+            404,
+            f"/v1/orders/{m}/edits",
+            "order_not_found",
+            {"expected_version": 1, "remove_lines": [m]},
+        ),
+        Call(
+            "POST",
+            f"{_ORDER}/cancel-lines",
+            404,
+            f"/v1/orders/{m}/cancel-lines",
+            "order_not_found",
+            {"lines": [{"line_id": m, "quantity": 1}]},
+        ),
+        Call(
+            "POST",
+            f"{_ORDER}/edits",
+            409,
+            f"/v1/orders/{n['order_delivered']}/edits",
+            "version_conflict",
+            {"expected_version": 1, "remove_lines": [m]},
+        ),
+        Call(
+            "POST",
+            f"{_ORDER}/cancel-lines",
+            409,
+            f"/v1/orders/{n['order_delivered']}/cancel-lines",
+            "units_not_editable",
+            {"lines": [{"line_id": n["order_line"], "quantity": 1}]},
+        ),
         Call(
             "POST",
             "/v1/routing/preview",
@@ -275,6 +365,7 @@ def table(world: World) -> list[Call]:
             "shipment_not_found",
             {"to": "picked"},
         ),  # noqa: E501
+        *_shipment_changes(n, m),
         Call(
             "PATCH",
             "/v1/warehouses/{code}",
@@ -621,6 +712,8 @@ def _fake_world() -> World:
         k: str(uuid.uuid4())
         for k in (
             "order_placed order_paid order_delivered shipment_pending payment_authorized "
+            "hold_released "
+            "shipment_delivered "
             "order_line return_requested return_approved return_line subscription supply"
         ).split()
     }

@@ -136,12 +136,15 @@ async def test_storefront_key_bound_to_a_channel_sees_nothing_of_another(
             "status": "captured",
         },
         "refunds": {"amount": 1, "reason": "x"},
+        "holds": {"reason": "other"},
+        "edits": {"expected_version": 1, "lines": [{"line_id": line, "quantity": 1}]},
+        "cancel-lines": {"lines": [{"line_id": line, "quantity": 1}]},
     }
     seen = []
     for method, template in OPERATIONS:
         if "{order_id}" not in template:
             continue
-        path = _fill(template, {"order_id": pos["id"]})
+        path = _fill(template, {"order_id": pos["id"], "hold_id": MISSING_UUID})
         body = bodies.get(template.rsplit("/", 1)[1], {}) if method != "GET" else None
         resp = await client.request(method, path, headers=web, json=body)
         assert resp.status_code in (403, 404), (method, path, resp.status_code, resp.text)

@@ -572,7 +572,9 @@ async def test_woocommerce_sample_order_created_paid_then_cancelled(
     noise = fixture_json("woocommerce_order.json") | {"status": "on-hold", "date_paid": None}
     raw = json.dumps(noise).encode()
     resp = await _post(client, "woo", raw, woo_headers("woo-secret-1", raw, topic="order.updated"))
-    assert resp.json()["status"] == "ignored"
+    # an unpaid order's update is applied as an edit (issue 17), but not to a cancelled order
+    assert resp.json()["status"] == "processed", resp.text
+    assert resp.json()["detail"] == "order is 'cancelled'; the update is not applied"
 
 
 # ---- connectors API -----------------------------------------------------------------------

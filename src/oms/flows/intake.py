@@ -9,13 +9,14 @@ lock first, then the order's own lock (taken by the order and payment services).
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms.auth.service import Principal
 from oms.orders import service as orders_service
 from oms.orders.domain import OrderStatus, PaymentMethod
-from oms.orders.schemas import OrderCreate, TransitionRequest
+from oms.orders.schemas import OrderCreate, OrderLineCreate, TransitionRequest
 from oms.payments import service as payments_service
 from oms.shared.errors import Conflict, NotFound
 from oms.webhooks.inbound import service as inbound_service
@@ -55,7 +56,11 @@ async def apply_event(
         assert event.external_reference is not None
         try:
             order = await orders_service.place_order(
-                session, data=order_data, principal=principal, request_id=request_id
+                session,
+                data=order_data,
+                principal=principal,
+                request_id=request_id,
+                risk_level=event.risk_level,
             )
             order_id, detail = order.id, "order created"
             created = True
@@ -97,8 +102,16 @@ async def apply_event(
             f"no order '{event.external_reference}' in channel '{channel}' yet; the event is "
             "kept and applied when the order arrives",
         )
+    if event.type is EventType.ORDER_UPDATED:
+        assert order_data is not None
+        detail = await _update(
+            session, order_id=row.id, data=order_data, principal=principal, request_id=request_id
+        )
+        return Applied("processed", row.id, detail)
     if event.type is EventType.ORDER_CANCELLED:
-        if row.status == OrderStatus.CANCELLED.value:
+        # the order's state is read under its lock (a concurrent cancel may be committing)
+        locked = await orders_service.lock_order(session, order_id=row.id)
+        if locked.status == OrderStatus.CANCELLED.value:
             return Applied("processed", row.id, "order was already cancelled")
         await orders_service.transition_order(
             session,
@@ -120,6 +133,68 @@ async def apply_event(
         return Applied("processed", row.id, detail)
     detail = await _refund(session, order=row, event=event, inbox_id=inbox_id, principal=principal)
     return Applied("processed", row.id, detail)
+
+
+async def _update(
+    session: AsyncSession,
+    *,
+    order_id: uuid.UUID,
+    data: OrderCreate,
+    principal: Principal,
+    request_id: str | None,
+) -> str:
+    """The platform's lines (by SKU) and shipping address as they are now, applied to the order
+    as an edit (``orders.edit_order``) where they differ. Edits that touch picked units are
+    refused (409 ``units_not_editable``): the inbox row is kept as failed with that reason."""
+    order = await orders_service.get_order(session, order_id=order_id, principal=principal)
+    if order.status in (OrderStatus.CANCELLED.value, OrderStatus.RETURNED.value):
+        return f"order is '{order.status}'; the update is not applied"
+    wanted: dict[str, int] = {}
+    new_lines: dict[str, OrderLineCreate] = {}
+    for ln in data.lines:
+        wanted[ln.sku] = wanted.get(ln.sku, 0) + ln.quantity
+        new_lines.setdefault(ln.sku, ln)
+    quantities: dict[uuid.UUID, int] = {}
+    by_sku: dict[str, list[Any]] = {}  # the order's lines (orders.models rows)
+    for line in order.lines:
+        by_sku.setdefault(line.sku, []).append(line)
+    seen = set(by_sku)
+    for sku, lines in by_sku.items():  # per SKU: more to its last line, fewer from the last
+        diff = wanted.get(sku, 0) - sum(ln.quantity for ln in lines)
+        if diff > 0:
+            quantities[lines[-1].id] = lines[-1].quantity + diff
+        for ln in reversed(lines):
+            if diff >= 0:
+                break
+            take = min(-diff, ln.quantity)
+            if take:
+                quantities[ln.id] = ln.quantity - take
+                diff += take
+    add = tuple(
+        new_lines[sku].model_copy(update={"quantity": qty})
+        for sku, qty in wanted.items()
+        if sku not in seen
+    )
+    address = data.shipping_address
+    same_address = address.model_dump(mode="json") == orders_service.address_of(order)
+    if not quantities and not add and same_address:
+        return "no change to the lines or the shipping address"
+    result = await orders_service.edit_order(
+        session,
+        order_id=order_id,
+        spec=orders_service.EditSpec(
+            quantities=quantities, add=add, address=None if same_address else address
+        ),
+        principal=principal,
+        expected_version=None,
+        reason="updated in the sales channel",
+        request_id=request_id,
+        dry_run=False,
+    )
+    changed = sum(1 for ln in result.lines if ln["change"] != "unchanged")
+    return f"order edited ({changed} line(s) changed" + (
+        ")" if same_address else ", shipping address changed)"
+    )
 
 
 def _provider_reference(event: InboundEvent, inbox_id: int) -> str:

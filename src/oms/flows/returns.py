@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms.auth.service import Principal
+from oms.flows import backorders
 from oms.inventory import service as inventory_service
+from oms.inventory.domain import stock_lock_key
 from oms.orders import service as orders_service
 from oms.orders.domain import OrderStatus
 from oms.orders.schemas import TransitionRequest
@@ -35,7 +37,8 @@ async def receive_return(
     rma, restocks = await returns_service.receive(
         session, return_id=return_id, receipts=receipts, principal=principal
     )
-    for r in restocks:
+    # in the fixed stock lock order: a receipt never waits for a row while holding a later one
+    for r in sorted(restocks, key=lambda r: stock_lock_key(r.warehouse_id, r.sku)):
         await inventory_service.restock(
             session,
             warehouse_id=r.warehouse_id,
@@ -64,6 +67,14 @@ async def receive_return(
                 to=OrderStatus.RETURNED, reason="every delivered unit came back"
             ),
             principal=system,
+            request_id=request_id,
+        )
+    if restocks:  # last: commits the receipt, then fills orders waiting for those SKUs
+        await backorders.fill_after_stock_change(
+            session,
+            skus={r.sku for r in restocks},
+            actor=principal.actor,
+            actor_role=principal.role.value,
             request_id=request_id,
         )
     return rma

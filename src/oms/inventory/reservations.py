@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms.db import driver_connection
+from oms.db import COMMITTED_BY_SERVER, driver_connection
 from oms.inventory import domain
 from oms.inventory.models import Allocation, InventoryMovement, StockLevel
 from oms.shared.clock import utcnow
@@ -46,6 +46,8 @@ class WarehouseStock:
     skus_with_level: set[str]
     """The requested SKUs this warehouse has a stock level for, whatever its quantity: a SKU
     no warehouse has a level for is unknown to oms (there is no product catalogue)."""
+    blocked: set[str] = field(default_factory=set)
+    """The requested SKUs blocked here now (``stock_blocks``): routing counts no stock."""
 
 
 ROUTING_SNAPSHOT_SQL = "SELECT * FROM oms_routing_snapshot($1::text[]) ORDER BY code"
@@ -85,6 +87,8 @@ async def routing_snapshot(session: AsyncSession, *, skus: Iterable[str]) -> lis
             out.append(current)
         if r["sku"] is not None:
             current.skus_with_level.add(r["sku"])
+            if r["blocked"]:
+                current.blocked.add(r["sku"])
         available = r["available"]
         if available is not None and available > 0:
             current.available[r["sku"]] = int(available)
@@ -236,6 +240,7 @@ async def reserve_then_commit(
         if _stock_moved(exc):
             return False
         raise
+    session.info[COMMITTED_BY_SERVER] = True
     return True
 
 
@@ -246,6 +251,34 @@ async def _open_allocations(
     if shipment_id is not None:
         stmt = stmt.where(Allocation.shipment_id == shipment_id)
     return list((await session.scalars(stmt)).all())
+
+
+_LOCK_ORDER = 'ORDER BY s.warehouse_id, s.sku COLLATE "C" FOR UPDATE OF s'
+_LOCK_SKUS = "SELECT 1 FROM stock_levels s WHERE s.sku = ANY($1::text[]) " + _LOCK_ORDER
+_LOCK_OPEN_ALLOCATIONS = (
+    "SELECT 1 FROM stock_levels s WHERE (s.warehouse_id, s.sku) IN "
+    "(SELECT a.warehouse_id, a.sku FROM allocations a "
+    "WHERE a.order_id = $1 AND a.status = 'open') " + _LOCK_ORDER
+)
+
+
+async def lock_stock_of_skus(session: AsyncSession, *, skus: Iterable[str]) -> None:
+    """Lock every warehouse's stock row of ``skus``, in the fixed order, in one statement.
+
+    For a transaction that will release some rows and reserve others it cannot know in
+    advance (re-routing): taking them all first, in order, means it never waits for a row
+    while holding one that sorts after it, the condition for a deadlock."""
+    wanted = sorted(set(skus))
+    if wanted:
+        conn = await driver_connection(session)
+        await conn.execute(_LOCK_SKUS, wanted)
+
+
+async def lock_stock_of_order(session: AsyncSession, *, order_id: uuid.UUID) -> None:
+    """Lock the stock rows of the order's open allocations, in the fixed order, in one
+    statement: before consuming or releasing them shipment by shipment."""
+    conn = await driver_connection(session)
+    await conn.execute(_LOCK_OPEN_ALLOCATIONS, order_id)
 
 
 def _grouped(allocs: Sequence[Allocation]) -> list[tuple[tuple[uuid.UUID, str], int]]:

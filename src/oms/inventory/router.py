@@ -10,6 +10,7 @@ from fastapi import Path as FastPath
 
 from oms.auth.service import Principal
 from oms.deps import Session, require
+from oms.flows import backorders
 from oms.inventory import service
 from oms.inventory.schemas import (
     AdjustmentCreate,
@@ -27,6 +28,7 @@ from oms.inventory.schemas import (
     WarehouseUpdate,
     level_read,
 )
+from oms.shared.logging import request_id_var
 from oms.shared.openapi import AUTH_PROBLEMS, MAX_BIGINT, problems
 from oms.shared.roles import Role
 
@@ -92,7 +94,11 @@ async def update_warehouse(
     summary="Receive, count or correct stock",
     description="Every adjustment writes a ledger movement. `count` can be guarded with "
     "`expected_on_hand` (409 `count_guard_mismatch`). On hand can never go below the units "
-    "reserved for open orders (409 `below_reserved`).",
+    "reserved for open orders (409 `below_reserved`). When units are available after it, "
+    "placed and paid orders waiting for the SKU (backorders) are filled in the same request, "
+    "after the adjustment is committed: express first, then oldest first (at most 20 orders; "
+    "the worker fills the rest), each reserved, routed and announced (`order.backorder_filled`); "
+    "the answer shows the level after those fills.",
     responses=problems(404, 409, *AUTH_PROBLEMS),
 )
 async def adjust(body: AdjustmentCreate, session: Session, principal: Stocker) -> LevelRead:
@@ -107,6 +113,21 @@ async def adjust(body: AdjustmentCreate, session: Session, principal: Stocker) -
         reference=body.reference,
         actor=principal.actor,
     )
+    if view.available > 0:  # orders waiting for this SKU are filled now (FIFO, express first)
+        filled = await backorders.fill_after_stock_change(
+            session,
+            skus=[body.sku],
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            request_id=request_id_var.get(),
+        )
+        if filled:  # answer with the level as the fills left it
+            session.expire_all()
+            view = (
+                await service.list_levels(
+                    session, warehouse_code=body.warehouse, sku=body.sku, limit=1, offset=0
+                )
+            )[0]
     return level_read(view)
 
 
@@ -120,12 +141,20 @@ async def adjust(body: AdjustmentCreate, session: Session, principal: Stocker) -
     "`bulk_row_invalid`). The rows are then applied set-based in chunks, the stock rows locked "
     "in the fixed lock order for the apply only, so orders placed meanwhile on the same SKUs "
     "wait a fraction of a second at most. A count below the units reserved for open orders "
-    "rejects the whole request (409 `below_reserved`, with its `row`).",
+    "rejects the whole request (409 `below_reserved`, with its `row`). Once the load is "
+    "committed, orders waiting for its SKUs (backorders) are filled, as after an adjustment.",
     responses=problems(409, *AUTH_PROBLEMS),
 )
 async def bulk(body: BulkLoad, session: Session, principal: Admin) -> BulkResult:
     rows = [service.BulkRow(**r.model_dump()) for r in body.rows]
     count = await service.bulk_load(session, rows=rows, actor=principal.actor, reason=body.reason)
+    await backorders.fill_after_stock_change(  # orders waiting for these SKUs, FIFO
+        session,
+        skus={r.sku for r in rows},
+        actor=principal.actor,
+        actor_role=principal.role.value,
+        request_id=request_id_var.get(),
+    )
     return BulkResult(rows=count)
 
 

@@ -187,9 +187,15 @@ class OrderLine(Base):
                 "order_id",
             ],
         ),
-        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("quantity >= 0", name="quantity_non_negative"),  # 0: cancelled (0014)
+        CheckConstraint("cancelled >= 0", name="cancelled_non_negative"),
         CheckConstraint("unit_price >= 0", name="unit_price_non_negative"),
         CheckConstraint("tax_rate_bps >= 0", name="tax_rate_non_negative"),
+        Index(  # the backordered lines of a SKU, filled as its stock arrives (migration 0016)
+            "ix_order_lines_backordered_sku",
+            "sku",
+            postgresql_where=text("backordered > 0"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -203,6 +209,8 @@ class OrderLine(Base):
     unit_price: Mapped[int] = mapped_column(BigInteger)
     tax_rate_bps: Mapped[int] = mapped_column(Integer)
     backordered: Mapped[int] = mapped_column(Integer, server_default="0")
+    cancelled: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Units cancelled after placement (migration 0014); ``quantity`` is what is still ordered."""
     subtotal_amount: Mapped[int] = mapped_column(BigInteger)
     tax_amount: Mapped[int] = mapped_column(BigInteger)
     total_amount: Mapped[int] = mapped_column(BigInteger)

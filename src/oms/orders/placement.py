@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from oms.auth.service import Principal
 from oms.db import after_commit, driver_connection
 from oms.inventory import service as inventory_service
-from oms.orders import domain, views
+from oms.orders import domain, hold_rules, holds, views
 from oms.orders.domain import OrderStatus
 from oms.orders.events import order_summary
 from oms.orders.idempotency import StoredResponse, claim_idempotency_key
@@ -85,7 +85,12 @@ class PlacedOrder:
 
 
 async def place_order(
-    session: AsyncSession, *, data: OrderCreate, principal: Principal, request_id: str | None
+    session: AsyncSession,
+    *,
+    data: OrderCreate,
+    principal: Principal,
+    request_id: str | None,
+    risk_level: str | None = None,
 ) -> NewOrder:
     """Store a new order in status ``placed``, routed and reserved, in the caller's transaction.
 
@@ -94,7 +99,7 @@ async def place_order(
     backorders); either way nothing is stored (the request's transaction rolls back).
     """
     placed = await place_order_with_shipments(
-        session, data=data, principal=principal, request_id=request_id
+        session, data=data, principal=principal, request_id=request_id, risk_level=risk_level
     )
     return placed.order
 
@@ -107,6 +112,7 @@ async def place_order_with_shipments(
     request_id: str | None,
     idempotency: IdempotentRequest | None = None,
     restartable: bool = False,
+    risk_level: str | None = None,
 ) -> PlacedOrder:
     """:func:`place_order`, also returning the shipments, and storing the idempotent response.
 
@@ -128,6 +134,11 @@ async def place_order_with_shipments(
     COMMIT in one message (``inventory.reserve_then_commit``), so a hot stock row is locked for
     the server's time only; the request dependency's commit then ends an empty transaction.
     Nothing may be written after a successful ``restartable`` placement.
+
+    Hold rules of the channel (``hold_rules``, from a per-process cache: no round trip) are
+    evaluated on the order and ``risk_level`` (a marketplace's, at connector intake); each
+    matching rule puts a hold on it, written after the order's statement, before the
+    reservation (round trips only for an order that is held).
     """
     if principal.channel is not None and data.channel != principal.channel:
         raise Forbidden(
@@ -195,6 +206,14 @@ async def place_order_with_shipments(
     route_lines = [RouteLine(line_id=str(ln.id), sku=ln.sku, quantity=ln.quantity) for ln in lines]
     line_ids = {str(ln.id): ln.id for ln in lines}
     address = route_address(order)
+    rules = hold_rules.matching(
+        await hold_rules.rules_for(session, channel=data.channel),
+        payment_method=order.payment_method,
+        currency=order.currency,
+        total=order.total_amount,
+        country=order.ship_country,
+        risk_level=risk_level,
+    )
     for attempt in range(MAX_ROUTE_ATTEMPTS):
         plan = await routing_service.plan(
             session,
@@ -217,19 +236,30 @@ async def place_order_with_shipments(
             line.backordered = rows.backordered[line.id]
         order.routing = rows.routing
         shipments = [ShipmentView(sh, rows.carried[sh.id]) for sh in rows.shipments]
-        body = views.render(order, shipments) if idempotency is not None else None
+        new_holds = holds.rule_holds(order, rules, principal)
+        body = (
+            views.render(order, shipments, new_holds)
+            if idempotency is not None or new_holds
+            else None
+        )
         if not restartable:
             try:
                 async with session.begin_nested():
                     number = await _write(
                         session, order, rows, body, principal, request_id, idempotency
                     )
+                    if new_holds:
+                        await holds.hold_new_order(
+                            session, order=order, holds=new_holds, request_id=request_id
+                        )
                     if not await inventory_service.reserve(session, reservations=rows.reservations):
                         raise _StockMoved
             except _StockMoved:  # the savepoint is rolled back: writes undone, row locks released
                 continue
             break
         number = await _write(session, order, rows, body, principal, request_id, idempotency)
+        if new_holds:
+            await holds.hold_new_order(session, order=order, holds=new_holds, request_id=request_id)
         if not rows.reservations:  # a backorder of everything: no stock to lock
             break
         if await inventory_service.reserve_then_commit(session, reservations=rows.reservations):

@@ -18,9 +18,10 @@ from sqlalchemy.orm import QueryableAttribute, selectinload
 
 from oms.auth.service import Principal
 from oms.inventory import service as inventory_service
+from oms.orders import holds
 from oms.orders.domain import OrderStatus, PaymentMethod, ShipmentStatus
 from oms.orders.locking import not_found, visible
-from oms.orders.models import Order, OrderEvent, Shipment
+from oms.orders.models import Order, OrderEvent, OrderLine, Shipment
 from oms.orders.plans import (
     ShipmentView,
     unknown_sku,
@@ -68,6 +69,33 @@ class OrderFilter:
     customer_email: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    blocked_by: str | None = None
+    """``hold``, ``payment`` or ``backorder`` (see :func:`blocked_by`)."""
+
+
+_UNSHIPPED = [
+    s.value for s in (OrderStatus.PLACED, OrderStatus.PAID, OrderStatus.PICKED, OrderStatus.PACKED)
+]
+
+
+def blocked_by(kind: str) -> ColumnElement[bool]:
+    """A SQL condition: an order not yet shipped is stopped by a blocker of ``kind`` (the same
+    rules as ``GET /v1/orders/{id}/blockers``)."""
+    unshipped = Order.status.in_(_UNSHIPPED)
+    if kind == "hold":
+        return and_(unshipped, holds.held(Order.id))
+    if kind == "payment":
+        return and_(
+            unshipped,
+            Order.paid_at.is_(None),
+            Order.payment_method != PaymentMethod.CASH_ON_DELIVERY.value,
+        )
+    if kind == "backorder":
+        return and_(
+            unshipped,
+            exists().where(OrderLine.order_id == Order.id, OrderLine.backordered > 0),
+        )
+    raise ProblemError(f"unknown blocker kind '{kind}'", code="invalid_blocker")  # pragma: no cover
 
 
 async def list_orders(
@@ -96,6 +124,8 @@ async def list_orders(
         stmt = stmt.where(Order.created_at >= filters.created_from)
     if filters.created_to:
         stmt = stmt.where(Order.created_at < filters.created_to)
+    if filters.blocked_by:
+        stmt = stmt.where(blocked_by(filters.blocked_by))
     if cursor:
         ts, oid = _decode_cursor(cursor)
         stmt = stmt.where(or_(Order.created_at < ts, and_(Order.created_at == ts, Order.id < oid)))
@@ -196,6 +226,7 @@ async def pick_queue(
                 Shipment.warehouse_id == wid,
                 Shipment.status == ShipmentStatus.PENDING.value,
                 ready,
+                holds.not_held(Order.id),  # a held order leaves the queue
             )
             .order_by(
                 (Order.priority == "express").desc(), Order.created_at, Order.id, Shipment.seq

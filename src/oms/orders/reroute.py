@@ -153,6 +153,9 @@ async def reroute_order(
         raise Conflict("the order changed concurrently; retry", code="concurrent_modification")
     order.version += 1
     before = list(order.routing["warehouses"]) if order.routing else []
+    # every stock row it may release or reserve, locked first in the fixed order (releasing
+    # and then reserving row by row could wait for a row while holding one that sorts after)
+    await inventory_service.lock_stock_of_skus(session, skus=[ln.sku for ln in order.lines])
     await inventory_service.release(session, order_id=order_id)
     now = utcnow()
     await session.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -12,8 +12,9 @@ from pydantic import EmailStr, Field
 
 from oms.auth.service import Principal
 from oms.deps import Session, require
-from oms.flows import fulfilment
+from oms.flows import fulfilment, order_changes
 from oms.orders import domain, service, views
+from oms.orders.edit_schemas import CancelLinesRequest, OrderChangeRead, OrderEditRequest
 from oms.orders.models import Order
 from oms.orders.schemas import (
     OrderCreate,
@@ -60,7 +61,8 @@ OrderCursor = Annotated[
 
 async def read_orders(session: Session, orders: list[Order]) -> list[OrderRead]:
     shipments = await service.shipments_for(session, order_ids=[o.id for o in orders])
-    return [views.to_read(o, shipments[o.id]) for o in orders]
+    holds = await service.holds_for(session, order_ids=[o.id for o in orders])
+    return [views.to_read(o, shipments[o.id], holds.get(o.id)) for o in orders]
 
 
 @router.post(
@@ -174,11 +176,20 @@ async def list_orders(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: OrderCursor = None,
+    blocked_by: Annotated[
+        Literal["hold", "payment", "backorder"] | None,
+        Query(
+            description="Only orders not yet shipped that this blocker stops (see "
+            "`GET /v1/orders/{id}/blockers`): `hold` (a hold stands), `payment` (not paid, not "
+            "cash on delivery), `backorder` (backordered units)"
+        ),
+    ] = None,
 ) -> OrderPage:
     orders, next_cursor = await service.list_orders(
         session,
         principal=principal,
         filters=service.OrderFilter(
+            blocked_by=blocked_by,
             status=status,
             channel=channel,
             customer_id=customer_id,
@@ -234,7 +245,9 @@ async def get_order(order_id: uuid.UUID, session: Session, principal: Reader) ->
         "Applies one transition of the state machine (see `GET /v1/order-state-machine`). "
         "Illegal moves get 409 `illegal_transition` naming the current status and the allowed "
         "next ones; shipping needs `carrier` and `tracking_number` (422 "
-        "`shipping_details_required`); a concurrent change gets 409 `concurrent_modification`."
+        "`shipping_details_required`); a concurrent change gets 409 `concurrent_modification`. "
+        "A held order is not picked, packed or shipped: 409 `order_on_hold` naming its `holds` "
+        "(it can still be cancelled)."
     ),
     responses=problems(404, 409, *AUTH_PROBLEMS),
 )
@@ -397,7 +410,8 @@ async def preview(body: RoutePreviewRequest, session: Session, principal: Reader
     summary="Move one shipment: picked, packed, shipped (carrier + tracking), delivered",
     description="Shipments move one step at a time. The order advances when all of its "
     "shipments have (e.g. the order becomes `shipped` when its last parcel ships). Picking "
-    "needs the order paid, or cash on delivery (409 `order_not_ready`).",
+    "needs the order paid, or cash on delivery (409 `order_not_ready`). A held order's "
+    "shipments are not picked, packed or shipped (409 `order_on_hold` naming its `holds`).",
     tags=["fulfillment"],
     responses=problems(404, 409, *AUTH_PROBLEMS),
 )
@@ -446,3 +460,105 @@ async def pick_queue(
         )
         for sh, order, lines in items
     ]
+
+
+# ---- edits and partial cancellation (orders.edits, flows.order_changes) --------------------
+
+_EDIT_409 = (
+    "`version_conflict` (`expected_version` is not the order's version: read it again), "
+    "`units_not_editable` (the edit touches units in a picked or shipped shipment: `lines` and "
+    "`shipments` name them), `edit_not_allowed` (the order is cancelled or returned), "
+    "`insufficient_stock` (with `short_lines`), `stock_contention` (retry), or "
+    "`idempotency_in_progress`"
+)
+_EDIT_422 = (
+    "`validation_error`, `unknown_line` (a line id not on this order), `unknown_sku` (an added "
+    "SKU no warehouse stocks), `empty_edit` (nothing would change), `empty_order` (every unit "
+    "would go: cancel instead), or `idempotency_key_reused`"
+)
+
+
+@router.post(
+    "/orders/{order_id}/edits",
+    response_model=OrderChangeRead,
+    summary="Edit an order's unpicked units (or preview the edit)",
+    description="Add lines, remove lines, change quantities or the shipping address of a placed "
+    "or paid order, as one atomic change under the order lock, guarded by `expected_version`. "
+    "Lines with units in a picked (or later) shipment cannot change; the address only while "
+    "every shipment is pending. The pending shipments the edit touches are cancelled and their "
+    "stock released; the units left unallocated are routed again with the channel's policy and "
+    "reserved. With `dry_run=true` nothing is written: the answer says what would change "
+    "(lines, totals and tax, the new plan and its explanation, stock reserved and released per "
+    "warehouse, the payment balance). Send an `Idempotency-Key` to retry safely: the same key "
+    "and body replay the first response (`Idempotent-Replayed: true`). Recorded as `edited` in "
+    "the history; event `order.edited`.",
+    responses=problems(404, 409, *AUTH_PROBLEMS, d409=_EDIT_409, d422=_EDIT_422),
+)
+async def edit_order(
+    order_id: uuid.UUID,
+    body: OrderEditRequest,
+    request: Request,
+    response: Response,
+    session: Session,
+    principal: Creator,
+    dry_run: Annotated[
+        bool, Query(description="Only say what the edit would change; write nothing")
+    ] = False,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key", min_length=1, max_length=255, description="Unique per edit"
+        ),
+    ] = None,
+) -> OrderChangeRead:
+    ttl = timedelta(hours=request.app.state.settings.idempotency_ttl_hours)
+    status, out, replayed = await order_changes.edit_order(
+        session,
+        order_id=order_id,
+        edit=body,
+        principal=principal,
+        request_id=request_id_var.get(),
+        dry_run=dry_run,
+        idempotency=None
+        if idempotency_key is None
+        else order_changes.Idempotency(key=idempotency_key, ttl=ttl),
+    )
+    response.status_code = status
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return OrderChangeRead.model_validate(out)
+
+
+@router.post(
+    "/orders/{order_id}/cancel-lines",
+    response_model=OrderChangeRead,
+    summary="Cancel some units of some lines (partial cancellation)",
+    description="Cancels units of a placed or paid order that are not picked: their stock is "
+    "released, the lines keep their cancelled counts, totals and tax are recomputed and the "
+    "payment balance reported (`refund_due`). With `refund: true` (admin keys) what was paid "
+    "beyond the new total is refunded in the same transaction. When no unit is left the order "
+    "is cancelled (history `lines_cancelled`, then the `cancelled` transition). Events "
+    "`order.lines_cancelled` (and `order.cancelled`).",
+    responses=problems(
+        404,
+        409,
+        *AUTH_PROBLEMS,
+        d409=_EDIT_409,
+        d422="`validation_error`, `unknown_line`, or `cancel_exceeds_quantity` (more units than "
+        "the line has)",
+    ),
+)
+async def cancel_lines(
+    order_id: uuid.UUID,
+    body: CancelLinesRequest,
+    session: Session,
+    principal: Creator,
+) -> OrderChangeRead:
+    out = await order_changes.cancel_lines(
+        session,
+        order_id=order_id,
+        request=body,
+        principal=principal,
+        request_id=request_id_var.get(),
+    )
+    return OrderChangeRead.model_validate(out)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from oms.orders.domain import OrderStatus, PaymentMethod, Priority, ShipmentStatus
+from oms.orders.hold_schemas import HoldRead
 from oms.routing.schemas import RoutingExplanation
 from oms.shared.codes import normalize_country, normalize_currency
 from oms.shared.jsonlimits import LIMITS as JSON_LIMITS
@@ -266,6 +267,11 @@ class OrderRead(BaseModel):
     shipped_at: datetime | None
     delivered_at: datetime | None
     cancelled_at: datetime | None
+    holds: list[HoldRead] = Field(
+        default=[],
+        description="Holds standing on the order: while any does, it is not picked, packed or "
+        "shipped (see `/v1/orders/{id}/holds`)",
+    )
 
 
 class OrderPage(BaseModel):

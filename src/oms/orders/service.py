@@ -2,14 +2,41 @@
 
 Where things are: placing an order (``placement``), reading (``queries``), THE order lock and the
 lock order (``locking``), order and shipment moves (``transitions``), re-routing (``reroute``),
-a routing plan turned into rows (``plans``), idempotency keys (``idempotency``), event payloads
+a routing plan turned into rows (``plans``), backorders filled as stock arrives
+(``backorders``), shipment exceptions, moves, splits and merges (``shipments``),
+idempotency keys (``idempotency``), event payloads
 (``events``), response mapping (``views``), the state machine (``domain``). Every function takes
 the request's session as a keyword argument and never commits.
 """
 
 from __future__ import annotations
 
+from oms.orders.backorders import backordered_skus, fill_order, waiting_orders
+from oms.orders.edits import (
+    EditResult,
+    EditSpec,
+    address_of,
+    cancel_lines,
+    edit_order,
+    store_response,
+)
 from oms.orders.events import order_summary, shipment_payload
+from oms.orders.expiry import delete_policy as delete_expiry_policy
+from oms.orders.expiry import describe as describe_expiry
+from oms.orders.expiry import expired_candidates, expiry_due
+from oms.orders.expiry import list_policies as list_expiry_policies
+from oms.orders.expiry import put_policy as put_expiry_policy
+from oms.orders.hold_rules import delete_rule, get_rule, list_rules, put_rule
+from oms.orders.holds import (
+    active_holds,
+    held,
+    holds_for,
+    list_holds,
+    not_held,
+    place_hold,
+    refuse_if_held,
+    release_hold,
+)
 from oms.orders.idempotency import StoredResponse, claim_idempotency_key, request_fingerprint
 from oms.orders.locking import lock_order, lock_order_of_shipment
 from oms.orders.placement import (
@@ -33,6 +60,16 @@ from oms.orders.queries import (
     shipments_for,
 )
 from oms.orders.reroute import reroute_order
+from oms.orders.shipments import (
+    RejectedUnits,
+    UnitsOfLine,
+    list_exceptions,
+    merge_shipments,
+    move_shipment,
+    order_read,
+    report_exception,
+    split_shipment,
+)
 from oms.orders.transitions import (
     add_returned_units,
     mark_paid,
@@ -41,6 +78,41 @@ from oms.orders.transitions import (
 )
 
 __all__ = [
+    "put_expiry_policy",
+    "list_expiry_policies",
+    "expiry_due",
+    "expired_candidates",
+    "describe_expiry",
+    "delete_expiry_policy",
+    "delete_rule",
+    "get_rule",
+    "list_rules",
+    "put_rule",
+    "RejectedUnits",
+    "UnitsOfLine",
+    "list_exceptions",
+    "merge_shipments",
+    "move_shipment",
+    "order_read",
+    "report_exception",
+    "split_shipment",
+    "EditResult",
+    "EditSpec",
+    "address_of",
+    "cancel_lines",
+    "edit_order",
+    "store_response",
+    "backordered_skus",
+    "fill_order",
+    "waiting_orders",
+    "release_hold",
+    "refuse_if_held",
+    "place_hold",
+    "not_held",
+    "list_holds",
+    "holds_for",
+    "held",
+    "active_holds",
     "IdempotentReplay",
     "IdempotentRequest",
     "NewOrder",

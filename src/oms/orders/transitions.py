@@ -19,7 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from oms.auth.service import Principal
 from oms.db import after_commit
 from oms.inventory import service as inventory_service
-from oms.orders import domain
+from oms.orders import domain, holds
 from oms.orders.domain import OrderStatus, PaymentMethod, ShipmentStatus
 from oms.orders.events import order_summary
 from oms.orders.locking import lock_order, lock_order_of_shipment
@@ -55,6 +55,9 @@ def _problem_for(exc: Exception) -> ProblemError:
         return Forbidden(str(exc), code="role_not_allowed")
     return Unprocessable(str(exc), code="shipping_details_required")
 
+
+_HELD_BACK = (OrderStatus.PICKED, OrderStatus.PACKED, OrderStatus.SHIPPED)
+"""The moves a standing hold refuses (``holds.refuse_if_held``); cancelling is not one."""
 
 _TIMESTAMP_FOR = {
     OrderStatus.PAID: "paid_at",
@@ -249,6 +252,8 @@ async def transition_order(
     )
     cod = order.payment_method == PaymentMethod.CASH_ON_DELIVERY
     allowed = domain.allowed_next(OrderStatus(order.status), cash_on_delivery=cod)
+    if change.to in _HELD_BACK and change.to in allowed:
+        await holds.refuse_if_held(session, order=order)
     shipped = domain.shipment_rank(ShipmentStatus.SHIPPED)
     if (
         change.to is OrderStatus.CANCELLED
@@ -273,6 +278,10 @@ async def transition_order(
     )
     if change.to in domain.FULFILMENT_STATUSES:
         target = domain.FULFILMENT_STATUSES[change.to]
+        if target is ShipmentStatus.SHIPPED and len(shipments) > 1:
+            # shipping consumes stock shipment by shipment: lock all of its rows first, in the
+            # fixed order, so that no other writer can hold one this one waits for
+            await inventory_service.lock_stock_of_order(session, order_id=order_id)
         for sh in shipments:
             if domain.shipment_rank(ShipmentStatus(sh.status)) < domain.shipment_rank(target):
                 await _move_shipment(
@@ -334,6 +343,8 @@ async def transition_shipment(
         raise Unprocessable(
             "shipping requires a carrier and a tracking number", code="shipping_details_required"
         )
+    if change.to in (ShipmentStatus.PICKED, ShipmentStatus.PACKED, ShipmentStatus.SHIPPED):
+        await holds.refuse_if_held(session, order=order)
     order_status = OrderStatus(order.status)
     if change.to is ShipmentStatus.PICKED:
         cod = order.payment_method == PaymentMethod.CASH_ON_DELIVERY

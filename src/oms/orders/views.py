@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from oms.orders import domain
+from oms.orders.hold_models import OrderHold
+from oms.orders.hold_schemas import HoldRead, HoldReason
 from oms.orders.models import Order
 from oms.orders.plans import NewOrder, ShipmentView
 from oms.orders.schemas import (
@@ -39,7 +41,27 @@ def shipment_read(view: ShipmentView) -> ShipmentRead:
     )
 
 
-def to_read(order: Order | NewOrder, shipments: list[ShipmentView]) -> OrderRead:
+def hold_read(hold: OrderHold) -> HoldRead:
+    return HoldRead(
+        id=hold.id,
+        order_id=hold.order_id,
+        reason=HoldReason(hold.reason),
+        note=hold.note,
+        rule=hold.rule,
+        active=hold.released_at is None,
+        placed_by=hold.placed_by,
+        placed_at=hold.placed_at,
+        released_by=hold.released_by,
+        released_at=hold.released_at,
+        release_note=hold.release_note,
+    )
+
+
+def to_read(
+    order: Order | NewOrder,
+    shipments: list[ShipmentView],
+    holds: list[OrderHold] | None = None,
+) -> OrderRead:
     cod = order.payment_method == domain.PaymentMethod.CASH_ON_DELIVERY
     return OrderRead(
         id=order.id,
@@ -106,9 +128,12 @@ def to_read(order: Order | NewOrder, shipments: list[ShipmentView]) -> OrderRead
         shipped_at=order.shipped_at,
         delivered_at=order.delivered_at,
         cancelled_at=order.cancelled_at,
+        holds=[hold_read(h) for h in holds or ()],
     )
 
 
-def render(order: NewOrder, shipments: list[ShipmentView]) -> dict[str, Any]:
+def render(
+    order: NewOrder, shipments: list[ShipmentView], holds: list[OrderHold] | None = None
+) -> dict[str, Any]:
     """The JSON body of an order response (what an idempotent replay answers with)."""
-    return to_read(order, shipments).model_dump(mode="json")
+    return to_read(order, shipments, holds).model_dump(mode="json")

@@ -87,6 +87,16 @@ async def _settle(
         await orders_service.mark_paid(session, order_id=order.id, actor=principal.actor)
 
 
+async def _by_reference(
+    session: AsyncSession, provider: str, provider_reference: str
+) -> Payment | None:
+    return await session.scalar(
+        select(Payment)
+        .where(Payment.provider == provider, Payment.provider_reference == provider_reference)
+        .execution_options(populate_existing=True)
+    )
+
+
 async def record_payment(
     session: AsyncSession,
     *,
@@ -102,11 +112,7 @@ async def record_payment(
 ) -> tuple[Payment, bool]:
     """Record a payment; returns (payment, created). A repeat of the same reference is a no-op."""
     order = await _order_for_update(session, order_id, principal)
-    existing = await session.scalar(
-        select(Payment).where(
-            Payment.provider == provider, Payment.provider_reference == provider_reference
-        )
-    )
+    existing = await _by_reference(session, provider, provider_reference)
     if existing is not None:
         if existing.order_id != order_id or existing.amount != amount:
             raise Conflict(
@@ -140,24 +146,40 @@ async def record_payment(
             total=order.total_amount,
         )
     now = utcnow()
-    payment = Payment(
-        id=uuid.uuid4(),
-        order_id=order_id,
-        method=method.value,
-        provider=provider,
-        provider_reference=provider_reference,
-        currency=currency,
-        amount=amount,
-        captured_amount=amount if status == "captured" else 0,
-        refunded_amount=0,
-        status=status,
-        created_by=principal.actor,
-        created_at=now,
-        updated_at=now,
-        captured_at=now if status == "captured" else None,
-    )
-    session.add(payment)
-    await session.flush()
+    # the reference is unique across orders, and two orders are not locked against each
+    # other: the INSERT waits for a concurrent one with the same reference and skips if it won
+    inserted = (
+        await session.execute(
+            pg_insert(Payment)
+            .values(
+                id=uuid.uuid4(),
+                order_id=order_id,
+                method=method.value,
+                provider=provider,
+                provider_reference=provider_reference,
+                currency=currency,
+                amount=amount,
+                captured_amount=amount if status == "captured" else 0,
+                refunded_amount=0,
+                status=status,
+                created_by=principal.actor,
+                created_at=now,
+                updated_at=now,
+                captured_at=now if status == "captured" else None,
+            )
+            .on_conflict_do_nothing(index_elements=["provider", "provider_reference"])
+            .returning(Payment.id)
+        )
+    ).scalar_one_or_none()
+    if inserted is None:  # recorded meanwhile by another request (for another order)
+        other = await _by_reference(session, provider, provider_reference)
+        raise Conflict(
+            f"payment {provider}/{provider_reference} was recorded with different details",
+            code="payment_reference_conflict",
+            payment_id=str(other.id) if other is not None else None,
+        )
+    payment = await session.get(Payment, inserted)
+    assert payment is not None
     await record_event(
         session,
         type=f"payment.{status}",
@@ -226,8 +248,33 @@ async def issue_refund(
     return_id: uuid.UUID | None = None,
     provider_reference: str | None = None,
 ) -> list[Refund]:
-    """Refund up to what was captured and not yet refunded; spread over payments if needed."""
+    """Refund up to what was captured and not yet refunded; spread over payments if needed.
+
+    With a ``provider_reference``, a repeat (same order, reference and amount) returns the
+    refunds recorded the first time and refunds nothing more; the same reference with another
+    amount is a 409 ``refund_reference_conflict``."""
     await _order_for_update(session, order_id, principal)
+    if provider_reference is not None:
+        earlier = list(
+            (
+                await session.scalars(
+                    select(Refund)
+                    .where(
+                        Refund.order_id == order_id,
+                        Refund.provider_reference == provider_reference,
+                    )
+                    .order_by(Refund.created_at, Refund.id)
+                )
+            ).all()
+        )
+        if earlier:
+            if sum(r.amount for r in earlier) != amount:
+                raise Conflict(
+                    f"refund reference '{provider_reference}' was used for "
+                    f"{sum(r.amount for r in earlier)}, not {amount}",
+                    code="refund_reference_conflict",
+                )
+            return earlier
     stmt = (
         select(Payment)
         .where(Payment.order_id == order_id, Payment.captured_amount > Payment.refunded_amount)

@@ -125,6 +125,7 @@ def scan_warehouses(
         policy.pickup_warehouse_id,
         policy.exclude_pickup_stores,
         country,
+        policy.excluded_warehouse_ids,
     )
     sku_demand = demand.sku_demand
     all_cands: list[Candidate] = []
@@ -136,10 +137,18 @@ def scan_warehouses(
             missing_coords.append(w.code)
         km, band, hm = ruler.measure(w.point)
         av = w.available
-        cov = tuple([_cap(av.get(sku, 0), d) for sku, d in sku_demand])
+        blocked = policy.blocked
+        if blocked:
+            cov = tuple(
+                [0 if (w.id, sku) in blocked else _cap(av.get(sku, 0), d) for sku, d in sku_demand]
+            )
+        else:
+            cov = tuple([_cap(av.get(sku, 0), d) for sku, d in sku_demand])
         reason = gate.reason(w)
         if reason is None and not any(cov):
             reason = ExclusionReason.NO_STOCK
+            if blocked and any((w.id, sku) in blocked and av.get(sku, 0) for sku, _ in sku_demand):
+                reason = ExclusionReason.BLOCKED
         c = Candidate(w, km, band, hm, cov, reason)
         all_cands.append(c)
         if reason is None:
@@ -199,11 +208,14 @@ class _Gate:
     pickup: str | None
     no_stores: bool
     country: str
+    excluded: frozenset[str] = frozenset()
 
     def reason(self, w: WarehouseCandidate) -> ExclusionReason | None:
         """Why ``w`` may not ship, or None."""
         if not w.active:
             return ExclusionReason.INACTIVE
+        if w.id in self.excluded:
+            return ExclusionReason.EXCLUDED
         if self.channel is not None and w.id not in self.channel:
             return ExclusionReason.NOT_IN_CHANNEL
         if self.pickup is not None:

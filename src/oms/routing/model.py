@@ -103,6 +103,10 @@ class RoutingPolicy:
     - ``distance_band_km``: width of a distance band.
     - ``prefer_domestic``: within the same distance bands, prefer warehouses in the destination
       country (``WarehouseCandidate.country``); no effect when warehouses have no country.
+    - ``excluded_warehouse_ids``: warehouses this plan may not use (reason ``excluded``): the
+      warehouse that rejected units of a shipment, or every warehouse but a move's target.
+    - ``blocked``: (warehouse id, SKU) pairs whose stock does not count for now (a shelf found
+      empty or damaged); a warehouse left with nothing to give is ``blocked``.
     """
 
     max_shipments: int | None = None
@@ -113,6 +117,8 @@ class RoutingPolicy:
     distance_band_km: float = 400.0
     exclude_pickup_stores: bool = False
     prefer_domestic: bool = True
+    excluded_warehouse_ids: frozenset[str] = frozenset()
+    blocked: frozenset[tuple[str, str]] = frozenset()
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,6 +162,8 @@ class ExclusionReason(StrEnum):
     NO_STOCK = "no_stock"
     NOT_NEEDED = "not_needed"
     OVER_SHIPMENT_LIMIT = "over_shipment_limit"
+    EXCLUDED = "excluded"  # left out of this plan on purpose (a shipment exception, a move)
+    BLOCKED = "blocked"  # its stock of the SKUs is blocked for now (after a shipment exception)
 
 
 class DecidingRule(StrEnum):

@@ -5,7 +5,8 @@ The planning itself is the pure :func:`oms.routing.domain.plan_route`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -158,12 +159,24 @@ async def plan(
     address: Address,
     channel: str,
     pickup_code: str | None = None,
+    excluded_warehouse_ids: Collection[uuid.UUID] = (),
 ) -> RoutePlan:
     """Route an order against the current stock (no locks, nothing reserved). A plan that is
-    not fully filled names the SKUs no warehouse has a stock level for (``unknown_skus``)."""
-    snapshot = await inventory_service.routing_snapshot(session, skus=[ln.sku for ln in lines])
+    not fully filled names the SKUs no warehouse has a stock level for (``unknown_skus``).
+
+    ``excluded_warehouse_ids``: warehouses this plan may not use (reason ``excluded``); the
+    (warehouse, SKU) blocks standing now count as no stock there (reason ``blocked``)."""
+    skus = [ln.sku for ln in lines]
+    snapshot = await inventory_service.routing_snapshot(session, skus=skus)
     row = await _policy_values(session, channel=channel)
     policy = _policy(row, snapshot, pickup_code)
+    blocked = {(w.id, sku) for w in snapshot for sku in w.blocked}  # read with the snapshot
+    if blocked or excluded_warehouse_ids:
+        policy = replace(
+            policy,
+            excluded_warehouse_ids=frozenset(str(w) for w in excluded_warehouse_ids),
+            blocked=frozenset((str(w), sku) for w, sku in blocked),
+        )
     planned = plan_route(lines, destination_for(address), [_candidate(w) for w in snapshot], policy)
     if planned.fully_filled:
         return planned

@@ -78,10 +78,71 @@ _SPECS = (
         "An order's shipments were re-planned",
         (*ORDER_FIELDS, "from_warehouses", "to_warehouses"),
     ),
+    EventSpec(
+        "order.edited",
+        "An order's unpicked units were edited (lines added, removed or re-counted, or the "
+        "shipping address changed); ``changes``: the lines changed, totals and address before "
+        "and after, the shipments cancelled and planned",
+        (*ORDER_FIELDS, "changes"),
+    ),
+    EventSpec(
+        "order.lines_cancelled",
+        "Some units of an order's lines were cancelled (partial cancellation); ``changes`` as "
+        "in ``order.edited`` (an ``order.cancelled`` follows when nothing is left)",
+        (*ORDER_FIELDS, "changes"),
+    ),
+    EventSpec(
+        "order.backorder_filled",
+        "Stock arrived for an order's backordered lines: those units were reserved and routed "
+        "(``fills``: line, SKU, units, warehouse, shipment; ``backordered``: units still waiting)",
+        (*ORDER_FIELDS, "fills", "warehouses", "backordered"),
+    ),
+    EventSpec(
+        "order.held",
+        "A hold was placed on an order (by hand or by a hold rule): it is not picked, packed "
+        "or shipped until every hold is released",
+        (*ORDER_FIELDS, "hold_id", "reason", "note", "rule", "active_holds"),
+    ),
+    EventSpec(
+        "order.hold_released",
+        "A hold on an order was released (the order moves again once none stands)",
+        (*ORDER_FIELDS, "hold_id", "reason", "note", "rule", "active_holds"),
+    ),
+    EventSpec(
+        "order.expired",
+        "An unpaid order passed its channel's expiry policy for its payment method and was "
+        "cancelled by the worker (an order.cancelled event goes with it)",
+        (*ORDER_FIELDS, "previous_status", "payment_method", "expired_after_s"),
+    ),
     EventSpec("shipment.picked", "A shipment was picked", _SHIPMENT),
     EventSpec("shipment.packed", "A shipment was packed", _SHIPMENT),
     EventSpec("shipment.shipped", "A shipment left its warehouse", _SHIPMENT),
     EventSpec("shipment.delivered", "A shipment was delivered", _SHIPMENT),
+    EventSpec(
+        "shipment.exception",
+        "A warehouse rejected units of its shipment (short pick, damaged, not found): those "
+        "units were planned again without it (``replanned``: new shipments by warehouse), or "
+        "backordered (``backordered``); ``lines``: line, SKU, units, reason",
+        (*_SHIPMENT, "exception_id", "lines", "replanned", "backordered", "blocked_until"),
+    ),
+    EventSpec(
+        "shipment.moved",
+        "A pending shipment was moved to another warehouse: it is cancelled and its units ship "
+        "from ``to_warehouse`` in ``new_shipment_id``",
+        (*_SHIPMENT, "from_warehouse", "to_warehouse", "new_shipment_id"),
+    ),
+    EventSpec(
+        "shipment.split",
+        "Units of a pending shipment were split off into a new pending shipment at the same "
+        "warehouse (``new_shipment_id``, ``lines``)",
+        (*_SHIPMENT, "new_shipment_id", "lines"),
+    ),
+    EventSpec(
+        "shipment.merged",
+        "Two pending shipments of one order from one warehouse became one: "
+        "``merged_shipment_id`` was cancelled and its units added to this shipment",
+        (*_SHIPMENT, "merged_shipment_id", "lines"),
+    ),
     EventSpec(
         "inventory.low_stock",
         "Available stock of a SKU fell to or below its threshold",

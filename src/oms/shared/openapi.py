@@ -50,6 +50,15 @@ class ShortLine(BaseModel):
     available: int
 
 
+class HoldRef(BaseModel):
+    """A hold standing on an order (``order_on_hold``)."""
+
+    id: uuid.UUID
+    reason: str = Field(examples=["fraud_review"])
+    rule: str | None = Field(description="The hold rule that placed it, if any")
+    note: str | None
+
+
 class ConflictProblem(Problem):
     """A 409: the request conflicts with the current state. Extension members by ``code``:
     `insufficient_stock`: `short_lines`; `illegal_transition` and
@@ -61,7 +70,8 @@ class ConflictProblem(Problem):
     `duplicate_external_reference`: `order_id`; `payment_reference_conflict`: `payment_id`;
     `overpayment`: `captured`, `total`; `refund_exceeds_captured`: `refundable`;
     `return_exceeds_delivered`: `order_line_id`, `returnable`; `count_guard_mismatch` and
-    `on_hand_limit`: `on_hand`; `below_reserved`: `reserved`."""
+    `on_hand_limit`: `on_hand`; `below_reserved`: `reserved`; `order_on_hold`: `current_status`,
+    `holds`; `hold_already_released`, `order_closed`: `current_status`."""
 
     short_lines: list[ShortLine] | Absent = Field(
         default=None, description="insufficient_stock: every line that cannot be filled"
@@ -81,6 +91,9 @@ class ConflictProblem(Problem):
     returnable: int | Absent = Field(default=None, description="Units still returnable")
     on_hand: int | Absent = None
     reserved: int | Absent = None
+    holds: list[HoldRef] | Absent = Field(
+        default=None, description="order_on_hold: the holds standing on the order"
+    )
 
 
 class ValidationIssue(BaseModel):

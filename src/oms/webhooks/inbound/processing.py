@@ -31,6 +31,10 @@ from oms.webhooks.inbound.adapters.oms import validation_errors
 from oms.webhooks.inbound.models import Connector, InboxMessage
 from oms.webhooks.inbound.schemas import InboundResult
 
+# query_canceled (statement timeout), lock_not_available (lock timeout), deadlock_detected,
+# serialization_failure, admin shutdown, too_many_connections
+TRANSIENT_SQLSTATES = frozenset({"57014", "55P03", "40P01", "40001", "57P01", "53300"})
+
 log = logging.getLogger("oms.webhooks.inbound")
 
 
@@ -129,7 +133,7 @@ def _parse(
         body, headers, channel=channel, sku_map=connector.sku_map or {}
     )
     order_data = None
-    if event.type is EventType.ORDER_CREATED:
+    if event.type in (EventType.ORDER_CREATED, EventType.ORDER_UPDATED):
         try:
             order_data = OrderCreate.model_validate({**(event.order or {}), "channel": channel})
         except ValidationError as exc:
@@ -198,7 +202,10 @@ async def process(
         del callbacks[mark:]
         return await _fail(session, inbox_id, exc, connector, instance)
     except DBAPIError as exc:
-        if exc.connection_invalidated:
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        if exc.connection_invalidated or sqlstate in TRANSIENT_SQLSTATES:
+            # the database is unavailable or a wait ran out: not the event's fault; the
+            # request fails whole (503) and the platform's retry finds the event unprocessed
             raise
         del callbacks[mark:]
         log.exception("inbound webhook processing failed", extra={"inbox_id": inbox_id})

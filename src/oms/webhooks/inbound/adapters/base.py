@@ -22,6 +22,7 @@ from oms.shared.errors import ProblemError
 class EventType(StrEnum):
     ORDER_CREATED = "order.created"
     ORDER_CANCELLED = "order.cancelled"
+    ORDER_UPDATED = "order.updated"  # lines or address as they are now: applied as an edit
     PAYMENT_CAPTURED = "payment.captured"
     PAYMENT_REFUNDED = "payment.refunded"
 
@@ -61,6 +62,7 @@ class InboundEvent:
     reason: str | None = None
     ignored: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    risk_level: str | None = None  # the platform's fraud risk of a new order: low/medium/high
 
 
 class Adapter(Protocol):

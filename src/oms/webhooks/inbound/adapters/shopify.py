@@ -9,7 +9,9 @@
   for orders, and by payment reference for payments.
 * Topics: ``orders/create`` -> order.created (and payment.captured when ``financial_status`` is
   ``paid``), ``orders/cancelled`` -> order.cancelled, ``orders/paid`` -> payment.captured,
-  ``refunds/create`` -> payment.refunded; any other topic is acknowledged and ignored.
+  ``refunds/create`` -> payment.refunded, ``orders/updated`` -> order.updated (its lines and
+  shipping address, applied as an edit when they differ); any other topic is acknowledged and
+  ignored.
 
 Lines: the SKU comes from the connector's ``sku_map`` (``variant:<variant_id>``), else the
 line's own ``sku``, else ``product:<product_id>`` in the map; a line with none of them is
@@ -176,6 +178,27 @@ def _paid_reference(order: dict[str, Any]) -> str:
     return f"shopify:order:{order['id']}:paid"
 
 
+_RISK_RANK = {"low": 1, "medium": 2, "high": 3}
+_RECOMMENDATION = {"accept": "low", "investigate": "medium", "cancel": "high"}
+
+
+def _risk_level(payload: dict[str, Any]) -> str | None:
+    """The order's fraud risk (low/medium/high), when the payload carries one: the highest of
+    ``risk.assessments[].riskLevel`` (as the Admin GraphQL API reports it) or of the legacy
+    ``risks[].recommendation`` (accept/investigate/cancel); anything else is ignored."""
+    levels: list[str] = []
+    risk = payload.get("risk")
+    if isinstance(risk, dict):
+        for a in risk.get("assessments") or []:
+            if isinstance(a, dict) and isinstance(a.get("riskLevel"), str):
+                levels.append(a["riskLevel"].lower())
+    for r in payload.get("risks") or []:
+        if isinstance(r, dict) and isinstance(r.get("recommendation"), str):
+            levels.append(_RECOMMENDATION.get(r["recommendation"].lower(), ""))
+    known = [lv for lv in levels if lv in _RISK_RANK]
+    return max(known, key=_RISK_RANK.__getitem__) if known else None
+
+
 class ShopifyAdapter:
     format = "shopify"
 
@@ -250,6 +273,14 @@ class ShopifyAdapter:
                 external_reference=order["external_reference"],
                 order=order,
                 payment=payment,
+                risk_level=_risk_level(payload),
+            )
+        if topic == "orders/updated":
+            order = map_order(payload, sku_map)
+            return InboundEvent(
+                type=EventType.ORDER_UPDATED,
+                external_reference=order["external_reference"],
+                order=order,
             )
         if topic == "orders/cancelled":
             return InboundEvent(

@@ -9,8 +9,9 @@
 * Topics: ``order.created`` -> order.created (and payment.captured when the order is already
   paid: ``date_paid`` set, status processing/completed, not cash on delivery);
   ``order.updated`` -> by status: ``cancelled`` -> order.cancelled, ``refunded`` ->
-  payment.refunded, ``processing``/``completed`` with ``date_paid`` -> payment.captured, else
-  ignored. Other topics are acknowledged and ignored.
+  payment.refunded, ``processing``/``completed`` with ``date_paid`` -> payment.captured,
+  ``pending``/``on-hold`` -> order.updated (lines and address applied as an edit when they
+  differ), else ignored. Other topics are acknowledged and ignored.
 
 Lines: the SKU comes from the connector's ``sku_map`` (``variant:<variation_id>``), else the
 line's own ``sku``, else ``product:<product_id>`` in the map; a line with none of them is
@@ -241,5 +242,12 @@ class WooCommerceAdapter:
                     currency=currency,
                     reference=f"woocommerce:order:{reference}:paid",
                 ),
+            )
+        if status in ("pending", "on-hold"):  # not paid yet: its lines and address as they are
+            order = map_order(payload, sku_map)
+            return InboundEvent(
+                type=EventType.ORDER_UPDATED,
+                external_reference=order["external_reference"],
+                order=order,
             )
         return InboundEvent(type=None, ignored=f"order status '{status}' needs no action in oms")

@@ -1,0 +1,292 @@
+"""Shipment exceptions (rejected units re-planned elsewhere, backordered or refused), moves,
+splits and merges of pending shipments: through the API, against the real database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from tests.helpers import assert_stock_invariants, auth, order_body, stock
+
+
+@pytest.fixture
+async def network(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """BER (nearest to Berlin) and MUC both stock X; only BER stocks Y; EMPTY stocks
+    nothing."""
+    await stock(sessionmaker, "BER", {"X": 10, "Y": 5})
+    await stock(sessionmaker, "MUC", {"X": 10}, latitude=48.14, longitude=11.58)
+    await stock(sessionmaker, "EMPTY", {}, latitude=50.11, longitude=8.68)
+
+
+async def _place(client: httpx.AsyncClient, keys: dict[str, str], **lines: int) -> Any:
+    body = order_body(
+        lines=[{"sku": sku, "quantity": q, "unit_price": 1000} for sku, q in lines.items()]
+    )
+    resp = await client.post("/v1/orders", json=body, headers=auth(keys["storefront"]))
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+async def _one(engine: AsyncEngine, sql: str, **params: Any) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(text(sql), params)).one()
+
+
+async def _level(engine: AsyncEngine, wh: str, sku: str) -> tuple[int, int]:
+    row = await _one(
+        engine,
+        "SELECT s.on_hand, s.reserved FROM stock_levels s JOIN warehouses w "
+        "ON w.id = s.warehouse_id WHERE w.code = :wh AND s.sku = :sku",
+        wh=wh,
+        sku=sku,
+    )
+    return int(row[0]), int(row[1])
+
+
+async def _snapshot(engine: AsyncEngine, order_id: str) -> Any:
+    """Everything an exception may change, to check that a refused one changed nothing."""
+    async with engine.connect() as conn:
+        out = []
+        for sql in (
+            "SELECT id, status, live_shipments, version FROM orders WHERE id = :o",
+            "SELECT id, status FROM shipments WHERE order_id = :o ORDER BY seq",
+            "SELECT id, status, quantity, shipment_id FROM allocations WHERE order_id = :o "
+            "ORDER BY id",
+            "SELECT backordered FROM order_lines WHERE order_id = :o ORDER BY line_no",
+            "SELECT count(*) FROM order_events WHERE order_id = :o",
+            "SELECT count(*) FROM inventory_movements",
+            "SELECT count(*) FROM stock_blocks",
+        ):
+            out.append((await conn.execute(text(sql), {"o": order_id})).all())
+        return out
+
+
+def _live(order: Any) -> list[Any]:
+    return [s for s in order["shipments"] if s["status"] != "cancelled"]
+
+
+async def _check(engine: AsyncEngine, order: Any) -> None:
+    row = await _one(engine, "SELECT live_shipments FROM orders WHERE id = :o", o=order["id"])
+    assert row[0] == len(_live(order))
+    await assert_stock_invariants(engine)
+
+
+@pytest.mark.usefixtures("network")
+async def test_exception_replans_only_the_rejected_units(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    order = await _place(client, keys, X=3, Y=1)
+    assert order["routed_to"] == ["BER"]
+    shipment = order["shipments"][0]
+    x_line = next(ln["id"] for ln in order["lines"] if ln["sku"] == "X")
+    resp = await client.post(
+        f"/v1/shipments/{shipment['id']}/exceptions",
+        json={
+            "lines": [{"order_line_id": x_line, "quantity": 1, "reason": "not_found"}],
+            "block_for_hours": 24,
+            "note": "bin A-14 empty",
+        },
+        headers=auth(keys["fulfillment"]),
+    )
+    assert resp.status_code == 201, resp.text
+    exc = resp.json()
+    assert exc["warehouse"] == "BER"
+    assert [s["warehouse"] for s in exc["replan"]["shipments"]] == ["MUC"]
+    assert exc["replan"]["shipments"][0]["lines"][0]["quantity"] == 1
+    assert exc["replan"]["written_off"] == [{"order_line_id": x_line, "sku": "X", "quantity": 1}]
+    candidates = {c["code"]: c for c in exc["replan"]["routing"]["explanation"]["candidates"]}
+    assert candidates["BER"]["reason"] == "excluded"
+    # the BER shipment keeps its other units; the new parcel carries the rejected one
+    live = {s["warehouse"]: s for s in _live(exc["order"])}
+    assert {ln["sku"]: ln["quantity"] for ln in live["BER"]["lines"]} == {"X": 2, "Y": 1}
+    assert {ln["sku"]: ln["quantity"] for ln in live["MUC"]["lines"]} == {"X": 1}
+    # stock: released in BER and written off there through the ledger; reserved in MUC
+    assert await _level(engine, "BER", "X") == (9, 2)
+    assert await _level(engine, "MUC", "X") == (10, 1)
+    mv = await _one(
+        engine,
+        "SELECT movement_type, quantity, reference_type, reference_id FROM inventory_movements "
+        "WHERE reference_type = 'shipment_exception'",
+    )
+    assert tuple(mv) == ("correction", -1, "shipment_exception", exc["id"])
+    history = (
+        await client.get(f"/v1/orders/{order['id']}/history", headers=auth(keys["admin"]))
+    ).json()
+    assert history[-1]["kind"] == "shipment_exception"
+    assert history[-1]["reason"] == "bin A-14 empty"
+    event = await _one(
+        engine,
+        "SELECT payload->'data' FROM outbox_events WHERE type = 'shipment.exception' "
+        "AND aggregate_id = :o",
+        o=order["id"],
+    )
+    assert event[0]["exception_id"] == exc["id"]
+    await _check(engine, exc["order"])
+    listed = await client.get(
+        f"/v1/orders/{order['id']}/shipment-exceptions", headers=auth(keys["storefront"])
+    )
+    assert listed.status_code == 200, listed.text
+    assert [(e["id"], e["replan"]) for e in listed.json()] == [(exc["id"], exc["replan"])]
+    # the (BER, X) block keeps the next order away from the empty shelf
+    nxt = await _place(client, keys, X=1)
+    assert nxt["routed_to"] == ["MUC"]
+    routing = (
+        await client.get(f"/v1/orders/{nxt['id']}/routing", headers=auth(keys["admin"]))
+    ).json()
+    assert {c["code"]: c["reason"] for c in routing["explanation"]["candidates"]}[
+        "BER"
+    ] == "blocked"
+
+
+@pytest.mark.usefixtures("network")
+async def test_exception_refused_or_backordered_when_no_warehouse_has_the_units(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    order = await _place(client, keys, Y=2)
+    shipment = order["shipments"][0]
+    line = order["lines"][0]["id"]
+    body = {"lines": [{"order_line_id": line, "quantity": 2, "reason": "damaged"}]}
+    url = f"/v1/shipments/{shipment['id']}/exceptions"
+    before = await _snapshot(engine, order["id"])
+    resp = await client.post(url, json=body, headers=auth(keys["fulfillment"]))
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["code"] == "insufficient_stock"
+    assert resp.json()["short_lines"][0]["sku"] == "Y"
+    assert await _snapshot(engine, order["id"]) == before
+    # a channel that takes backorders: the units wait on their line, the empty shipment goes
+    policy = await client.put(
+        "/v1/routing-policies/web", json={"allow_backorder": True}, headers=auth(keys["admin"])
+    )
+    assert policy.status_code == 200, policy.text
+    resp = await client.post(url, json=body, headers=auth(keys["fulfillment"]))
+    assert resp.status_code == 201, resp.text
+    exc = resp.json()
+    assert exc["replan"]["shipments"] == []
+    assert exc["replan"]["backordered"] == [{"order_line_id": line, "sku": "Y", "quantity": 2}]
+    assert exc["replan"]["shipment_cancelled"] is True
+    assert exc["order"]["lines"][0]["backordered"] == 2
+    assert [s["status"] for s in exc["order"]["shipments"]] == ["cancelled"]
+    assert await _level(engine, "BER", "Y") == (3, 0)  # 2 damaged written off
+    await _check(engine, exc["order"])
+
+
+@pytest.mark.usefixtures("network")
+async def test_exception_bad_requests_change_nothing(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    order = await _place(client, keys, X=2)
+    shipment = order["shipments"][0]
+    line = order["lines"][0]["id"]
+    url = f"/v1/shipments/{shipment['id']}/exceptions"
+    fh = auth(keys["fulfillment"])
+    before = await _snapshot(engine, order["id"])
+    too_many = {"lines": [{"order_line_id": line, "quantity": 3, "reason": "short_pick"}]}
+    resp = await client.post(url, json=too_many, headers=fh)
+    assert resp.status_code == 422
+    assert resp.json()["code"] == "shipment_lines_invalid"
+    bad_reason = {"lines": [{"order_line_id": line, "quantity": 1, "reason": "lost"}]}
+    assert (await client.post(url, json=bad_reason, headers=fh)).status_code == 422
+    unknown = "/v1/shipments/00000000-0000-0000-0000-000000000000/exceptions"
+    one = {"lines": [{"order_line_id": line, "quantity": 1, "reason": "short_pick"}]}
+    assert (await client.post(unknown, json=one, headers=fh)).status_code == 404
+    assert (await client.post(url, json=one, headers=auth(keys["storefront"]))).status_code == 403
+    assert await _snapshot(engine, order["id"]) == before
+    # a picked shipment: what the warehouse holds is what ships
+    paid = {"to": "paid"}
+    admin = auth(keys["admin"])
+    assert (
+        await client.post(f"/v1/orders/{order['id']}/transitions", json=paid, headers=admin)
+    ).status_code == 200
+    picked = await client.post(
+        f"/v1/shipments/{shipment['id']}/transitions", json={"to": "picked"}, headers=fh
+    )
+    assert picked.status_code == 200, picked.text
+    resp = await client.post(url, json=one, headers=fh)
+    assert resp.status_code == 409
+    assert resp.json()["code"] == "shipment_change_not_allowed"
+
+
+@pytest.mark.usefixtures("network")
+async def test_move_a_shipment_or_refuse_with_the_reason(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    order = await _place(client, keys, X=3)
+    shipment = order["shipments"][0]
+    admin = auth(keys["admin"])
+    url = f"/v1/shipments/{shipment['id']}/move"
+    before = await _snapshot(engine, order["id"])
+    refused = await client.post(url, json={"warehouse": "EMPTY"}, headers=admin)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "move_not_possible"
+    assert refused.json()["reason"] == "no_stock"
+    assert (await client.post(url, json={"warehouse": "BER"}, headers=admin)).status_code == 409
+    assert (await client.post(url, json={"warehouse": "NOPE"}, headers=admin)).status_code == 404
+    assert await _snapshot(engine, order["id"]) == before
+    resp = await client.post(url, json={"warehouse": "MUC", "reason": "BER busy"}, headers=admin)
+    assert resp.status_code == 200, resp.text
+    moved = resp.json()
+    live = _live(moved["order"])
+    assert [(s["id"], s["warehouse"]) for s in live] == [(moved["shipment_id"], "MUC")]
+    assert await _level(engine, "BER", "X") == (10, 0)
+    assert await _level(engine, "MUC", "X") == (10, 3)
+    history = (await client.get(f"/v1/orders/{order['id']}/history", headers=admin)).json()
+    assert history[-1]["kind"] == "shipment_moved"
+    assert history[-1]["data"]["to_warehouse"] == "MUC"
+    again = await client.post(url, json={"warehouse": "BER"}, headers=admin)
+    assert again.status_code == 409
+    assert again.json()["code"] == "shipment_not_pending"
+    await _check(engine, moved["order"])
+
+
+@pytest.mark.usefixtures("network")
+async def test_split_then_merge(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    order = await _place(client, keys, X=3, Y=1)
+    shipment = order["shipments"][0]
+    x_line = next(ln["id"] for ln in order["lines"] if ln["sku"] == "X")
+    fh = auth(keys["fulfillment"])
+    url = f"/v1/shipments/{shipment['id']}/split"
+    everything = {
+        "lines": [{"order_line_id": ln["id"], "quantity": ln["quantity"]} for ln in order["lines"]]
+    }
+    resp = await client.post(url, json=everything, headers=fh)
+    assert resp.status_code == 422
+    assert resp.json()["code"] == "split_takes_everything"
+    resp = await client.post(
+        url, json={"lines": [{"order_line_id": x_line, "quantity": 2}]}, headers=fh
+    )
+    assert resp.status_code == 201, resp.text
+    split = resp.json()
+    live = {s["id"]: s for s in _live(split["order"])}
+    assert len(live) == 2
+    assert {ln["sku"]: ln["quantity"] for ln in live[split["shipment_id"]]["lines"]} == {"X": 2}
+    assert {ln["sku"]: ln["quantity"] for ln in live[shipment["id"]]["lines"]} == {"X": 1, "Y": 1}
+    assert await _level(engine, "BER", "X") == (10, 3)
+    await _check(engine, split["order"])
+    resp = await client.post(
+        f"/v1/shipments/{shipment['id']}/merge",
+        json={"shipment_id": split["shipment_id"]},
+        headers=fh,
+    )
+    assert resp.status_code == 200, resp.text
+    merged = resp.json()
+    live_after = _live(merged["order"])
+    assert [s["id"] for s in live_after] == [shipment["id"]]
+    assert sorted((ln["sku"], ln["quantity"]) for ln in live_after[0]["lines"]) == [
+        ("X", 1),
+        ("X", 2),
+        ("Y", 1),
+    ]
+    admin = auth(keys["admin"])
+    history = (await client.get(f"/v1/orders/{order['id']}/history", headers=admin)).json()
+    assert [h["kind"] for h in history[-2:]] == ["shipment_split", "shipment_merged"]
+    self_merge = await client.post(
+        f"/v1/shipments/{shipment['id']}/merge", json={"shipment_id": shipment["id"]}, headers=fh
+    )
+    assert self_merge.status_code == 422
+    await _check(engine, merged["order"])
