@@ -39,6 +39,7 @@ from oms.orders.models import (
     Shipment,
 )
 from oms.orders.plans import (
+    insert_shipments,
     insufficient_stock,
     plan_rows,
     route_address,
@@ -498,24 +499,7 @@ async def _write(
         )
         backordered.update(rows.backordered)
         reservations = rows.reservations
-        if rows.shipments:
-            await session.execute(
-                insert(Shipment),
-                [
-                    {
-                        "id": sh.id,
-                        "order_id": order_id,
-                        "seq": sh.seq,
-                        "warehouse_id": sh.warehouse_id,
-                        "warehouse_code": sh.warehouse_code,
-                        "status": sh.status,
-                        "version": sh.version,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for sh in rows.shipments
-                ],
-            )
+        await insert_shipments(session, rows.shipments)
         planned = [
             {
                 "id": str(sh.id),

@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from oms.inventory.service import Reservation
 from oms.orders.domain import ShipmentStatus
+from oms.orders.models import Shipment
 from oms.routing import service as routing_service
 from oms.routing.domain import RoutePlan
 from oms.shared.errors import Conflict, Unprocessable
 
 if TYPE_CHECKING:
-    from oms.orders.models import Order, Shipment
+    from oms.orders.models import Order
 
 
 @dataclass(slots=True)
@@ -234,4 +238,28 @@ def plan_rows(
         backordered={line_id: backordered[line_id] for line_id in line_ids.values()},
         routing=routing,
         carried=carried,
+    )
+
+
+async def insert_shipments(session: AsyncSession, shipments: Sequence[NewShipment]) -> None:
+    """The writer's second half for shipments: insert the plan's new pending shipments (one
+    statement). Used by re-routing, edits and shipment exceptions and moves."""
+    if not shipments:
+        return
+    await session.execute(
+        insert(Shipment),
+        [
+            {
+                "id": sh.id,
+                "order_id": sh.order_id,
+                "seq": sh.seq,
+                "warehouse_id": sh.warehouse_id,
+                "warehouse_code": sh.warehouse_code,
+                "status": sh.status,
+                "version": sh.version,
+                "created_at": sh.created_at,
+                "updated_at": sh.created_at,
+            }
+            for sh in shipments
+        ],
     )

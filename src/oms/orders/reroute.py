@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -18,6 +18,7 @@ from oms.orders.locking import lock_order
 from oms.orders.models import Order, OrderEvent, OrderLine, Shipment
 from oms.orders.plans import (
     PlanRows,
+    insert_shipments,
     insufficient_stock,
     plan_rows,
     route_address,
@@ -76,24 +77,7 @@ async def _route_and_reserve(session: AsyncSession, *, order: Order) -> None:
 
 
 async def _write_rows(session: AsyncSession, *, order: Order, rows: PlanRows) -> None:
-    if rows.shipments:
-        await session.execute(
-            insert(Shipment),
-            [
-                {
-                    "id": sh.id,
-                    "order_id": sh.order_id,
-                    "seq": sh.seq,
-                    "warehouse_id": sh.warehouse_id,
-                    "warehouse_code": sh.warehouse_code,
-                    "status": sh.status,
-                    "version": sh.version,
-                    "created_at": sh.created_at,
-                    "updated_at": sh.created_at,
-                }
-                for sh in rows.shipments
-            ],
-        )
+    await insert_shipments(session, rows.shipments)
     await session.execute(
         update(OrderLine),
         [{"id": line_id, "backordered": units} for line_id, units in rows.backordered.items()],

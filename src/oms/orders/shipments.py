@@ -45,7 +45,13 @@ from oms.orders.exception_models import ShipmentException
 from oms.orders.holds import holds_for
 from oms.orders.locking import lock_order_of_shipment, not_found, visible
 from oms.orders.models import Order, OrderEvent, OrderLine, Shipment
-from oms.orders.plans import PlanRows, plan_rows, route_address, stock_contention
+from oms.orders.plans import (
+    PlanRows,
+    insert_shipments,
+    plan_rows,
+    route_address,
+    stock_contention,
+)
 from oms.orders.queries import shipments_for
 from oms.orders.schemas import OrderRead
 from oms.outbox.service import record_event
@@ -174,27 +180,6 @@ async def _cancel_shipment(session: AsyncSession, shipment: Shipment) -> None:
     set_committed_value(shipment, "cancelled_at", now)
 
 
-async def _insert_shipments(session: AsyncSession, rows: PlanRows) -> None:
-    if rows.shipments:
-        await session.execute(
-            insert(Shipment),
-            [
-                {
-                    "id": sh.id,
-                    "order_id": sh.order_id,
-                    "seq": sh.seq,
-                    "warehouse_id": sh.warehouse_id,
-                    "warehouse_code": sh.warehouse_code,
-                    "status": sh.status,
-                    "version": sh.version,
-                    "created_at": sh.created_at,
-                    "updated_at": sh.created_at,
-                }
-                for sh in rows.shipments
-            ],
-        )
-
-
 async def _plan_and_reserve(
     session: AsyncSession,
     *,
@@ -229,7 +214,7 @@ async def _plan_and_reserve(
         )
         try:
             async with session.begin_nested():
-                await _insert_shipments(session, rows)
+                await insert_shipments(session, rows.shipments)
                 if not await inventory_service.reserve(session, reservations=rows.reservations):
                     raise _StockMoved
         except _StockMoved:
