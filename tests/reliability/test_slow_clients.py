@@ -109,7 +109,8 @@ async def test_slow_headers_are_cut_off_at_the_header_timeout(server: Server) ->
     assert max(durations) < 1.0, durations
     for outcome in outcomes[:30]:
         assert outcome.closed_after is not None, "a slow-header client was never cut off"
-        assert HEADER_TIMEOUT_S <= outcome.closed_after <= HEADER_TIMEOUT_S + 1.5
+        # the server starts its clock at accept, a moment before the client starts its own
+        assert HEADER_TIMEOUT_S - 0.1 <= outcome.closed_after <= HEADER_TIMEOUT_S + 1.5
         assert outcome.status == 408, outcome.received[:200]
         assert b"application/problem+json" in outcome.received
         assert b"request_timeout" in outcome.received
@@ -132,7 +133,7 @@ async def test_a_slow_body_is_cut_off_at_the_body_timeout(server: Server) -> Non
     assert max(durations) < 1.0, durations
     for outcome in outcomes:
         assert outcome.closed_after is not None, "a slow-body client was never cut off"
-        assert BODY_TIMEOUT_S <= outcome.closed_after <= BODY_TIMEOUT_S + 1.5
+        assert BODY_TIMEOUT_S - 0.1 <= outcome.closed_after <= BODY_TIMEOUT_S + 1.5
         assert outcome.status == 408, outcome.received[:200]
     log = server.tail(1_000_000)
     assert '"reason": "body_timeout"' in log
