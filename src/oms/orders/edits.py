@@ -29,7 +29,7 @@ from oms.inventory import service as inventory_service
 from oms.orders import domain
 from oms.orders.domain import OrderStatus, ShipmentStatus
 from oms.orders.events import order_summary
-from oms.orders.locking import lock_order
+from oms.orders.locking import lock_order, version_conflict
 from oms.orders.models import (
     CustomerOrderTotal,
     IdempotencyKey,
@@ -133,15 +133,6 @@ def _totals(order: Order) -> dict[str, int]:
         "shipping_fee": order.shipping_fee,
         "total": order.total_amount,
     }
-
-
-def version_conflict(order: Order, expected: int) -> Conflict:
-    return Conflict(
-        f"order is at version {order.version}, not {expected}",
-        code="version_conflict",
-        current_status=order.status,
-        current_version=order.version,
-    )
 
 
 async def edit_order(

@@ -27,12 +27,22 @@ from sqlalchemy.orm import selectinload
 
 from oms.auth.service import Principal
 from oms.orders.models import Order, Shipment
-from oms.shared.errors import NotFound
+from oms.shared.errors import Conflict, NotFound
 
 
 def visible(principal: Principal | None, channel: str) -> bool:
     """Whether a caller bound to a channel may see an order of ``channel``."""
     return principal is None or principal.channel is None or principal.channel == channel
+
+
+def version_conflict(order: Order, expected: int) -> Conflict:
+    """409 for a change made against another version of the order (checked after the lock)."""
+    return Conflict(
+        f"order is at version {order.version}, not {expected}",
+        code="version_conflict",
+        current_status=order.status,
+        current_version=order.version,
+    )
 
 
 def not_found(order_id: uuid.UUID) -> NotFound:

@@ -21,8 +21,8 @@ from oms.db import after_commit
 from oms.inventory import service as inventory_service
 from oms.orders import domain, holds
 from oms.orders.domain import OrderStatus, PaymentMethod, ShipmentStatus
-from oms.orders.events import order_summary
-from oms.orders.locking import lock_order, lock_order_of_shipment
+from oms.orders.events import order_summary, shipment_payload
+from oms.orders.locking import lock_order, lock_order_of_shipment, version_conflict
 from oms.orders.models import Order, OrderEvent, Shipment
 from oms.orders.schemas import ShipmentTransitionRequest, TransitionRequest
 from oms.outbox.service import record_event
@@ -204,14 +204,7 @@ async def _move_shipment(
         type=f"shipment.{target.value}",
         aggregate_type="order",
         aggregate_id=str(shipment.order_id),
-        data={
-            "shipment_id": str(shipment.id),
-            "order_id": str(shipment.order_id),
-            "warehouse_code": shipment.warehouse_code,
-            "status": target.value,
-            "carrier": shipment.carrier,
-            "tracking_number": shipment.tracking_number,
-        },
+        data=shipment_payload(shipment),  # status, carrier and tracking set above
     )
 
 
@@ -231,12 +224,7 @@ async def transition_order(
     """
     order = await lock_order(session, order_id=order_id, principal=principal)
     if change.expected_version is not None and change.expected_version != order.version:
-        raise Conflict(
-            f"order is at version {order.version}, not {change.expected_version}",
-            code="version_conflict",
-            current_status=order.status,
-            current_version=order.version,
-        )
+        raise version_conflict(order, change.expected_version)
     shipments = list(
         (
             await session.scalars(
