@@ -276,6 +276,11 @@ OPS: tuple[Op, ...] = (
     # edits and partial cancellation (POST /v1/orders/{id}/edits, .../cancel-lines)
     Op("edit", _states("placed", "authorized", "paid", "picked_one"), _edit),
     Op("cancel-lines", _states("placed", "authorized", "paid"), _cancel_lines),
+    # -- #17 follow-up (exceptions on picked shipments) --
+    # -- #18 (purchase-order receipts, availability) --
+    # -- #19 (stores: collection, pickup expiry, transfers, till sales) --
+    # -- #20 (waves) --
+    # -- #22 (messages) --
 )
 BY_NAME = {op.name: op for op in OPS}
 ALL_STATES = os.environ.get("OMS_RACE_ALL_STATES", "") not in ("", "0")
