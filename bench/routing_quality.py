@@ -115,6 +115,54 @@ CITIES: list[tuple[str, str, float, float, float]] = [
 ]
 NON_EU = {"GB", "CH", "NO"}  # warehouses there ship domestically only
 
+# North America (name, ISO country, latitude, longitude, metro population in millions); warehouses
+# in Canada and Mexico ship domestically only (customs), US warehouses ship to all three
+NA_CITIES: list[tuple[str, str, float, float, float]] = [
+    ("New York", "US", 40.713, -74.006, 19.8),
+    ("Los Angeles", "US", 34.052, -118.244, 13.2),
+    ("Chicago", "US", 41.878, -87.630, 9.5),
+    ("Dallas", "US", 32.777, -96.797, 7.6),
+    ("Houston", "US", 29.760, -95.370, 7.1),
+    ("Washington", "US", 38.907, -77.037, 6.3),
+    ("Philadelphia", "US", 39.953, -75.165, 6.2),
+    ("Miami", "US", 25.762, -80.192, 6.1),
+    ("Atlanta", "US", 33.749, -84.388, 6.1),
+    ("Boston", "US", 42.360, -71.059, 4.9),
+    ("Phoenix", "US", 33.448, -112.074, 4.9),
+    ("San Francisco", "US", 37.775, -122.419, 4.7),
+    ("Detroit", "US", 42.331, -83.046, 4.3),
+    ("Seattle", "US", 47.606, -122.332, 4.0),
+    ("Minneapolis", "US", 44.978, -93.265, 3.7),
+    ("San Diego", "US", 32.716, -117.161, 3.3),
+    ("Tampa", "US", 27.951, -82.457, 3.2),
+    ("Denver", "US", 39.739, -104.990, 3.0),
+    ("St. Louis", "US", 38.627, -90.199, 2.8),
+    ("Charlotte", "US", 35.227, -80.843, 2.7),
+    ("San Antonio", "US", 29.424, -98.494, 2.6),
+    ("Portland", "US", 45.515, -122.679, 2.5),
+    ("Pittsburgh", "US", 40.441, -79.996, 2.4),
+    ("Las Vegas", "US", 36.170, -115.140, 2.3),
+    ("Kansas City", "US", 39.100, -94.578, 2.2),
+    ("Columbus", "US", 39.961, -82.999, 2.1),
+    ("Nashville", "US", 36.163, -86.781, 2.0),
+    ("Salt Lake City", "US", 40.761, -111.891, 1.3),
+    ("Toronto", "CA", 43.653, -79.383, 6.4),
+    ("Montreal", "CA", 45.502, -73.567, 4.3),
+    ("Vancouver", "CA", 49.283, -123.121, 2.6),
+    ("Calgary", "CA", 51.045, -114.057, 1.5),
+    ("Winnipeg", "CA", 49.895, -97.138, 0.8),
+    ("Mexico City", "MX", 19.433, -99.133, 21.8),
+    ("Guadalajara", "MX", 20.659, -103.350, 5.3),
+    ("Monterrey", "MX", 25.687, -100.316, 5.3),
+]
+NA_DOMESTIC = {"CA", "MX"}
+
+GEOGRAPHIES: dict[str, tuple[list[tuple[str, str, float, float, float]], set[str], int]] = {
+    "eu10": (CITIES, NON_EU, 10),  # the original benchmark: 10 European warehouses
+    "na25": (NA_CITIES, NA_DOMESTIC, 25),  # 25 North American warehouses
+    "eu50": (CITIES, NON_EU, 50),  # 50 warehouses spread over Europe
+}
+
 
 @dataclass
 class Warehouse:
@@ -163,17 +211,21 @@ def generate(
     lines_rate: float = 1.2,
     max_lines: int = 12,
     holder_share: float = 0.5,
+    cities: list[tuple[str, str, float, float, float]] | None = None,
+    domestic_only: set[str] | None = None,
 ) -> Scenario:
     rng = random.Random(seed)
+    cities = CITIES if cities is None else cities
+    domestic_only = NON_EU if domestic_only is None else domestic_only
     # warehouses: distinct cities while possible, then jittered repeats
-    sites = list(CITIES)
+    sites = list(cities)
     rng.shuffle(sites)
     warehouses: list[Warehouse] = []
     for i in range(n_warehouses):
         name, cc, lat, lon, _ = sites[i % len(sites)]
         if i >= len(sites):
             lat, lon = _jitter(rng, lat, lon, 60.0)
-        domestic = cc in NON_EU
+        domestic = cc in domestic_only
         warehouses.append(
             Warehouse(
                 id=f"wh-{i:03d}",
@@ -191,10 +243,10 @@ def generate(
         w.priority = rank
     skus = [f"SKU{j:04d}" for j in range(n_skus)]
     zipf = [1.0 / (j + 1) for j in range(n_skus)]
-    pop = [c[4] for c in CITIES]
+    pop = [c[4] for c in cities]
     orders: list[Order] = []
     for k in range(n_orders):
-        name, cc, lat, lon, _ = rng.choices(CITIES, weights=pop)[0]
+        name, cc, lat, lon, _ = rng.choices(cities, weights=pop)[0]
         lat, lon = _jitter(rng, lat, lon, 30.0)
         n_lines = min(max_lines, n_skus, 1 + int(rng.expovariate(lines_rate)))
         chosen: list[str] = []
@@ -396,11 +448,17 @@ def solve_mip(
     orders: list[Order] | None = None,
     stock: dict[tuple[str, str], int] | None = None,
     relax: bool = False,
+    min_fill: dict[tuple[str, int], int] | None = None,
+    start: dict[tuple[str, int, str], int] | None = None,
 ) -> dict[str, Any]:
     """Optimum of ``orders`` (default: the whole batch, clairvoyant) against ``stock``, HiGHS.
 
     Returns the figures plus ``"x"``: {(order id, line index, warehouse id): units}. With
     ``relax``, the LP relaxation (parcels may be fractional) and only ``{"objective": ...}``.
+    ``min_fill``: per (order id, line index), units the line must get at least (the fill-first
+    optimum: every order filled as far as the sequential fill-first router filled it).
+    ``start``: a feasible solution {(order id, line index, warehouse id): units} the solver
+    starts from (its incumbent is never worse).
     """
     import highspy
     import numpy as np
@@ -438,9 +496,9 @@ def solve_mip(
                 ub.append(float(cap))
                 integ.append(0)  # a flow given y: an integral optimum exists
     u_col = len(costs)
-    for _, _, q, _ in lines_meta:
+    for oid, _, q, li in lines_meta:
         costs.append(UNFILLED_PENALTY)
-        ub.append(float(q))
+        ub.append(float(q - (min_fill or {}).get((oid, li), 0)))
         integ.append(0)
     ncol = len(costs)
     h.addCols(ncol, np.array(costs), np.zeros(ncol), np.array(ub), 0, [], [], [])
@@ -479,6 +537,20 @@ def solve_mip(
         np.array(idx, dtype=np.int32),
         np.array(val),
     )
+    if start is not None and not relax:
+        values = [0.0] * ncol
+        for col, g, oid, wid, _ in x_vars:
+            v = start.get((oid, lines_meta[g][3], wid), 0)
+            if v:
+                values[col] = float(v)
+                values[y_index[(oid, wid)]] = 1.0
+        for g, (oid, _, q, li) in enumerate(lines_meta):
+            got = sum(v for (o2, l2, _), v in start.items() if o2 == oid and l2 == li)
+            values[u_col + g] = float(q - got)
+        sol = highspy.HighsSolution()
+        sol.col_value = values
+        sol.value_valid = True
+        h.setSolution(sol)
     t0 = time.perf_counter()
     h.run()
     elapsed = time.perf_counter() - t0
@@ -682,6 +754,264 @@ def run_per_order_exact(scen: Scenario) -> Outcome:
     return out
 
 
+# --------------------------------------------------------------------------------------------
+# Waves (issue 20): the product's wave MIP (oms.routing.wave) over pools of placed orders
+# --------------------------------------------------------------------------------------------
+
+
+def route_sequence(
+    scen: Scenario, wave_size: int, time_limit: float
+) -> tuple[
+    Outcome, dict[tuple[str, int], int], list[float], list[str], dict[tuple[str, int, str], int]
+]:
+    """Orders routed one by one by ``plan_route`` (each taking its stock), and re-solved in
+    waves by ``oms.routing.wave.solve_wave``: every ``wave_size`` orders and once more for the
+    rest at the end (0: never, -1: one wave of all the batch at the end). Returns the
+    outcome, the units each line got from the sequential router (its fill-first fills), and
+    each wave's solve time and status."""
+    from oms.routing.domain import Allocation
+    from oms.routing.wave import WaveOrder, solve_wave
+
+    policy = RoutingPolicy(allow_backorder=True, distance_band_km=BAND_KM)
+    by_wh: dict[str, dict[str, int]] = {w.id: {} for w in scen.warehouses}
+    for (wid, sku), u in scen.stock.items():
+        by_wh[wid][sku] = u
+    points = {w.id: GeoPoint(w.lat, w.lon) for w in scen.warehouses}
+    plans: dict[str, tuple[Allocation, ...]] = {}
+    fills: dict[tuple[str, int], int] = {}
+    pool: list[WaveOrder] = []
+    seconds: list[float] = []
+    statuses: list[str] = []
+
+    def cands(stock: dict[str, dict[str, int]]) -> list[WarehouseCandidate]:
+        return [
+            WarehouseCandidate(
+                id=w.id,
+                code=w.code,
+                point=points[w.id],
+                priority=w.priority,
+                ships_to=w.ships_to,
+                available=stock[w.id],
+                country=w.country,
+            )
+            for w in scen.warehouses
+        ]
+
+    def wave() -> None:
+        stock = {w: dict(v) for w, v in by_wh.items()}
+        for o in pool:
+            for a in o.current:
+                stock[a.warehouse_id][a.sku] = stock[a.warehouse_id].get(a.sku, 0) + a.quantity
+        result = solve_wave(pool, cands(stock), time_limit_s=time_limit)
+        seconds.append(result.seconds)
+        statuses.append(result.status)
+        for change in result.changed:
+            for a in change.before:
+                by_wh[a.warehouse_id][a.sku] += a.quantity
+            for a in change.after:
+                by_wh[a.warehouse_id][a.sku] -= a.quantity
+            plans[change.order_id] = change.after
+
+    for order in scen.orders:
+        lines = [RouteLine(f"{order.id}-{i}", s, q) for i, (s, q) in enumerate(order.lines)]
+        dest = Destination(order.country, GeoPoint(order.lat, order.lon))
+        plan = plan_route(lines, dest, cands(by_wh), policy)
+        for a in plan.allocations:
+            by_wh[a.warehouse_id][a.sku] -= a.quantity
+            key = (order.id, int(a.line_id.rsplit("-", 1)[1]))
+            fills[key] = fills.get(key, 0) + a.quantity
+        plans[order.id] = plan.allocations
+        if wave_size != 0 and plan.allocations:
+            kept = tuple(
+                RouteLine(ln.line_id, ln.sku, fills[(order.id, i)])
+                for i, ln in enumerate(lines)
+                if fills.get((order.id, i))
+            )
+            pool.append(WaveOrder(order.id, kept, dest, policy, plan.allocations))
+            if wave_size > 0 and len(pool) >= wave_size:
+                wave()
+                pool = []
+    if pool:  # the rest of the batch: one last wave (as a cut-off would)
+        wave()
+    out = Outcome()
+    x: dict[tuple[str, int, str], int] = {}
+    for order in scen.orders:
+        allocs = plans.get(order.id, ())
+        out.add(scen, order, {a.warehouse_id for a in allocs}, sum(a.quantity for a in allocs))
+        for a in allocs:
+            key = (order.id, int(a.line_id.rsplit("-", 1)[1]), a.warehouse_id)
+            x[key] = x.get(key, 0) + a.quantity
+    return out, fills, seconds, statuses, x
+
+
+def main_waves(args: argparse.Namespace) -> int:
+    """The waves study: per geography and tightness, the sequential router, the fill-first
+    optimum and waves of each size against the clairvoyant optimum; the wave solve time per
+    100 orders at 50 warehouses; the per-order routing p99 at 50 warehouses."""
+    started = time.perf_counter()
+    sizes = [int(x) for x in args.wave_sizes]
+    label = {s: ("all" if s < 0 else str(s)) for s in sizes}
+    results: dict[str, Any] = {
+        "config": {
+            "geographies": args.geographies,
+            "seeds": args.seeds,
+            "orders": args.orders,
+            "skus": args.skus,
+            "rhos": args.rhos,
+            "mip_time_limit_s": args.mip_time_limit,
+            "wave_time_limit_s": args.wave_time_limit,
+            "wave_sizes": [label[s] for s in sizes],
+            "cost": f"{PARCEL_BASE} + {PARCEL_PER_BAND}*band per parcel (band={BAND_KM:.0f} km), "
+            f"{UNFILLED_PENALTY} per unfilled unit",
+            "python": sys.version.split()[0],
+        },
+        "rows": [],
+        "summary": [],
+        "wave_times": {},
+        "timing": [],
+    }
+    wave_times: dict[str, dict[str, list[float]]] = {}
+    print(
+        f"waves study: {args.orders} orders per batch, {args.skus} SKUs, seeds {args.seeds}; "
+        f"OPT = clairvoyant batch MIP ({args.mip_time_limit:.0f} s limit); ratios to OPT"
+    )
+    for geo in args.geographies:
+        cities, domestic, n_wh = GEOGRAPHIES[geo]
+        wave_times[geo] = {label[s]: [] for s in sizes}
+        for rho in args.rhos:
+            agg: dict[str, list[float]] = {k: [] for k in ["oms", "ff", "gap"]}
+            for s in sizes:
+                agg[f"w{label[s]}"] = []
+            for seed in args.seeds:
+                scen = generate(
+                    seed, n_wh, args.skus, args.orders, rho, cities=cities, domestic_only=domestic
+                )
+                # the sequential router and the waves first: their best plan starts the MIPs
+                oms_out, fills, _, _, oms_x = route_sequence(scen, 0, args.wave_time_limit)
+                waved: dict[int, tuple[Outcome, list[float], list[str]]] = {}
+                best_cost, best_x = oms_out.cost, oms_x
+                for s in sizes:
+                    w_out, _, secs, statuses, w_x = route_sequence(scen, s, args.wave_time_limit)
+                    waved[s] = (w_out, secs, statuses)
+                    if w_out.cost < best_cost:
+                        best_cost, best_x = w_out.cost, w_x
+                opt = solve_mip(scen, args.mip_time_limit, start=best_x)
+                opt.pop("x")
+                base = opt["objective"]
+                bound = max(opt["dual_bound"], 1e-9)
+                ff = solve_mip(scen, args.mip_time_limit, min_fill=fills, start=best_x)
+                ff.pop("x")
+                row: dict[str, Any] = {
+                    "geography": geo,
+                    "rho": rho,
+                    "seed": seed,
+                    "opt": base,
+                    "opt_gap": opt["gap"],
+                    "opt_proven": opt["proven"],
+                    "opt_bound": opt["dual_bound"],
+                    "opt_fill_first": ff["objective"],
+                    "opt_fill_first_gap": ff["gap"],
+                    "oms": round(oms_out.cost, 3),
+                }
+                agg.setdefault("oms_vs_bound", []).append(oms_out.cost / bound)
+                agg["oms"].append(oms_out.cost / base)
+                agg["ff"].append(ff["objective"] / base)
+                agg["gap"].append(opt["gap"])
+                for s in sizes:
+                    w_out, secs, statuses = waved[s]
+                    agg[f"w{label[s]}"].append(w_out.cost / base)
+                    agg.setdefault(f"w{label[s]}_vs_bound", []).append(w_out.cost / bound)
+                    wave_times[geo][label[s]] += secs
+                    row[f"waves_{label[s]}"] = round(w_out.cost, 3)
+                    row[f"waves_{label[s]}_statuses"] = sorted(set(statuses))
+                results["rows"].append(row)
+                ws = " ".join(f"w{label[s]} {row[f'waves_{label[s]}'] / base:.3f}" for s in sizes)
+                print(
+                    f"{geo} rho {rho:.1f} seed {seed:>3}: OPT {base:8.1f} (gap {opt['gap']:.2%})"
+                    f" | oms {oms_out.cost / base:.3f} | OPT-ff {ff['objective'] / base:.3f} "
+                    f"| {ws}",
+                    flush=True,
+                )
+            summary = {
+                "geography": geo,
+                "rho": rho,
+                "seeds": len(args.seeds),
+                "max_opt_gap": round(max(agg["gap"]), 4),
+                **{
+                    f"{k}_mean": round(statistics.fmean(v), 4) for k, v in agg.items() if k != "gap"
+                },
+                **{f"{k}_max": round(max(v), 4) for k, v in agg.items() if k != "gap"},
+            }
+            results["summary"].append(summary)
+            print(f"{geo} rho {rho:.1f} summary: {summary}", flush=True)
+    for geo, per in wave_times.items():
+        results["wave_times"][geo] = {
+            size: {
+                "waves": len(ts),
+                "p50_s": round(_pct(sorted(ts), 0.5), 3) if ts else None,
+                "p95_s": round(_pct(sorted(ts), 0.95), 3) if ts else None,
+                "max_s": round(max(ts), 3) if ts else None,
+            }
+            for size, ts in per.items()
+        }
+    print("wave solve times:", json.dumps(results["wave_times"]))
+    # per-order routing latency at 50 warehouses (the sequential router, no waves)
+    for rho in args.rhos if args.timing_orders else []:
+        scen = generate(1000 + int(rho * 100), 50, 400, args.timing_orders, rho)
+        run_oms(scen, timed=False)
+        res = run_oms(scen, timed=True, repeats=args.timing_repeats).summary()
+        results["timing"].append({"rho": rho, "p50_us": res["p50_us"], "p99_us": res["p99_us"]})
+        print(
+            f"plan_route at 50 warehouses, rho {rho}: p50 {res['p50_us']} us p99 {res['p99_us']} us"
+        )
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.json} in {results['elapsed_s']} s")
+    print()
+    print(waves_table(results, [label[s] for s in sizes]))
+    return 0
+
+
+def waves_table(results: dict[str, Any], sizes: list[str]) -> str:
+    """The study's summary as Markdown tables (what bench/results/routing-waves.md shows)."""
+    out = [
+        "| geography | rho | OPT gap (max) | oms | OPT fill-first | "
+        + " | ".join(f"waves of {s}" for s in sizes)
+        + " | oms vs bound | "
+        + " | ".join(f"waves of {s} vs bound" for s in sizes)
+        + " |",
+        "|" + "---|" * (5 + 2 * len(sizes) + 1),
+    ]
+    for r in results["summary"]:
+
+        def cell(key: str, r: dict[str, Any] = r) -> str:
+            return f"{r[key + '_mean']:.3f} ({r[key + '_max']:.3f})"
+
+        out.append(
+            f"| {r['geography']} | {r['rho']:.1f} | {r['max_opt_gap']:.1%} | {cell('oms')} | "
+            f"{cell('ff')} | "
+            + " | ".join(cell(f"w{s}") for s in sizes)
+            + f" | {cell('oms_vs_bound')} | "
+            + " | ".join(cell(f"w{s}_vs_bound") for s in sizes)
+            + " |"
+        )
+    out += [
+        "",
+        "| geography | wave size | waves | p50 s | p95 s | max s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for geo, per in results["wave_times"].items():
+        for size, t in per.items():
+            out.append(
+                f"| {geo} | {size} | {t['waves']} | {t['p50_s']} | {t['p95_s']} | {t['max_s']} |"
+            )
+    out += ["", "| rho | plan_route p50 µs | p99 µs |", "|---|---|---|"]
+    for t in results["timing"]:
+        out.append(f"| {t['rho']} | {t['p50_us']} | {t['p99_us']} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
@@ -709,7 +1039,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--json", type=Path, default=Path(__file__).parent / "results" / "routing_quality.json"
     )
+    ap.add_argument(
+        "--waves",
+        action="store_true",
+        help="the waves study (issue 20): geographies, fill-first optimum, waves of each size",
+    )
+    ap.add_argument(
+        "--geographies", nargs="+", default=list(GEOGRAPHIES), choices=list(GEOGRAPHIES)
+    )
+    ap.add_argument(
+        "--wave-sizes", nargs="+", default=["30", "100", "-1"], help="orders per wave; -1: all"
+    )
+    ap.add_argument("--wave-time-limit", type=float, default=10.0)
+    ap.add_argument(
+        "--tables-from",
+        type=Path,
+        nargs="+",
+        help="print the waves study's tables from these JSON results (merged)",
+    )
     args = ap.parse_args(argv)
+    if args.tables_from:
+        merged: dict[str, Any] = {"summary": [], "wave_times": {}, "timing": []}
+        sizes: list[str] = []
+        for path in args.tables_from:
+            part = json.loads(path.read_text())
+            sizes = part["config"]["wave_sizes"]
+            for key in ("summary", "timing"):
+                merged[key] += part[key]
+            merged["wave_times"].update(part["wave_times"])
+        print(waves_table(merged, sizes))
+        return 0
+    if args.waves:
+        if args.json == ap.get_default("json"):
+            args.json = Path(__file__).parent / "results" / "routing_waves.json"
+        return main_waves(args)
 
     started = time.perf_counter()
     results: dict[str, Any] = {

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -110,7 +110,13 @@ class Settings(BaseSettings):
         "is closed.",
     )
     http_keepalive_timeout_s: float = Field(
-        default=5.0, gt=0, description="An idle kept-alive connection is closed after this."
+        default=75.0,
+        gt=0,
+        description="An idle kept-alive connection is closed after this. Longer than the idle "
+        "timeouts of common clients and proxies (httpx 5 s, aiohttp 15 s, nginx and AWS ALB "
+        "60 s), so that the client, not the server, closes an idle connection: a server closing "
+        "it can cross a request the client is sending on it, which then gets no answer. Behind "
+        "a proxy with a longer idle timeout, set it above the proxy's.",
     )
     http_max_connections: int = Field(
         default=1000,
@@ -176,6 +182,12 @@ class Settings(BaseSettings):
     inbox_sweep_interval_s: float = Field(
         default=30.0, description="How often the worker retries pending inbox events."
     )
+    wave_check_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often the worker checks whether a channel's wave is due "
+        "(`PUT /v1/wave-policies/{channel}`: schedule, pool size, cut-off).",
+    )
     expiry_sweep_interval_s: float = Field(
         default=60.0,
         gt=0,
@@ -188,10 +200,122 @@ class Settings(BaseSettings):
         description="A shipment of a ready order not picked within this many hours is a "
         "blocker (`GET /v1/orders/{id}/blockers`, kind `late_pick`)",
     )
+    console_enabled: bool = Field(
+        default=True,
+        description="Serve the operations console at `/console` (sign in with an API key).",
+    )
+    console_session_idle_minutes: float = Field(
+        default=30.0,
+        gt=0,
+        description="A console session unused this long ends (sign in again).",
+    )
+    console_session_max_hours: float = Field(
+        default=12.0,
+        gt=0,
+        description="A console session ends this long after sign-in, however active.",
+    )
+    # -- stores (#19) --
+    pickup_window_hours: int = Field(
+        default=72,
+        gt=0,
+        description="Click and collect: hours a ready order waits at its store before the "
+        "worker marks it uncollected (per store: `PUT /v1/stores/{code}/policy`).",
+    )
+    pickup_uncollected_action: Literal["cancel", "refund"] = Field(
+        default="cancel",
+        description="What an uncollected pickup does to its order: `cancel` (stock released, "
+        "money left to a person) or `refund` (cancelled, and what was captured refunded).",
+    )
+    pickup_max_code_attempts: int = Field(
+        default=5, ge=1, le=20, description="Wrong collection codes before a pickup is locked."
+    )
+    pickup_sweep_interval_s: float = Field(
+        default=60.0, gt=0, description="How often the worker looks for uncollected pickups."
+    )
+    stock_feed_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="The stock feed's coalescing: at most one `inventory.availability_changed` "
+        "per SKU and channel per this many seconds, carrying the latest figure",
+    )
+    stock_feed_events: bool = Field(
+        default=True,
+        description="The worker computes the stock feed's events (the change feed "
+        "`GET /v1/inventory/changes` works either way)",
+    )
+    ledger_seal_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the worker numbers and hash-chains new ledger movements "
+        "(`GET /v1/inventory/ledger` also does before each page)",
+    )
+    # -- delivery promises and purchasing (#18) --
+    sla_at_risk_hours: float = Field(
+        default=4.0,
+        ge=0,
+        description="A shipment not shipped this many hours before its `ship_by` is announced "
+        "`shipment.at_risk` (and `shipment.late` once `ship_by` has passed)",
+    )
+    sla_sweep_interval_s: float = Field(
+        default=60.0, gt=0, description="How often the worker looks for shipments at risk or late."
+    )
+    reorder_sweep_interval_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often the worker drafts purchase orders where a reorder policy with "
+        "`auto_draft` saw its reorder point crossed.",
+    )
     run_migrations_on_start: bool = True
     serve_worker: bool = Field(
         default=False,
         description="`oms serve` also runs `oms worker` (outbox relay) as a child process",
+    )
+    # -- messages to customers and the tracking page (issue 22; README "Messages to customers")
+    smtp_host: str | None = Field(
+        default=None,
+        description="SMTP server for customer emails (a provider saved with `PUT "
+        "/v1/messages/providers/email` replaces these settings). Unset: no email is sent.",
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="`starttls` (upgrade a plain connection, refused if the server cannot), "
+        "`tls` (implicit TLS, usually port 465) or `none` (local relays only).",
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP AUTH user name.")
+    smtp_password: SecretStr | None = Field(
+        default=None, description="SMTP AUTH password (never logged nor returned)."
+    )
+    smtp_timeout_s: float = Field(default=30.0, gt=0, le=300, description="One SMTP session.")
+    message_sender: str | None = Field(
+        default=None, description="The From address of customer emails, e.g. `Shop <a@b.c>`."
+    )
+    message_fallback_language: str = Field(
+        default="en",
+        description="Language of a message when neither the order nor its channel's rules name "
+        "one that has a template.",
+    )
+    message_max_attempts: int = Field(default=8, ge=1, description="Send attempts per message.")
+    message_backoff_base_s: float = Field(default=30.0, gt=0, description="First retry delay.")
+    message_backoff_max_s: float = Field(default=3600.0, gt=0, description="Longest retry delay.")
+    message_lease_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a worker holds a message it is sending; a message whose worker "
+        "died is sent again after it (longer than `smtp_timeout_s` and `sms_timeout_s`).",
+    )
+    sms_timeout_s: float = Field(default=10.0, gt=0, le=300, description="One SMS request.")
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The address customers reach oms at: tracking links in messages start here.",
+    )
+    tracking_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the tracking links' HMAC (at least 32 characters). Unset: a random "
+        "key is made once and kept in the database (`tracking_keys`).",
+    )
+    tracking_link_ttl_days: int = Field(
+        default=90, ge=1, le=3650, description="Tracking links expire this long after a message."
     )
 
     @model_validator(mode="after")

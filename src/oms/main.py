@@ -30,11 +30,16 @@ from starlette.staticfiles import StaticFiles
 
 from oms import __version__
 from oms.config import Settings, get_settings
+from oms.console import router as console
 from oms.db import create_engine, create_sessionmaker
 from oms.holds.router import router as holds_router
+from oms.inventory.feed_router import router as stock_feed_router
 from oms.inventory.router import router as inventory_router
+from oms.messages.router import router as messages_router
 from oms.orders.router import router as orders_router
 from oms.payments.router import router as payments_router
+from oms.promises.router import router as promises_router
+from oms.purchasing.router import router as purchasing_router
 from oms.reports.router import router as reports_router
 from oms.returns.router import router as returns_router
 from oms.routing import geo
@@ -44,11 +49,17 @@ from oms.shared.errors import PROBLEM_JSON, ProblemError, ServiceUnavailable
 from oms.shared.middleware import RequestContextMiddleware
 from oms.shared.openapi import Problem, document_transport_problems
 from oms.shipments.router import router as shipments_router
+from oms.stores.router import router as stores_router
+from oms.tracking.router import router as tracking_router
+from oms.waves.router import router as waves_router
 from oms.webhooks.inbound.router import router as inbound_webhooks_router
 from oms.webhooks.outbound.router import router as outbound_webhooks_router
 
 log = logging.getLogger("oms")
-RAW_BODY_PREFIXES = ("/v1/webhooks/inbound/",)  # WooCommerce's setup ping is a form
+RAW_BODY_PREFIXES = (
+    "/v1/webhooks/inbound/",  # WooCommerce's setup ping is a form
+    "/console/",  # the operations console's HTML forms (oms.console)
+)
 MAX_VALIDATION_ERRORS = 50
 
 DESCRIPTION = """
@@ -329,6 +340,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "description": "Best sellers, customers, countries, channels, days and "
                 "fulfilment KPIs (admin); JSON or CSV",
             },
+            {
+                "name": "stores",
+                "description": "Stores as fulfilment points: click and collect, transfers "
+                "between locations, till sales, store staff keys",
+            },
+            {
+                "name": "messages",
+                "description": "Emails and SMS to customers: rules, templates, providers, "
+                "opt-outs, each order's message log (admin)",
+            },
+            {
+                "name": "tracking",
+                "description": "The customer's tracking page and JSON, by signed link (no key)",
+            },
             {"name": "meta", "description": "Health, readiness, metrics and the state machine"},
         ],
     )
@@ -342,14 +367,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(orders_router)
     app.include_router(holds_router)
     app.include_router(inventory_router)
+    app.include_router(stock_feed_router)
     app.include_router(routing_router)
+    app.include_router(promises_router)
+    app.include_router(purchasing_router)
     app.include_router(payments_router)
     app.include_router(returns_router)
     app.include_router(inbound_webhooks_router)
     app.include_router(outbound_webhooks_router)
     app.include_router(reports_router)
     app.include_router(shipments_router)
+    app.include_router(stores_router)
+    app.include_router(messages_router)
+    app.include_router(tracking_router)
+    app.include_router(waves_router)
     install_docs(app)
+    if settings.console_enabled:
+        console.install(app)  # /console: server-rendered pages, same services (oms.console)
 
     @app.get("/healthz", tags=["meta"], summary="Liveness: the process is up")
     async def healthz() -> dict[str, str]:

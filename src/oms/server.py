@@ -17,7 +17,14 @@ in :class:`oms.config.Settings`, ``http_*``):
   ``431 headers_too_large`` and the connection is closed, checked as they arrive (so no
   client makes the server buffer much more than the limit);
 * a **connection limit**: over ``http_max_connections`` open connections or requests in
-  progress in the process, a request gets ``503 server_busy`` with ``Retry-After``.
+  progress in the process, a request gets ``503 server_busy`` with ``Retry-After``;
+* **no request dropped at an idle close**: when a kept-alive connection's idle time runs out
+  (``http_keepalive_timeout_s``), or a new connection's header deadline with nothing read yet,
+  the connection is closed only if the kernel holds no unread bytes of it. uvicorn's event loop
+  (uvloop) runs due timers before it reads sockets, so a request that arrived while the loop
+  was busy would otherwise be discarded by the close, unread, and the client sees its
+  connection reset with no answer (``httpx.ReadError``). The request is read and answered
+  instead, and the idle clock starts again.
 
 Each cut-off writes a warning line (logger ``oms.http``) with its ``reason``. Answers are
 problem+json, written straight to the socket (there is no ASGI request yet, or it is abandoned).
@@ -28,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import select
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -83,6 +91,20 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 Phase = Literal["headers", "body"]
 
 
+def _unread_bytes(transport: asyncio.BaseTransport) -> bool:
+    """Whether the kernel holds bytes (or the end) of this connection the server has not
+    read yet: a request sent before an idle timeout fired, still waiting for the event loop."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    poller = select.poll()
+    try:
+        poller.register(sock.fileno(), select.POLLIN)
+    except (OSError, ValueError):  # already closed
+        return False
+    return bool(poller.poll(0))
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with header/body deadlines and size and connection limits."""
 
@@ -112,6 +134,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def timeout_keep_alive_handler(self) -> None:
+        if not self.transport.is_closing() and _unread_bytes(self.transport):
+            # a request arrived while the loop was busy: the loop reads it next (which cancels
+            # this timer); closing now would discard it and reset the client's connection
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+            return
+        super().timeout_keep_alive_handler()
 
     def data_received(self, data: bytes) -> None:
         if self._answered:
@@ -229,6 +261,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._arm(self._limits.header_timeout_s, self._header_timed_out)
             return
         if not self._got_bytes:  # an idle new connection: nothing asked, nothing to answer
+            if _unread_bytes(self.transport):  # unless its request is there, not yet read
+                self._arm(self._limits.header_timeout_s, self._header_timed_out)
+                return
             self._answered = True
             self.transport.close()
             return

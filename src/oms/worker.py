@@ -27,6 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oms.config import WEBHOOK_LEASE_MARGIN_S, Settings
 from oms.flows import backorders, expiry, intake
+from oms.flows import pickup as pickup_flow
+from oms.flows import promises as promises_flow
+from oms.flows import purchasing as purchasing_flow
+from oms.flows import waves as waves_flow
+from oms.inventory import feed as stock_feed
+from oms.inventory import ledger_export
+from oms.messages.job import MessageJob
 from oms.shared.clock import utcnow
 from oms.webhooks.inbound import service as inbound_service
 from oms.webhooks.outbound import sender, targets
@@ -47,6 +54,13 @@ class RelayStats:
     inbox_applied: int = 0
     orders_expired: int = 0
     backorder_units_filled: int = 0
+    pickups_uncollected: int = 0
+    stock_feed_events: int = 0
+    ledger_sealed: int = 0
+    shipments_at_risk: int = 0
+    shipments_late: int = 0
+    purchase_orders_drafted: int = 0
+    waves_run: int = 0
 
 
 class Relay:
@@ -87,7 +101,22 @@ class Relay:
         )
         self._last_sweep: datetime | None = None
         self._last_expiry: datetime | None = None
+        self._last_sla: datetime | None = None
+        self._last_reorder: datetime | None = None
+        self._last_pickup_sweep: datetime | None = None
+        self._last_wave_check: datetime | None = None
+        self._last_feed: datetime | None = None
+        self._last_seal: datetime | None = None
+        self._last_compact: datetime | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        # customer messages (issue 22): produced from the outbox, sent by SMTP / HTTP SMS
+        self.messages = MessageJob(
+            sessionmaker=sessionmaker,
+            settings=settings,
+            client=client,
+            worker=self.name,
+            clock=clock,
+        )
         self._sent = asyncio.Event()
         self._fanned_at = float("-inf")
         self._fanned_last = 0
@@ -240,6 +269,90 @@ class Relay:
         self.stats.orders_expired += expired
         return expired
 
+    async def stock_feed(self, *, force: bool = False) -> int:
+        """The stock feed's background work (``oms.inventory.feed``, ``ledger_export``): the
+        coalesced availability events (every poll interval), the ledger's sealing (every
+        ``OMS_LEDGER_SEAL_INTERVAL_S``) and the journal's compaction (every 5 minutes).
+        Returns events recorded plus movements sealed."""
+        now = self.clock()
+        done = 0
+        s = self.settings
+
+        def due(last: datetime | None, seconds: float) -> bool:
+            return force or last is None or now - last >= timedelta(seconds=seconds)
+
+        if s.stock_feed_events and due(self._last_feed, s.worker_poll_interval_s):
+            self._last_feed = now
+            result = await stock_feed.publish_availability(
+                self.sessionmaker, now=now, interval=timedelta(seconds=s.stock_feed_interval_s)
+            )
+            self.stats.stock_feed_events += result.events
+            done += result.events + (1 if result.journal_rows else 0)
+        if due(self._last_seal, s.ledger_seal_interval_s):
+            self._last_seal = now
+            async with self.sessionmaker() as session, session.begin():
+                sealed = await ledger_export.seal(session)
+            self.stats.ledger_sealed += sealed
+            done += sealed
+        if due(self._last_compact, 300.0):
+            self._last_compact = now
+            async with self.sessionmaker() as session, session.begin():
+                await stock_feed.compact(session)
+        return done
+
+    async def expire_uncollected(self, *, force: bool = False) -> int:
+        """Mark click-and-collect pickups past their store's window uncollected
+        (``flows.pickup``), at most every ``OMS_PICKUP_SWEEP_INTERVAL_S``; returns how many."""
+        now = self.clock()
+        interval = timedelta(seconds=self.settings.pickup_sweep_interval_s)
+        last = self._last_pickup_sweep
+        if not force and last is not None and now - last < interval:
+            return 0
+        self._last_pickup_sweep = now
+        expired = await pickup_flow.expire_uncollected(self.sessionmaker, now=now)
+        self.stats.pickups_uncollected += expired
+        return expired
+
+    async def run_waves(self, *, force: bool = False) -> int:
+        """Run the waves that are due (``flows.waves``: schedule, pool size or cut-off), checked
+        at most every ``OMS_WAVE_CHECK_INTERVAL_S``; returns how many ran."""
+        now = self.clock()
+        interval = timedelta(seconds=self.settings.wave_check_interval_s)
+        last = self._last_wave_check
+        if not force and last is not None and now - last < interval:
+            return 0
+        self._last_wave_check = now
+        ran = await waves_flow.run_due_waves(self.sessionmaker, now=now)
+        self.stats.waves_run += ran
+        return ran
+
+    async def promises_and_reorder(self, *, force: bool = False) -> int:
+        """Announce shipments at risk or late against their promise (``flows.promises``, every
+        ``OMS_SLA_SWEEP_INTERVAL_S``) and draft purchase orders where an ``auto_draft`` reorder
+        policy's point was crossed (``flows.purchasing``, every
+        ``OMS_REORDER_SWEEP_INTERVAL_S``); returns events and drafts."""
+        now = self.clock()
+        s = self.settings
+        done = 0
+
+        def due(last: datetime | None, seconds: float) -> bool:
+            return force or last is None or now - last >= timedelta(seconds=seconds)
+
+        if due(self._last_sla, s.sla_sweep_interval_s):
+            self._last_sla = now
+            sla = await promises_flow.check_sla(
+                self.sessionmaker, now=now, at_risk_lead=timedelta(hours=s.sla_at_risk_hours)
+            )
+            self.stats.shipments_at_risk += sla.at_risk
+            self.stats.shipments_late += sla.late
+            done += sla.at_risk + sla.late
+        if due(self._last_reorder, s.reorder_sweep_interval_s):
+            self._last_reorder = now
+            drafted = await purchasing_flow.draft_where_crossed(self.sessionmaker, now=now)
+            self.stats.purchase_orders_drafted += drafted
+            done += drafted
+        return done
+
     async def run_once(self) -> int:
         """One round: fan out, deliver one batch (and wait for it), sweep the inbox when due.
         Returns work done."""
@@ -247,6 +360,11 @@ class Relay:
         done += await self.deliver()
         done += await self.sweep_inbox()
         done += await self.expire_unpaid()
+        done += await self.expire_uncollected()
+        done += await self.promises_and_reorder()
+        done += await self.stock_feed()
+        done += await self.messages.run_once()
+        done += await self.run_waves()
         return done
 
     async def run(self, *, stop: asyncio.Event | None = None, once: bool = False) -> RelayStats:
@@ -269,6 +387,11 @@ class Relay:
                     started = await self.dispatch()
                     done += started + await self.sweep_inbox()
                     done += await self.expire_unpaid()
+                    done += await self.expire_uncollected()
+                    done += await self.promises_and_reorder()
+                    done += await self.stock_feed()
+                    done += await self.messages.run_when_due(force=once)
+                    done += await self.run_waves()
                     failures = 0
                 except (OperationalError, DBAPIError, OSError) as exc:
                     failures += 1

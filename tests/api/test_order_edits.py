@@ -141,6 +141,12 @@ async def test_preview_writes_nothing_and_apply_does_what_it_said(
             )
         ).scalars()
         assert list(types)[-1] == "order.edited"
+    # the stored routing is the order's plan now; placement's stays readable
+    routing = (await client.get(f"/v1/orders/{order['id']}/routing", headers=front)).json()
+    assert routing["change"]["kind"] == "order_edited"
+    assert sorted(routing["warehouses"]) == ["BER", "HAM"]
+    assert routing["explanation"]["summary"] == p["routing"]["explanation"]["summary"]
+    assert routing["placement"]["warehouses"] == order["routed_to"]
     await assert_stock_invariants(engine)
 
 

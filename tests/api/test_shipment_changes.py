@@ -195,19 +195,164 @@ async def test_exception_bad_requests_change_nothing(
     assert (await client.post(unknown, json=one, headers=fh)).status_code == 404
     assert (await client.post(url, json=one, headers=auth(keys["storefront"]))).status_code == 403
     assert await _snapshot(engine, order["id"]) == before
-    # a picked shipment: what the warehouse holds is what ships
-    paid = {"to": "paid"}
+    # a packed shipment: the parcel is sealed, what it carries ships
     admin = auth(keys["admin"])
-    assert (
-        await client.post(f"/v1/orders/{order['id']}/transitions", json=paid, headers=admin)
-    ).status_code == 200
+    for to in ("paid", "picked", "packed"):
+        moved = await client.post(
+            f"/v1/orders/{order['id']}/transitions", json={"to": to}, headers=admin
+        )
+        assert moved.status_code == 200, moved.text
+    before = await _snapshot(engine, order["id"])
+    resp = await client.post(url, json=one, headers=fh)
+    assert resp.status_code == 409
+    assert resp.json()["code"] == "shipment_change_not_allowed"  # the order is packed
+    assert await _snapshot(engine, order["id"]) == before
+
+
+async def _history(client: httpx.AsyncClient, keys: dict[str, str], order_id: str) -> Any:
+    resp = await client.get(f"/v1/orders/{order_id}/history", headers=auth(keys["admin"]))
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+async def _routing(client: httpx.AsyncClient, keys: dict[str, str], order_id: str) -> Any:
+    resp = await client.get(f"/v1/orders/{order_id}/routing", headers=auth(keys["storefront"]))
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+@pytest.mark.usefixtures("network")
+async def test_exception_on_a_picked_shipment(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    """A damaged unit found at the packing table: the units found stay in the picked parcel,
+    the missing one is written off in BER (short_pick too: the pick was the count) and
+    re-planned to MUC; the picked order steps back to paid until the new parcel is picked."""
+    order = await _place(client, keys, X=3, Y=1)
+    shipment = order["shipments"][0]
+    x_line = next(ln["id"] for ln in order["lines"] if ln["sku"] == "X")
+    fh, admin = auth(keys["fulfillment"]), auth(keys["admin"])
+    paid = await client.post(
+        f"/v1/orders/{order['id']}/transitions", json={"to": "paid"}, headers=admin
+    )
+    assert paid.status_code == 200, paid.text
     picked = await client.post(
         f"/v1/shipments/{shipment['id']}/transitions", json={"to": "picked"}, headers=fh
     )
     assert picked.status_code == 200, picked.text
-    resp = await client.post(url, json=one, headers=fh)
-    assert resp.status_code == 409
-    assert resp.json()["code"] == "shipment_change_not_allowed"
+    url = f"/v1/shipments/{shipment['id']}/exceptions"
+    body = {
+        "lines": [
+            {"order_line_id": x_line, "quantity": 1, "reason": "damaged"},
+            {"order_line_id": x_line, "quantity": 1, "reason": "short_pick"},
+        ],
+        "block_for_hours": 2,
+        "note": "found at packing",
+    }
+    resp = await client.post(url, json=body, headers=fh)
+    assert resp.status_code == 201, resp.text
+    exc = resp.json()
+    assert [ln["written_off"] for ln in exc["lines"]] == [True, True]
+    assert exc["replan"]["shipment_status"] == "picked"
+    assert exc["replan"]["written_off"] == [{"order_line_id": x_line, "sku": "X", "quantity": 2}]
+    assert [s["warehouse"] for s in exc["replan"]["shipments"]] == ["MUC"]
+    live = {s["warehouse"]: s for s in _live(exc["order"])}
+    assert live["BER"]["status"] == "picked"
+    assert {ln["sku"]: ln["quantity"] for ln in live["BER"]["lines"]} == {"X": 1, "Y": 1}
+    assert live["MUC"]["status"] == "pending"
+    assert {ln["sku"]: ln["quantity"] for ln in live["MUC"]["lines"]} == {"X": 2}
+    assert exc["order"]["status"] == "paid"
+    assert await _level(engine, "BER", "X") == (8, 1)  # 2 written off, 1 still reserved
+    assert await _level(engine, "MUC", "X") == (10, 2)
+    moves = await _one(
+        engine,
+        "SELECT count(*), sum(quantity) FROM inventory_movements "
+        "WHERE reference_type = 'shipment_exception' AND reference_id = :e",
+        e=exc["id"],
+    )
+    assert tuple(moves) == (2, -2)
+    last = (await _history(client, keys, order["id"]))[-1]
+    assert (last["kind"], last["from_status"], last["to_status"]) == (
+        "shipment_exception",
+        "picked",
+        "paid",
+    )
+    assert last["data"]["order_status"] == {"from": "picked", "to": "paid"}
+    event = await _one(
+        engine,
+        "SELECT payload->'data' FROM outbox_events WHERE type = 'shipment.exception' "
+        "AND aggregate_id = :o",
+        o=order["id"],
+    )
+    assert (event[0]["order_status"], event[0]["previous_order_status"]) == ("paid", "picked")
+    assert event[0]["written_off"] == exc["replan"]["written_off"]
+    # the stored routing is the current plan; placement's stays readable
+    routing = await _routing(client, keys, order["id"])
+    assert routing["warehouses"] == ["BER", "MUC"]
+    assert routing["change"]["kind"] == "shipment_exception"
+    assert {c["code"]: c["reason"] for c in routing["explanation"]["candidates"]}[
+        "BER"
+    ] == "excluded"
+    assert routing["placement"]["warehouses"] == ["BER"]
+    assert routing["placement"]["explanation"]["summary"].startswith("Ship from BER")
+    await _check(engine, exc["order"])
+    # the new parcel is picked: the order is picked again
+    muc = live["MUC"]["id"]
+    resp = await client.post(f"/v1/shipments/{muc}/transitions", json={"to": "picked"}, headers=fh)
+    assert resp.status_code == 200, resp.text
+    got = await client.get(f"/v1/orders/{order['id']}", headers=admin)
+    assert got.json()["status"] == "picked"
+    # packed: no more exceptions on that parcel
+    packed = await client.post(
+        f"/v1/shipments/{muc}/transitions", json={"to": "packed"}, headers=fh
+    )
+    assert packed.status_code == 200, packed.text
+    before = await _snapshot(engine, order["id"])
+    one = {"lines": [{"order_line_id": x_line, "quantity": 1, "reason": "damaged"}]}
+    resp = await client.post(f"/v1/shipments/{muc}/exceptions", json=one, headers=fh)
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["code"] == "shipment_past_picking"
+    assert await _snapshot(engine, order["id"]) == before
+
+
+@pytest.mark.usefixtures("network")
+async def test_picked_parcel_rejected_whole_is_backordered(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    """Every unit of the only (picked) parcel is missing and no other warehouse has Y: on a
+    channel that takes backorders the units wait on their line, the parcel is cancelled and
+    the order is paid again (what a receipt fills); without backorders, nothing changes."""
+    order = await _place(client, keys, Y=2)
+    shipment = order["shipments"][0]
+    line = order["lines"][0]["id"]
+    fh, admin = auth(keys["fulfillment"]), auth(keys["admin"])
+    for to in ("paid", "picked"):
+        moved = await client.post(
+            f"/v1/orders/{order['id']}/transitions", json={"to": to}, headers=admin
+        )
+        assert moved.status_code == 200, moved.text
+    url = f"/v1/shipments/{shipment['id']}/exceptions"
+    body = {"lines": [{"order_line_id": line, "quantity": 2, "reason": "not_found"}]}
+    before = await _snapshot(engine, order["id"])
+    refused = await client.post(url, json=body, headers=fh)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "insufficient_stock"
+    assert await _snapshot(engine, order["id"]) == before
+    policy = await client.put(
+        "/v1/routing-policies/web", json={"allow_backorder": True}, headers=admin
+    )
+    assert policy.status_code == 200, policy.text
+    resp = await client.post(url, json=body, headers=fh)
+    assert resp.status_code == 201, resp.text
+    exc = resp.json()
+    assert exc["replan"]["shipment_cancelled"] is True
+    assert exc["order"]["status"] == "paid"
+    assert exc["order"]["lines"][0]["backordered"] == 2
+    assert await _level(engine, "BER", "Y") == (3, 0)
+    routing = await _routing(client, keys, order["id"])
+    assert (routing["warehouses"], routing["fully_filled"]) == ([], False)
+    assert routing["backorders"] == [{"line_id": line, "sku": "Y", "quantity": 2}]
+    await _check(engine, exc["order"])
 
 
 @pytest.mark.usefixtures("network")
@@ -236,6 +381,10 @@ async def test_move_a_shipment_or_refuse_with_the_reason(
     history = (await client.get(f"/v1/orders/{order['id']}/history", headers=admin)).json()
     assert history[-1]["kind"] == "shipment_moved"
     assert history[-1]["data"]["to_warehouse"] == "MUC"
+    routing = await _routing(client, keys, order["id"])
+    assert (routing["warehouses"], routing["change"]["kind"]) == (["MUC"], "shipment_moved")
+    assert routing["explanation"]["summary"].startswith("Ship from MUC")
+    assert routing["placement"]["warehouses"] == ["BER"]
     again = await client.post(url, json={"warehouse": "BER"}, headers=admin)
     assert again.status_code == 409
     assert again.json()["code"] == "shipment_not_pending"
@@ -285,8 +434,43 @@ async def test_split_then_merge(
     admin = auth(keys["admin"])
     history = (await client.get(f"/v1/orders/{order['id']}/history", headers=admin)).json()
     assert [h["kind"] for h in history[-2:]] == ["shipment_split", "shipment_merged"]
+    routing = await _routing(client, keys, order["id"])
+    assert (routing["warehouses"], routing["change"]["kind"]) == (["BER"], "shipment_merged")
+    assert routing["explanation"] == routing["placement"]["explanation"]  # nothing re-decided
     self_merge = await client.post(
         f"/v1/shipments/{shipment['id']}/merge", json={"shipment_id": shipment["id"]}, headers=fh
     )
     assert self_merge.status_code == 422
     await _check(engine, merged["order"])
+
+
+@pytest.mark.usefixtures("network")
+async def test_cash_on_delivery_order_steps_back_to_placed(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    """An unpaid cash-on-delivery order, picked: a damaged unit re-planned to MUC puts it back
+    to placed (what it was before the pick), not to paid."""
+    body = order_body(
+        payment_method="cash_on_delivery",
+        lines=[{"sku": "X", "quantity": 2, "unit_price": 1000}],
+    )
+    placed = await client.post("/v1/orders", json=body, headers=auth(keys["storefront"]))
+    assert placed.status_code == 201, placed.text
+    order = placed.json()
+    fh = auth(keys["fulfillment"])
+    shipment = order["shipments"][0]
+    picked = await client.post(
+        f"/v1/shipments/{shipment['id']}/transitions", json={"to": "picked"}, headers=fh
+    )
+    assert picked.status_code == 200, picked.text
+    line = order["lines"][0]["id"]
+    resp = await client.post(
+        f"/v1/shipments/{shipment['id']}/exceptions",
+        json={"lines": [{"order_line_id": line, "quantity": 1, "reason": "damaged"}]},
+        headers=fh,
+    )
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["order"]["status"] == "placed"
+    last = (await _history(client, keys, order["id"]))[-1]
+    assert (last["from_status"], last["to_status"]) == ("picked", "placed")
+    await _check(engine, resp.json()["order"])

@@ -96,6 +96,8 @@ STATES: tuple[str, ...] = (
     "placed",  # two pending shipments, nothing paid
     "authorized",  # placed, with an authorized (not captured) payment of the total
     "paid",  # a captured payment of the total made it paid
+    "ready_for_pickup",  # #19: a click-and-collect order at STORE-R, paid, picked, ready for
+    # pickup (a collection code sent); off the chain (built by Harness.place_pickup)
     "held",  # paid, with a hold (fraud_review) standing; off the chain (see OFF_CHAIN)
     "backordered",  # paid, placed with its mug backordered (none in stock): one shipment; off
     # the chain (built by Harness.place_backordered)
@@ -111,8 +113,11 @@ STATES: tuple[str, ...] = (
 )
 
 
-OFF_CHAIN: frozenset[str] = frozenset({"held", "backordered", "split"})
+OFF_CHAIN: frozenset[str] = frozenset({"held", "backordered", "split", "ready_for_pickup"})
 """States built from the one before them in STATES, but not on the way to the later ones."""
+
+PICKUP_STORE = "STORE-R"
+"""#19: the pickup store of the "ready_for_pickup" orders."""
 
 BACKORDER_CHANNEL = "race-backorders"
 """The channel of the "backordered" orders: its routing policy takes backorders."""
@@ -289,6 +294,50 @@ class Harness:
             lines={"shirt": by_sku[shirt]["id"], "mug": by_sku[mug]["id"]},
         )
 
+    async def place_pickup(self) -> RaceOrder:
+        """#19: two fresh SKUs stocked at the pickup store STORE-R, ordered for click and
+        collect there: one shipment, at the store."""
+        n = next(_serial_numbers)
+        shirt, mug = f"RACE-SHIRT-{n}", f"RACE-MUG-{n}"
+        await stock(
+            self.sessionmaker,
+            PICKUP_STORE,
+            {shirt: 100, mug: 100},
+            latitude=52.53,
+            longitude=13.41,
+            is_pickup_store=True,
+        )
+        body = order_body(
+            pickup_store=PICKUP_STORE,
+            lines=[
+                {"sku": shirt, "quantity": 2, "unit_price": 1999, "tax_rate_bps": 1900},
+                {"sku": mug, "quantity": 1, "unit_price": 850, "tax_rate_bps": 700},
+            ],
+        )
+        placed = await self.ok("/v1/orders", "storefront", body)
+        assert [s["warehouse"] for s in placed["shipments"]] == [PICKUP_STORE], placed
+        by_sku = {ln["sku"]: ln["id"] for ln in placed["lines"]}
+        return RaceOrder(
+            id=placed["id"],
+            total=placed["totals"]["total"],
+            shirt=shirt,
+            mug=mug,
+            shipments=[s["id"] for s in placed["shipments"]],
+            lines={"shirt": by_sku[shirt], "mug": by_sku[mug]},
+        )
+
+    async def collection_code(self, order: RaceOrder) -> str:
+        """The latest collection code sent for the order (``pickup.ready``)."""
+        async with self.engine.connect() as conn:
+            code = await conn.scalar(
+                text(
+                    "SELECT payload->'data'->>'collection_code' FROM outbox_events "
+                    "WHERE aggregate_id = :oid AND type = 'pickup.ready' ORDER BY id DESC LIMIT 1"
+                ),
+                {"oid": order.id},
+            )
+        return str(code)
+
     async def receipt(self, order: RaceOrder, units: int = 1) -> httpx.Response:
         """Receive ``units`` mugs at HAM (what the backordered mug waits for)."""
         return await self.post(
@@ -302,6 +351,8 @@ class Harness:
         steps = [s for s in STATES[: STATES.index(state) + 1] if s not in OFF_CHAIN or s == state]
         if state == "backordered":
             order = await self.place_backordered()
+        elif state == "ready_for_pickup":
+            order = await self.place_pickup()
         else:
             order = await self.place(**place)
         for step in steps[1:]:
@@ -350,6 +401,9 @@ class Harness:
             ok(await self.receive_return(order))
         elif step == "backordered":
             pass  # placed so by place_backordered
+        elif step == "ready_for_pickup":
+            ok(await self.order_to(order, "picked"))
+            ok(await self.post(f"/v1/pickups/{order.shipments[0]}/ready", "fulfillment"))
         else:  # pragma: no cover - a typo in STATES
             raise AssertionError(f"unknown state {step}")
 
@@ -379,6 +433,11 @@ async def harness(
             "/v1/expiry-policies/web/card", json={"after_hours": 8784}, headers=auth(keys["admin"])
         )
         assert resp.status_code == 201, resp.text
+        # waves (#20): web's orders wait for a wave; no trigger, so only the `wave` op runs one
+        resp = await client.put(
+            "/v1/wave-policies/web", json={"enabled": True}, headers=auth(keys["admin"])
+        )
+        assert resp.status_code == 200, resp.text
         yield Harness(client, keys, engine, sessionmaker, secret)
 
 
@@ -448,7 +507,8 @@ _ORDER_STATUSES = (
 )
 
 _ORDER = """
-    SELECT status, total_amount, units_ordered, units_shipped, live_shipments, units_returned
+    SELECT status, total_amount, units_ordered, units_shipped, live_shipments, units_returned,
+           fulfillment
     FROM orders WHERE id = :oid"""
 _LINES = """
     SELECT l.id, l.sku, l.quantity, l.backordered,
@@ -507,8 +567,14 @@ _MONEY = """
            (SELECT count(*) FROM refunds WHERE order_id = :oid)"""
 
 
+_PICKUP_FLOW = ("pending", "picked", "ready_for_pickup", "collected")  # #19: click and collect
+_PICKUP_RANK = {"ready_for_pickup": 2, "collected": 4}  # as oms.orders.domain.shipment_rank
+
+
 def _rank(status: str) -> int:
-    return _SHIPMENT_FLOW.index(status) if status in _SHIPMENT_FLOW else -1
+    if status in _SHIPMENT_FLOW:
+        return _SHIPMENT_FLOW.index(status)
+    return _PICKUP_RANK.get(status, -1)
 
 
 async def stock_baseline(engine: AsyncEngine) -> dict[str, int]:
@@ -584,9 +650,9 @@ async def order_invariant_violations(engine: AsyncEngine, order_id: str) -> list
             bad.append(f"{where} has {s.consumed} units consumed (shipped, then cancelled)")
         if s.status != "cancelled" and s.released:
             bad.append(f"{where} is live but {s.released} of its units were released")
-        if s.status in ("pending", "picked", "packed") and s.consumed:
+        if s.status in ("pending", "picked", "packed", "ready_for_pickup") and s.consumed:
             bad.append(f"{where} has not shipped but {s.consumed} of its units were consumed")
-        if s.status in ("shipped", "delivered") and s.open:
+        if s.status in ("shipped", "delivered", "collected") and s.open:
             bad.append(f"{where} has shipped but {s.open} of its units are still reserved")
         if s.status == "cancelled" and s.open:
             bad.append(f"{where} still reserves {s.open} units")
@@ -627,6 +693,8 @@ async def order_invariant_violations(engine: AsyncEngine, order_id: str) -> list
         bad.append(f"the order is {status} but every live shipment is past pending: {ranks}")
     elif status in _FULFILMENT and min(ranks) != _rank(status):
         bad.append(f"the order is {status}, its live shipments {[s.status for s in live]}")
+    elif status == "ready_for_pickup" and min(ranks) != _rank("ready_for_pickup"):
+        bad.append(f"the order is ready for pickup, its shipments {[s.status for s in live]}")
     elif status == "returned" and min(ranks) != _rank("delivered"):
         bad.append(f"the order is returned, its live shipments {[s.status for s in live]}")
 
@@ -700,13 +768,14 @@ async def order_invariant_violations(engine: AsyncEngine, order_id: str) -> list
     for e in events:
         if e.type.startswith("shipment."):
             per_shipment[e.shipment_id][e.type.removeprefix("shipment.")] += 1
+    pickup = order.fulfillment == "pickup"  # #19: its shipments' steps are _PICKUP_FLOW's
     for s in shipments:
         seen = per_shipment[s.id]
         if s.status == "cancelled":
-            for step in ("shipped", "delivered"):
+            for step in ("shipped", "delivered", "collected"):
                 if seen[step]:
                     bad.append(f"shipment.{step} sent for shipment {s.seq}, which ended cancelled")
-        for step in _FULFILMENT:
+        for step in _PICKUP_FLOW[1:] if pickup else _FULFILMENT:
             reached = s.status != "cancelled" and _rank(step) <= _rank(s.status)
             if seen[step] > 1 or (s.status != "cancelled" and seen[step] != int(reached)):
                 bad.append(f"{seen[step]} shipment.{step} events for shipment {s.seq} ({s.status})")

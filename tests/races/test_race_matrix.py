@@ -35,6 +35,8 @@ import httpx
 import pytest
 
 from oms.flows.expiry import expire_unpaid
+from oms.flows.pickup import expire_uncollected
+from oms.flows.waves import released_by, run_wave
 from oms.shared.clock import utcnow
 from tests.races.conftest import (
     ROUNDS,
@@ -138,6 +140,15 @@ async def _ship1_exception(h: Harness, o: RaceOrder) -> httpx.Response:
     )
 
 
+async def _ship1_picked_exception(h: Harness, o: RaceOrder) -> httpx.Response:
+    """Packing picked shipment 1, BER finds one T-shirt damaged: written off in BER, re-planned
+    to MUC as a new pending parcel (a picked order steps back to paid)."""
+    line = {"order_line_id": o.lines["shirt"], "quantity": 1, "reason": "damaged"}
+    return await h.post(
+        f"/v1/shipments/{o.shipments[0]}/exceptions", "fulfillment", {"lines": [line]}
+    )
+
+
 async def _ship_move(h: Harness, o: RaceOrder) -> httpx.Response:
     """Shipment 1 (T-shirts, BER) moves to MUC."""
     return await h.post(f"/v1/shipments/{o.shipments[0]}/move", "admin", {"warehouse": "MUC"})
@@ -217,6 +228,60 @@ async def _expire(h: Harness, o: RaceOrder) -> httpx.Response:
     )
 
 
+async def _wave(h: Harness, o: RaceOrder) -> httpx.Response:
+    """A wave of web over the race order only (``flows.waves``): 200 when it released the order
+    (moved, kept, or skipped because it changed while the wave solved), else 409 (not waiting:
+    cancelled, picked or released meanwhile)."""
+    oid = uuid.UUID(o.id)
+    wave_id = await run_wave(h.sessionmaker, channel="web", trigger="manual", order_ids=[oid])
+    async with h.sessionmaker() as session:
+        outcome = await released_by(session, wave_id=wave_id, order_id=oid)
+    if outcome is not None:
+        return httpx.Response(200, json={"wave_id": str(wave_id), "outcome": outcome})
+    return httpx.Response(
+        409,
+        json={"code": "order_not_waiting"},
+        headers={"content-type": "application/problem+json"},
+    )
+
+
+async def _collect(h: Harness, o: RaceOrder) -> httpx.Response:
+    """#19: the customer shows the code sent in ``pickup.ready`` at the counter."""
+    code = await h.collection_code(o)
+    return await h.post(f"/v1/pickups/{o.shipments[0]}/collect", "fulfillment", {"code": code})
+
+
+async def _pickup_expire(h: Harness, o: RaceOrder) -> httpx.Response:
+    """#19: the worker's sweep of uncollected pickups (``flows.pickup``), after the store's
+    window (72 h by default), for this order's pickup only: 200 when it marked it
+    uncollected, else 409 (collected or cancelled meanwhile)."""
+    expired = await expire_uncollected(
+        h.sessionmaker, now=utcnow() + timedelta(days=4), shipment_ids=[uuid.UUID(o.shipments[0])]
+    )
+    if expired:
+        return httpx.Response(200, json={"expired": expired})
+    return httpx.Response(
+        409,
+        json={"code": "pickup_not_due"},
+        headers={"content-type": "application/problem+json"},
+    )
+
+
+async def _po_receipt(h: Harness, o: RaceOrder) -> httpx.Response:
+    """#18: a purchase order for the backordered mug at HAM, drafted, sent and received (the
+    receipt goes through the ledger and fills the waiting order, as any receipt)."""
+    await h.post(
+        "/v1/suppliers", "admin", {"code": "RACE-SUP", "name": "races", "lead_time_days": 1}
+    )  # 409 once it exists
+    lines = [{"sku": o.mug, "quantity": 1}]
+    po = await h.ok(
+        "/v1/purchase-orders", "admin", {"supplier": "RACE-SUP", "warehouse": "HAM", "lines": lines}
+    )
+    await h.ok(f"/v1/purchase-orders/{po['id']}/send", "admin")
+    receipt = {"reference": "R", "lines": lines}
+    return await h.post(f"/v1/purchase-orders/{po['id']}/receipts", "fulfillment", receipt)
+
+
 def _ref(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
@@ -277,9 +342,17 @@ OPS: tuple[Op, ...] = (
     Op("edit", _states("placed", "authorized", "paid", "picked_one"), _edit),
     Op("cancel-lines", _states("placed", "authorized", "paid"), _cancel_lines),
     # -- #17 follow-up (exceptions on picked shipments) --
+    Op("ship1-picked-exception", _states("picked_one", "picked"), _ship1_picked_exception),
     # -- #18 (purchase-order receipts, availability) --
+    Op("po-receipt", _states("backordered"), _po_receipt),
     # -- #19 (stores: collection, pickup expiry, transfers, till sales) --
+    # a click-and-collect order ready at its store: collected with its code, marked
+    # uncollected by the worker (after the store's window), or cancelled by the storefront
+    Op("collect", _states("ready_for_pickup"), _collect),
+    Op("pickup-expire", _states("ready_for_pickup"), _pickup_expire),
+    Op("pickup-cancelled", _states("ready_for_pickup"), _order_to("cancelled")),
     # -- #20 (waves) --
+    Op("wave", _states("placed", "authorized", "paid", "split", "picked_one", "held"), _wave),
     # -- #22 (messages) --
 )
 BY_NAME = {op.name: op for op in OPS}

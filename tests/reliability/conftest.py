@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -148,6 +149,20 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
             "/v1/inventory/incoming",
             {"warehouse": "BER", "sku": "MUG-01", "quantity": 5, "expected_on": "2030-01-01"},
         )
+        # -- #18: a supplier, a sent purchase order and a cancelled one, a transit row
+        await post("/v1/suppliers", {"code": "ACME", "name": "Acme", "lead_time_days": 7})
+        po_lines = {
+            "supplier": "ACME",
+            "warehouse": "BER",
+            "lines": [{"sku": "MUG-01", "quantity": 2}],
+        }
+        po_sent = await post("/v1/purchase-orders", po_lines)
+        await post(f"/v1/purchase-orders/{po_sent['id']}/send")
+        po_cancelled = await post("/v1/purchase-orders", po_lines)
+        await post(f"/v1/purchase-orders/{po_cancelled['id']}/cancel")
+        transit = {"bands": [{"from_band": 0, "min_days": 1, "max_days": 2}]}
+        resp = await c.put("/v1/transit-times/DE", json=transit, headers=admin)
+        assert resp.status_code == 200, resp.text
         inbox: dict[str, int] = {}
         for name, body in (
             ("processed", inbound_order("SHOP-1")),
@@ -174,7 +189,24 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
             text("UPDATE webhook_deliveries SET status = 'delivering' WHERE id = :id"),
             {"id": int(deliveries[-1])},
         )
+    # -- #22: tracking links to a real order, one live, one expired (the link key is made now,
+    # so that no error call below creates it)
+    from oms.tracking import service as tracking_service
+
+    async with sessionmaker() as session, session.begin():
+        links = [
+            (
+                await tracking_service.link_for(
+                    session,
+                    settings=app.state.settings,
+                    order_id=uuid.UUID(placed["id"]),
+                    now=datetime.now(UTC) - age,
+                )
+            ).rsplit("/", 1)[1]
+            for age in (timedelta(0), timedelta(days=3650))
+        ]
     world.named = {
+        "tracking_expired": links[1],
         "order_placed": placed["id"],
         "order_paid": paid["id"],
         "hold_released": hold["id"],
@@ -194,6 +226,8 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
         "inbox_failed": str(inbox["failed"]),
         "delivery": deliveries[0],
         "delivery_sending": deliveries[-1],
+        "po_sent": po_sent["id"],
+        "po_cancelled": po_cancelled["id"],
     }
     world.ids = {
         "order_id": [placed["id"], paid["id"], delivered["id"]],
@@ -214,6 +248,15 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
         "outcome": ["received", "cancelled"],
         "inbox_id": [str(inbox["processed"]), str(inbox["failed"])],
         "delivery_id": deliveries[:2],
+        "po_id": [po_sent["id"]],
+        # -- #22
+        "token": [links[0]],
+        "event_type": ["order.placed"],
+        "message_channel": ["email"],
+        "language": ["en"],
+        "sales_channel": ["web"],
+        "address": ["ada@example.com"],
+        "country": ["DE"],
     }
     return world
 

@@ -295,6 +295,120 @@ def _holds(n: dict[str, str], m: str) -> list[Call]:
     ]
 
 
+def _purchasing(n: dict[str, str], m: str) -> list[Call]:
+    """#18: calendars, suppliers, purchase orders, reorder policies: 404 with valid bodies,
+    409 for a supplier that exists, a purchase order sent or cancelled."""
+    po, lines = "/v1/purchase-orders", [{"sku": "MUG-01", "quantity": 1}]
+    receipt = {"reference": "R", "lines": lines}
+    policy = {"supplier": "ACME"}
+    calendar = {"timezone": "UTC", "cutoff": "14:00", "handling_days": 1}
+    return [
+        Call(
+            "PUT",
+            "/v1/warehouses/{code}/calendar",
+            404,
+            "/v1/warehouses/NOPE/calendar",
+            "warehouse_not_found",
+            calendar,
+        ),
+        Call(
+            "POST",
+            "/v1/suppliers",
+            409,
+            "/v1/suppliers",
+            "supplier_exists",
+            {"code": "ACME", "name": "again", "lead_time_days": 1},
+        ),
+        Call(
+            "PATCH",
+            "/v1/suppliers/{code}",
+            404,
+            "/v1/suppliers/NOPE",
+            "supplier_not_found",
+            {"lead_time_days": 1},
+        ),
+        Call(
+            "POST",
+            po,
+            404,
+            po,
+            "supplier_not_found",
+            {"supplier": "NOPE", "warehouse": "BER", "lines": lines},
+        ),
+        Call("GET", po, 404, po, "supplier_not_found", params={"supplier": "NOPE"}),
+        Call(
+            "GET",
+            "/v1/reorder-suggestions",
+            404,
+            "/v1/reorder-suggestions",
+            "warehouse_not_found",
+            params={"warehouse": "NOPE"},
+        ),
+        Call("POST", f"{po}/{{po_id}}/send", 404, f"{po}/{m}/send", "purchase_order_not_found", {}),
+        Call(
+            "POST",
+            f"{po}/{{po_id}}/send",
+            409,
+            f"{po}/{n['po_sent']}/send",
+            "illegal_purchase_order_transition",
+            {},
+        ),
+        Call("POST", f"{po}/{{po_id}}/cancel", 404, f"{po}/{m}/cancel", "purchase_order_not_found"),
+        Call(
+            "POST",
+            f"{po}/{{po_id}}/cancel",
+            409,
+            f"{po}/{n['po_cancelled']}/cancel",
+            "illegal_purchase_order_transition",
+        ),
+        Call(
+            "POST",
+            f"{po}/{{po_id}}/receipts",
+            404,
+            f"{po}/{m}/receipts",
+            "purchase_order_not_found",
+            receipt,
+        ),
+        Call(
+            "POST",
+            f"{po}/{{po_id}}/receipts",
+            409,
+            f"{po}/{n['po_cancelled']}/receipts",
+            "illegal_purchase_order_transition",
+            receipt,
+            role="fulfillment",
+        ),
+        Call(
+            "PUT",
+            "/v1/reorder-policies/{warehouse}",
+            404,
+            "/v1/reorder-policies/NOPE",
+            "warehouse_not_found",
+            policy,
+        ),
+        Call(
+            "PUT",
+            "/v1/reorder-policies/{warehouse}/{sku}",
+            404,
+            "/v1/reorder-policies/NOPE/MUG-01",
+            "warehouse_not_found",
+            policy,
+        ),
+    ]
+
+
+def _messages(n: dict[str, str], m: str) -> list[Call]:
+    """#22: a preview of a missing order, an expired tracking link."""
+    preview = {"order_id": m, "event_type": "order.placed", "channel": "email"}
+    expired = f"/v1/tracking/{n['tracking_expired']}"
+    return [
+        Call(
+            "POST", "/v1/messages/preview", 404, "/v1/messages/preview", "order_not_found", preview
+        ),
+        Call("GET", "/v1/tracking/{token}", 410, expired, "tracking_link_expired", role=None),
+    ]
+
+
 def table(world: World) -> list[Call]:
     n = world.named
     m = MISSING_UUID
@@ -366,6 +480,8 @@ def table(world: World) -> list[Call]:
             {"to": "picked"},
         ),  # noqa: E501
         *_shipment_changes(n, m),
+        *_purchasing(n, m),
+        *_messages(n, m),
         Call(
             "PATCH",
             "/v1/warehouses/{code}",
@@ -715,6 +831,7 @@ def _fake_world() -> World:
             "hold_released "
             "shipment_delivered "
             "order_line return_requested return_approved return_line subscription supply"
+            " po_sent po_cancelled tracking_expired"
         ).split()
     }
     named |= {

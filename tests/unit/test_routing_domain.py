@@ -389,7 +389,8 @@ def test_greedy_fallback_places_everything_it_can() -> None:
         assert sum(sh.missing for sh in plan.shortages) == expected
 
 
-def test_many_shipments_fall_back_to_greedy() -> None:
+def test_many_shipments_exact_among_few_warehouses() -> None:
+    """Five shipments from five warehouses: few enough to search every set exactly."""
     skus = "ABCDE"
     lines = [line(f"l{s}", s, 1) for s in skus]
     points = [POTSDAM, LEIPZIG, HAMBURG, MUNICH, PARIS]
@@ -397,6 +398,18 @@ def test_many_shipments_fall_back_to_greedy() -> None:
     plan = plan_route(lines, TO_BERLIN, whs)
     assert plan.fully_filled
     assert len(plan.warehouses) == 5
+    assert plan.explanation.search == "exact"
+    assert plan.explanation.proven_optimal
+
+
+def test_many_shipments_among_many_warehouses_fall_back_to_greedy() -> None:
+    skus = "ABCDEFGHI"
+    lines = [line(f"l{s}", s, 1) for s in skus]
+    points = [POTSDAM, LEIPZIG, HAMBURG, MUNICH, PARIS] * 2
+    whs = [wh(f"w{s}", p, {s: 1}) for s, p in zip(skus, points, strict=False)]
+    plan = plan_route(lines, TO_BERLIN, whs)
+    assert plan.fully_filled
+    assert len(plan.warehouses) == 9
     assert plan.explanation.search == "greedy"
     assert not plan.explanation.proven_optimal
 

@@ -8,10 +8,10 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms.auth.models import ApiKey
+from oms.auth.models import ApiKey, ApiKeyWarehouse
 from oms.db import driver_connection
 from oms.shared.clock import utcnow
 from oms.shared.errors import NotFound, Unprocessable
@@ -26,10 +26,26 @@ class Principal:
     name: str
     role: Role
     channel: str | None
+    warehouse_ids: frozenset[uuid.UUID] | None = None
+    """The warehouses and stores a scoped fulfilment key works in (None: every one)."""
 
     @property
     def actor(self) -> str:
         return f"apikey:{self.name}"
+
+
+def visible_warehouses(principal: Principal | None) -> frozenset[uuid.UUID] | None:
+    """The warehouse ids ``principal`` may see and move (shipments, pick queues, transfers,
+    stock); None when it is not scoped (every warehouse). Anything outside is a 404 for it."""
+    if principal is None:
+        return None
+    return principal.warehouse_ids
+
+
+def may_see_warehouse(principal: Principal | None, warehouse_id: uuid.UUID) -> bool:
+    """Whether ``principal`` may see and move what is in ``warehouse_id``."""
+    scope = visible_warehouses(principal)
+    return scope is None or warehouse_id in scope
 
 
 def _hash(secret: str) -> str:
@@ -64,8 +80,10 @@ async def create_api_key(
     return key, f"oms_{prefix}_{secret}"
 
 
-_AUTHENTICATE = """SELECT id, name, role, channel, secret_hash FROM api_keys
-WHERE prefix = $1 AND revoked_at IS NULL"""
+_AUTHENTICATE = """SELECT k.id, k.name, k.role, k.channel, k.secret_hash,
+  (SELECT array_agg(s.warehouse_id) FROM api_key_warehouses s WHERE s.api_key_id = k.id)
+    AS warehouse_ids
+FROM api_keys k WHERE k.prefix = $1 AND k.revoked_at IS NULL"""
 
 
 async def authenticate(session: AsyncSession, *, token: str) -> Principal | None:
@@ -85,8 +103,13 @@ async def authenticate(session: AsyncSession, *, token: str) -> Principal | None
         return None
     if not hmac.compare_digest(candidate, row["secret_hash"]):
         return None
+    scope = row["warehouse_ids"]
     return Principal(
-        key_id=row["id"], name=row["name"], role=Role(row["role"]), channel=row["channel"]
+        key_id=row["id"],
+        name=row["name"],
+        role=Role(row["role"]),
+        channel=row["channel"],
+        warehouse_ids=frozenset(scope) if scope else None,
     )
 
 
@@ -109,3 +132,33 @@ async def revoke_api_key(
     result = await session.execute(stmt.returning(ApiKey.id))
     if result.first() is None:
         raise NotFound("no active API key with that id or prefix", code="api_key_not_found")
+
+
+async def set_key_warehouses(
+    session: AsyncSession, *, key_id: uuid.UUID, warehouse_ids: list[uuid.UUID]
+) -> ApiKey:
+    """Scope a fulfilment key to these warehouses/stores (an empty list: unscoped again)."""
+    key = await session.scalar(
+        select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).with_for_update()
+    )
+    if key is None:
+        raise NotFound("no active API key with that id", code="api_key_not_found")
+    if key.role != Role.FULFILLMENT.value:
+        raise Unprocessable(
+            "only fulfillment keys are scoped to warehouses", code="key_not_scopable"
+        )
+    await session.execute(delete(ApiKeyWarehouse).where(ApiKeyWarehouse.api_key_id == key_id))
+    if warehouse_ids:
+        await session.execute(
+            insert(ApiKeyWarehouse),
+            [{"api_key_id": key_id, "warehouse_id": wid} for wid in sorted(set(warehouse_ids))],
+        )
+    return key
+
+
+async def key_warehouses(session: AsyncSession, *, key_id: uuid.UUID) -> list[uuid.UUID]:
+    """The warehouses a key is scoped to (empty: unscoped)."""
+    rows = await session.scalars(
+        select(ApiKeyWarehouse.warehouse_id).where(ApiKeyWarehouse.api_key_id == key_id)
+    )
+    return list(rows.all())

@@ -1,7 +1,27 @@
 """A connector's event applied to orders, across contexts: an order created by a marketplace
-(placed through ``orders``, its payment recorded through ``payments``), cancelled, paid or
-refunded. The inbox (``webhooks.inbound``) verifies, stores and deduplicates deliveries and
-calls :func:`apply_event` for each; it is given this function by the router and the worker.
+(placed through ``orders``, its payment recorded through ``payments``), updated or edited in
+the sales channel (applied as an order edit), cancelled, paid or refunded. The inbox
+(``webhooks.inbound``) verifies, stores and deduplicates deliveries and calls
+:func:`apply_event` for each; it is given this function by the router and the worker.
+
+Changes from the sales channel, applied as edits (``orders.edit_order``: only unpicked units
+change; otherwise the edit's 409 fails the delivery with its reason and nothing is applied):
+
+* ``order.updated`` (Shopify ``orders/updated``, WooCommerce ``order.updated``): the lines and
+  address as they are now. Lines are matched by the channel's line id when every line of the
+  order has one (kept at intake), else by SKU (orders placed before oms kept the ids); more
+  units go to the last line of a match, fewer are taken from the last; a line the channel no
+  longer has keeps 0 units; a new one is added with its id. A WooCommerce update of a paid
+  order carries its payment too: recorded (once, by reference) after the edit, since it pays
+  the new total.
+* ``order.edited`` (Shopify ``orders/edited``): units added to or removed from lines named by
+  the channel's line id. An id no line of the order carries fails the delivery (422
+  ``unknown_line_items``), nothing applied.
+* The channel's time of each applied change is kept on the order (``channel_updated_at``): an
+  update older than it, or an edit committed before it (already in an update applied), is
+  acknowledged and not applied again. A shipped, delivered, returned or cancelled order takes
+  no change (acknowledged, not applied): what a channel removes from a shipped line is a
+  return or a refund there.
 
 Locks, in the lock order of ``oms.orders.locking``: the (channel, external reference) advisory
 lock first, then the order's own lock (taken by the order and payment services)."""
@@ -9,6 +29,9 @@ lock first, then the order's own lock (taken by the order and payment services).
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,11 +39,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from oms.auth.service import Principal
 from oms.orders import service as orders_service
 from oms.orders.domain import OrderStatus, PaymentMethod
-from oms.orders.schemas import OrderCreate, OrderLineCreate, TransitionRequest
+from oms.orders.schemas import OrderCreate, TransitionRequest
 from oms.payments import service as payments_service
-from oms.shared.errors import Conflict, NotFound
+from oms.shared.errors import Conflict, NotFound, Unprocessable
 from oms.webhooks.inbound import service as inbound_service
-from oms.webhooks.inbound.adapters.base import EventType, InboundEvent
+from oms.webhooks.inbound.adapters.base import EventType, InboundEvent, LineChange
 from oms.webhooks.inbound.models import Connector
 from oms.webhooks.inbound.service import Applied
 
@@ -64,6 +87,12 @@ async def apply_event(
             )
             order_id, detail = order.id, "order created"
             created = True
+            await orders_service.set_external_line_ids(
+                session,
+                order_id=order.id,
+                line_ids=event.line_ids,
+                channel_updated_at=event.channel_updated_at,
+            )
         except Conflict as exc:
             if exc.code != "duplicate_external_reference":
                 raise
@@ -104,8 +133,28 @@ async def apply_event(
         )
     if event.type is EventType.ORDER_UPDATED:
         assert order_data is not None
+        # the lines first: the payment a paid order's update carries is of its new total
         detail = await _update(
-            session, order_id=row.id, data=order_data, principal=principal, request_id=request_id
+            session,
+            order_id=row.id,
+            data=order_data,
+            event=event,
+            principal=principal,
+            request_id=request_id,
+        )
+        if event.payment is not None:
+            detail += "; " + await _capture(
+                session,
+                order=row,
+                event=event,
+                inbox_id=inbox_id,
+                principal=principal,
+                request_id=request_id,
+            )
+        return Applied("processed", row.id, detail)
+    if event.type is EventType.ORDER_EDITED:
+        detail = await _edited(
+            session, order_id=row.id, event=event, principal=principal, request_id=request_id
         )
         return Applied("processed", row.id, detail)
     if event.type is EventType.ORDER_CANCELLED:
@@ -135,55 +184,97 @@ async def apply_event(
     return Applied("processed", row.id, detail)
 
 
+_NOT_APPLIED = (
+    OrderStatus.SHIPPED.value,
+    OrderStatus.DELIVERED.value,
+    OrderStatus.RETURNED.value,
+    OrderStatus.CANCELLED.value,
+)
+"""Orders a channel's line or address change no longer applies to: their lines are history
+(what the channel removes from a shipped line is a return or a refund there)."""
+
+
+def _stale(seen: datetime | None, at: datetime | None, *, or_equal: bool) -> bool:
+    """The channel's change of ``at`` is older than (``or_equal``: or as old as) the state
+    already applied to the order (``seen``)."""
+    if at is None or seen is None:
+        return False
+    return at <= seen if or_equal else at < seen
+
+
+def _spread(lines: Sequence[Any], want: int, quantities: dict[uuid.UUID, int]) -> None:
+    """``want`` units over the order lines of one match: more go to its last line, fewer are
+    taken from the last ones first."""
+    diff = want - sum(ln.quantity for ln in lines)
+    if diff > 0:
+        quantities[lines[-1].id] = lines[-1].quantity + diff
+    for ln in reversed(lines):
+        if diff >= 0:
+            break
+        take = min(-diff, ln.quantity)
+        if take:
+            quantities[ln.id] = ln.quantity - take
+            diff += take
+
+
 async def _update(
     session: AsyncSession,
     *,
     order_id: uuid.UUID,
     data: OrderCreate,
+    event: InboundEvent,
     principal: Principal,
     request_id: str | None,
 ) -> str:
-    """The platform's lines (by SKU) and shipping address as they are now, applied to the order
-    as an edit (``orders.edit_order``) where they differ. Edits that touch picked units are
-    refused (409 ``units_not_editable``): the inbox row is kept as failed with that reason."""
-    order = await orders_service.get_order(session, order_id=order_id, principal=principal)
-    if order.status in (OrderStatus.CANCELLED.value, OrderStatus.RETURNED.value):
+    """The platform's lines and shipping address as they are now, applied to the order as an
+    edit (``orders.edit_order``) where they differ. Edits that touch picked units are refused
+    (409 ``units_not_editable``): the inbox row is kept as failed with that reason."""
+    # read under the order's lock: a concurrent edit, pick or cancel may be committing
+    order = await orders_service.lock_order(session, order_id=order_id)
+    if order.status in _NOT_APPLIED:
         return f"order is '{order.status}'; the update is not applied"
-    wanted: dict[str, int] = {}
-    new_lines: dict[str, OrderLineCreate] = {}
-    for ln in data.lines:
-        wanted[ln.sku] = wanted.get(ln.sku, 0) + ln.quantity
-        new_lines.setdefault(ln.sku, ln)
-    quantities: dict[uuid.UUID, int] = {}
-    by_sku: dict[str, list[Any]] = {}  # the order's lines (orders.models rows)
-    for line in order.lines:
-        by_sku.setdefault(line.sku, []).append(line)
-    seen = set(by_sku)
-    for sku, lines in by_sku.items():  # per SKU: more to its last line, fewer from the last
-        diff = wanted.get(sku, 0) - sum(ln.quantity for ln in lines)
-        if diff > 0:
-            quantities[lines[-1].id] = lines[-1].quantity + diff
-        for ln in reversed(lines):
-            if diff >= 0:
-                break
-            take = min(-diff, ln.quantity)
-            if take:
-                quantities[ln.id] = ln.quantity - take
-                diff += take
-    add = tuple(
-        new_lines[sku].model_copy(update={"quantity": qty})
-        for sku, qty in wanted.items()
-        if sku not in seen
+    if _stale(order.channel_updated_at, event.channel_updated_at, or_equal=False):
+        return (
+            f"the update (of {event.channel_updated_at}) is older than the one applied "
+            f"(of {order.channel_updated_at}); not applied"
+        )
+    ids = list(event.line_ids) if len(event.line_ids) == len(data.lines) else []
+    lines = sorted(order.lines, key=lambda ln: ln.line_no)
+    by_id = bool(ids) and None not in ids and all(ln.external_line_id for ln in lines)
+    key: Callable[[Any], str] = (
+        (lambda ln: str(ln.external_line_id)) if by_id else (lambda ln: str(ln.sku))
     )
+    wanted: dict[str, int] = defaultdict(int)
+    platform: dict[str, list[int]] = defaultdict(list)  # match -> indexes of data.lines
+    for i, new in enumerate(data.lines):
+        k = ids[i] if by_id else new.sku
+        assert k is not None
+        wanted[k] += new.quantity
+        platform[k].append(i)
+    matched: dict[str, list[Any]] = defaultdict(list)
+    for ln in lines:
+        matched[key(ln)].append(ln)
+    quantities: dict[uuid.UUID, int] = {}
+    for k, group in matched.items():
+        _spread(group, wanted.get(k, 0), quantities)
+    added = [i for k, idx in platform.items() if k not in matched for i in idx]
+    add = tuple(data.lines[i] for i in added)
     address = data.shipping_address
     same_address = address.model_dump(mode="json") == orders_service.address_of(order)
     if not quantities and not add and same_address:
+        if event.channel_updated_at is not None:
+            await orders_service.record_channel_update(
+                session, order_id=order_id, at=event.channel_updated_at
+            )
         return "no change to the lines or the shipping address"
     result = await orders_service.edit_order(
         session,
         order_id=order_id,
         spec=orders_service.EditSpec(
-            quantities=quantities, add=add, address=None if same_address else address
+            quantities=quantities,
+            add=add,
+            address=None if same_address else address,
+            add_external_ids=tuple(ids[i] if ids else None for i in added),
         ),
         principal=principal,
         expected_version=None,
@@ -191,10 +282,94 @@ async def _update(
         request_id=request_id,
         dry_run=False,
     )
+    if event.channel_updated_at is not None:
+        await orders_service.record_channel_update(
+            session, order_id=order_id, at=event.channel_updated_at
+        )
     changed = sum(1 for ln in result.lines if ln["change"] != "unchanged")
     return f"order edited ({changed} line(s) changed" + (
         ")" if same_address else ", shipping address changed)"
     )
+
+
+def _deltas(changes: Sequence[LineChange]) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for c in changes:
+        out[c.line_id] += c.delta
+    return dict(out)
+
+
+async def _edited(
+    session: AsyncSession,
+    *,
+    order_id: uuid.UUID,
+    event: InboundEvent,
+    principal: Principal,
+    request_id: str | None,
+) -> str:
+    """The platform's edit (units added to or removed from its line items, by line item id)
+    applied to the lines carrying those ids, as one order edit. An id no line carries: 422
+    ``unknown_line_items``, nothing applied."""
+    order = await orders_service.lock_order(session, order_id=order_id)
+    edit = f"edit {event.edit_id}" if event.edit_id else "the edit"
+    if order.status in _NOT_APPLIED:
+        return f"order is '{order.status}'; {edit} is not applied"
+    if _stale(order.channel_updated_at, event.channel_updated_at, or_equal=True):
+        return (
+            f"{edit} (of {event.channel_updated_at}) is already in the update applied "
+            f"(of {order.channel_updated_at}); not applied again"
+        )
+    matched: dict[str, list[Any]] = defaultdict(list)
+    for ln in sorted(order.lines, key=lambda ln: ln.line_no):
+        if ln.external_line_id:
+            matched[ln.external_line_id].append(ln)
+    deltas = _deltas(event.line_changes)
+    unknown = sorted(lid for lid in deltas if lid not in matched)
+    if unknown:
+        raise Unprocessable(
+            f"{edit} names line items this order has no line for: "
+            + ", ".join(unknown)
+            + " (a line item added in the channel arrives with its SKU and price in the "
+            "order's update, not in the edit)",
+            code="unknown_line_items",
+            title="Unknown line items",
+            unknown_line_items=unknown,
+        )
+    quantities: dict[uuid.UUID, int] = {}
+    too_few = []
+    for lid, delta in deltas.items():
+        have = sum(ln.quantity for ln in matched[lid])
+        if have + delta < 0:
+            too_few.append({"line_item_id": lid, "quantity": have, "delta": delta})
+            continue
+        _spread(matched[lid], have + delta, quantities)
+    if too_few:
+        raise Unprocessable(
+            f"{edit} removes more units than these lines have: "
+            + ", ".join(f"{t['line_item_id']} ({t['quantity']}, {t['delta']})" for t in too_few),
+            code="invalid_line_change",
+            lines=too_few,
+        )
+    if not quantities:
+        detail = f"{edit} changes no units"
+    else:
+        result = await orders_service.edit_order(
+            session,
+            order_id=order_id,
+            spec=orders_service.EditSpec(quantities=quantities),
+            principal=principal,
+            expected_version=None,
+            reason=f"{edit} in the sales channel",
+            request_id=request_id,
+            dry_run=False,
+        )
+        changed = sum(1 for ln in result.lines if ln["change"] != "unchanged")
+        detail = f"order edited ({changed} line(s) changed by {edit})"
+    if event.channel_updated_at is not None:
+        await orders_service.record_channel_update(
+            session, order_id=order_id, at=event.channel_updated_at
+        )
+    return detail
 
 
 def _provider_reference(event: InboundEvent, inbox_id: int) -> str:

@@ -101,12 +101,17 @@ async def adjust_stock(
     reason: str | None = None,
     reference: str | None = None,
     actor: str,
+    scope: frozenset[uuid.UUID] | None = None,
 ) -> LevelView:
     """Receive units, set a counted quantity (optionally guarded), or correct by a delta.
 
     Every change writes one ledger row; the row lock is held only for this statement pair.
+    ``scope``: the warehouses a scoped key works at (``auth.service.visible_warehouses``);
+    any other is 404.
     """
     wh = await get_warehouse(session, code=warehouse_code)
+    if scope is not None and wh.id not in scope:
+        raise NotFound(f"warehouse '{warehouse_code}' does not exist", code="warehouse_not_found")
     if kind == "receive" and quantity <= 0:
         raise Unprocessable("receive needs a positive quantity", code="invalid_quantity")
     if kind == "count" and quantity < 0:
@@ -397,12 +402,20 @@ async def bulk_load(
 
 
 async def list_levels(
-    session: AsyncSession, *, warehouse_code: str | None, sku: str | None, limit: int, offset: int
+    session: AsyncSession,
+    *,
+    warehouse_code: str | None,
+    sku: str | None,
+    limit: int,
+    offset: int,
+    scope: frozenset[uuid.UUID] | None = None,
 ) -> list[LevelView]:
-    """Stock levels, optionally for one warehouse and/or SKU."""
+    """Stock levels, optionally for one warehouse and/or SKU (and within ``scope``)."""
     stmt = select(Warehouse.code, StockLevel).join(
         Warehouse, Warehouse.id == StockLevel.warehouse_id
     )
+    if scope is not None:
+        stmt = stmt.where(StockLevel.warehouse_id.in_(list(scope)))
     if warehouse_code:
         stmt = stmt.where(Warehouse.code == warehouse_code)
     if sku:
@@ -419,11 +432,14 @@ async def list_movements(
     reference_id: str | None,
     limit: int,
     before_id: int | None,
+    scope: frozenset[uuid.UUID] | None = None,
 ) -> list[tuple[str, InventoryMovement]]:
-    """Ledger rows newest first."""
+    """Ledger rows newest first (within ``scope``, when given)."""
     stmt = select(Warehouse.code, InventoryMovement).join(
         Warehouse, Warehouse.id == InventoryMovement.warehouse_id
     )
+    if scope is not None:
+        stmt = stmt.where(InventoryMovement.warehouse_id.in_(list(scope)))
     if warehouse_code:
         stmt = stmt.where(Warehouse.code == warehouse_code)
     if sku:

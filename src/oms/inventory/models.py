@@ -80,6 +80,14 @@ class InventoryMovement(Base):
     __table_args__ = (
         Index("ix_inventory_movements_wh_sku", "warehouse_id", "sku", "id"),
         Index("ix_inventory_movements_reference", "reference_type", "reference_id"),
+        # the ledger's hash chain (migration 0018, oms.inventory.ledger_export)
+        Index("ux_inventory_movements_seq", "seq", unique=True),
+        Index(
+            "ix_inventory_movements_unsealed",
+            "txid",
+            "id",
+            postgresql_where=text("seq IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -93,6 +101,13 @@ class InventoryMovement(Base):
     reference_id: Mapped[str | None] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # the hash chain (migration 0018): the writing transaction's id, then, once sealed after
+    # commit, a gap-free sequence and sha256(previous hash + canonical row)
+    txid: Mapped[int | None] = mapped_column(
+        BigInteger, server_default=text("(pg_current_xact_id()::text)::bigint")
+    )
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    chain_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class IncomingSupply(Base):
@@ -129,6 +144,8 @@ class Allocation(Base):
         ),
         Index("ix_allocations_order_id", "order_id"),
         Index("ix_allocations_shipment_id", "shipment_id"),
+        # reserved as of any moment, per SKU (migration 0018, oms.inventory.asof)
+        Index("ix_allocations_sku_created", "sku", "created_at"),
         Index(  # reports: units shipped of a few SKUs in a placement window (migration 0009)
             "ix_allocations_consumed_reporting",
             "sku",

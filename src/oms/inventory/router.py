@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as FastPath
+from pydantic import AwareDatetime
 
-from oms.auth.service import Principal
+from oms.auth.service import Principal, visible_warehouses
 from oms.deps import Session, require
 from oms.flows import backorders
 from oms.inventory import service
@@ -112,6 +113,7 @@ async def adjust(body: AdjustmentCreate, session: Session, principal: Stocker) -
         reason=body.reason,
         reference=body.reference,
         actor=principal.actor,
+        scope=visible_warehouses(principal),
     )
     if view.available > 0:  # orders waiting for this SKU are filled now (FIFO, express first)
         filled = await backorders.fill_after_stock_change(
@@ -161,19 +163,38 @@ async def bulk(body: BulkLoad, session: Session, principal: Admin) -> BulkResult
 @router.get(
     "/inventory/levels",
     response_model=list[LevelRead],
-    summary="Stock levels per warehouse and SKU",
+    summary="Stock levels per warehouse and SKU (now, or as of a past moment)",
+    description="With `as_of` (ISO 8601 with a time zone), on hand and reserved are rebuilt "
+    "as they were at that instant from the ledger (movements stamped at or before it) and "
+    "the allocations (created by then, not yet released or shipped): e.g. what was available "
+    "when an order got its 409. Safety stock and thresholds are not historised: the current "
+    "settings are shown, and `available` uses the current safety stock.",
     responses=problems(*AUTH_PROBLEMS),
 )
 async def levels(
     session: Session,
-    _: Reader,
+    principal: Reader,
     warehouse: Annotated[str | None, Query(max_length=32)] = None,
     sku: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    as_of: Annotated[
+        AwareDatetime | None,
+        Query(description="A past instant, e.g. 2026-12-05T11:22:33.5Z"),
+    ] = None,
 ) -> list[LevelRead]:
+    if as_of is not None:
+        views = await service.levels_as_of(
+            session, at=as_of, warehouse_code=warehouse, sku=sku, limit=limit, offset=offset
+        )
+        return [level_read(v) for v in views]
     views = await service.list_levels(
-        session, warehouse_code=warehouse, sku=sku, limit=limit, offset=offset
+        session,
+        warehouse_code=warehouse,
+        sku=sku,
+        limit=limit,
+        offset=offset,
+        scope=visible_warehouses(principal),
     )
     return [level_read(v) for v in views]
 
@@ -230,7 +251,7 @@ async def availability(
 )
 async def movements(
     session: Session,
-    _: Stocker,
+    principal: Stocker,
     warehouse: Annotated[str | None, Query(max_length=32)] = None,
     sku: Annotated[str | None, Query(max_length=64)] = None,
     reference_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -244,6 +265,7 @@ async def movements(
         reference_id=reference_id,
         limit=limit,
         before_id=before_id,
+        scope=visible_warehouses(principal),
     )
     return [
         MovementRead(

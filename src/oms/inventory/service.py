@@ -15,6 +15,7 @@ the last statements of a reservation.
 
 from __future__ import annotations
 
+from oms.inventory.asof import levels_as_of
 from oms.inventory.availability import (
     AVAILABLE,
     SkuAvailability,
@@ -35,6 +36,14 @@ from oms.inventory.levels import (
     list_movements,
     restock,
     update_level_settings,
+)
+from oms.inventory.moves import (  # transfers and till sales (#19)
+    Taken,
+    Units,
+    expect_incoming,
+    put_in,
+    settle_incoming,
+    take_out,
 )
 from oms.inventory.rejections import (
     ShipmentUnits,
@@ -60,6 +69,11 @@ from oms.inventory.reservations import (
     reserve_then_commit,
     routing_snapshot,
 )
+from oms.inventory.supply import (  # purchase orders and reordering (issue 18)
+    ReorderInputs,
+    cancel_incoming,
+    reorder_inputs,
+)
 from oms.inventory.warehouses import (
     create_warehouse,
     get_warehouse,
@@ -73,6 +87,7 @@ __all__ = [
     "AVAILABLE",
     "MAX_ON_HAND",
     "RESERVE_SQL",
+    "ReorderInputs",
     "ROUTING_SNAPSHOT_SQL",
     "STOCK_MOVED",
     "AdjustmentKind",
@@ -88,6 +103,7 @@ __all__ = [
     "allocations_for_orders",
     "availability",
     "block",
+    "cancel_incoming",
     "bulk_load",
     "close_incoming",
     "consume",
@@ -95,12 +111,14 @@ __all__ = [
     "lock_stock_of_skus",
     "create_warehouse",
     "get_warehouse",
+    "levels_as_of",
     "list_levels",
     "list_movements",
     "list_warehouses",
     "move_units",
     "release",
     "release_units",
+    "reorder_inputs",
     "replenishment",
     "reserve",
     "reserve_then_commit",
@@ -113,4 +131,10 @@ __all__ = [
     "warehouse_codes",
     "warehouse_ids_by_code",
     "write_off",
+    "Taken",
+    "Units",
+    "expect_incoming",
+    "put_in",
+    "settle_incoming",
+    "take_out",
 ]

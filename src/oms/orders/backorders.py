@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from oms.inventory import service as inventory_service
+from oms.orders import promising
 from oms.orders.domain import OrderStatus, Priority, ShipmentStatus
 from oms.orders.events import order_summary
 from oms.orders.locking import lock_order
@@ -227,6 +228,8 @@ async def _write_fill(
         ],
     }
     if new_rows:
+        # the new parcels' delivery promise, from now (ship_by, deliver_by; issue 18)
+        await promising.promise_rows(session, plan, new_rows, order=order, at=now)
         await session.execute(insert(Shipment), new_rows)
     await session.execute(
         update(OrderLine),

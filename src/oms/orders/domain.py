@@ -21,6 +21,7 @@ class OrderStatus(StrEnum):
     DELIVERED = "delivered"
     RETURNED = "returned"
     CANCELLED = "cancelled"
+    READY_FOR_PICKUP = "ready_for_pickup"  # click and collect: waiting at the store (#19)
 
 
 class PaymentMethod(StrEnum):
@@ -43,6 +44,9 @@ class Condition(StrEnum):
 
     CASH_ON_DELIVERY = "cash_on_delivery"  # only for cash-on-delivery orders
     CARRIER_AND_TRACKING = "carrier_and_tracking"  # a carrier and tracking number are given
+    PICKUP = "pickup"  # only for click-and-collect orders (collected at the store, #19)
+    SHIPPING = "shipping"  # only for orders that ship (not click and collect)
+    COUNTER_SALE = "counter_sale"  # only for a sale at a store's till (handed over at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +68,18 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(S.PLACED, S.CANCELLED, _CANCEL),
     Transition(S.PAID, S.PICKED, _FULFIL),
     Transition(S.PAID, S.CANCELLED, _CANCEL),
-    Transition(S.PICKED, S.PACKED, _FULFIL),
+    Transition(S.PICKED, S.PACKED, _FULFIL, frozenset({Condition.SHIPPING})),
     Transition(S.PICKED, S.CANCELLED, _CANCEL),
     Transition(S.PACKED, S.SHIPPED, _FULFIL, frozenset({Condition.CARRIER_AND_TRACKING})),
     Transition(S.PACKED, S.CANCELLED, _CANCEL),
     Transition(S.SHIPPED, S.DELIVERED, _FULFIL),
     Transition(S.DELIVERED, S.RETURNED, _ADMIN),
+    # click and collect (#19): ready at the store, then collected (delivered) or not
+    Transition(S.PICKED, S.READY_FOR_PICKUP, _FULFIL, frozenset({Condition.PICKUP})),
+    Transition(S.READY_FOR_PICKUP, S.DELIVERED, _FULFIL, frozenset({Condition.PICKUP})),
+    Transition(S.READY_FOR_PICKUP, S.CANCELLED, _CANCEL, frozenset({Condition.PICKUP})),
+    # a till sale (#19): paid and handed over at the counter in one go
+    Transition(S.PAID, S.DELIVERED, _FULFIL, frozenset({Condition.COUNTER_SALE})),
 )
 
 _BY_PAIR: dict[tuple[OrderStatus, OrderStatus], Transition] = {
@@ -108,13 +118,37 @@ class RoleNotAllowed(Exception):
         )
 
 
-def allowed_next(current: OrderStatus, *, cash_on_delivery: bool) -> list[OrderStatus]:
-    """Statuses that may follow ``current`` (ignoring roles and shipping details)."""
+def _applies(
+    edge: Transition, *, cash_on_delivery: bool, pickup: bool, counter_sale: bool
+) -> bool:
+    """Whether the edge is one this kind of order has (cash on delivery, click and collect,
+    a till sale)."""
+    c = edge.conditions
+    return (
+        (Condition.CASH_ON_DELIVERY not in c or cash_on_delivery)
+        and (Condition.PICKUP not in c or pickup)
+        and (Condition.SHIPPING not in c or not pickup)
+        and (Condition.COUNTER_SALE not in c or counter_sale)
+    )
+
+
+def allowed_next(
+    current: OrderStatus,
+    *,
+    cash_on_delivery: bool,
+    pickup: bool = False,
+    counter_sale: bool = False,
+) -> list[OrderStatus]:
+    """Statuses that may follow ``current`` (ignoring roles and shipping details); ``pickup``:
+    a click-and-collect order (``fulfillment`` ``pickup``); ``counter_sale``: a till sale
+    (``fulfillment`` ``counter``)."""
     return [
         t.target
         for t in TRANSITIONS
         if t.source == current
-        and (Condition.CASH_ON_DELIVERY not in t.conditions or cash_on_delivery)
+        and _applies(
+            t, cash_on_delivery=cash_on_delivery, pickup=pickup, counter_sale=counter_sale
+        )
     ]
 
 
@@ -126,11 +160,14 @@ def transition(
     role: Role,
     carrier: str | None = None,
     tracking_number: str | None = None,
+    pickup: bool = False,
+    counter_sale: bool = False,
 ) -> Transition:
     """Check one move; return the matching transition or raise why it is not allowed."""
+    kind = {"pickup": pickup, "counter_sale": counter_sale}
     edge = _BY_PAIR.get((current, target))
-    if edge is None or (Condition.CASH_ON_DELIVERY in edge.conditions and not cash_on_delivery):
-        allowed = allowed_next(current, cash_on_delivery=cash_on_delivery)
+    if edge is None or not _applies(edge, cash_on_delivery=cash_on_delivery, **kind):
+        allowed = allowed_next(current, cash_on_delivery=cash_on_delivery, **kind)
         raise IllegalTransition(current, target, allowed)
     if role not in edge.roles:
         raise RoleNotAllowed(role, target, edge.roles)
@@ -199,6 +236,8 @@ class ShipmentStatus(StrEnum):
     SHIPPED = "shipped"
     DELIVERED = "delivered"
     CANCELLED = "cancelled"
+    READY_FOR_PICKUP = "ready_for_pickup"  # click and collect (#19): waiting at the store
+    COLLECTED = "collected"  # ... and collected by the customer (its units left the store)
 
 
 SHIPMENT_FLOW: tuple[ShipmentStatus, ...] = (
@@ -208,17 +247,33 @@ SHIPMENT_FLOW: tuple[ShipmentStatus, ...] = (
     ShipmentStatus.SHIPPED,
     ShipmentStatus.DELIVERED,
 )
+PICKUP_FLOW: tuple[ShipmentStatus, ...] = (
+    ShipmentStatus.PENDING,
+    ShipmentStatus.PICKED,
+    ShipmentStatus.READY_FOR_PICKUP,
+    ShipmentStatus.COLLECTED,
+)
+"""A click-and-collect shipment's steps (no packing, no carrier): ready at the store, collected."""
+_PICKUP_RANK = {ShipmentStatus.READY_FOR_PICKUP: 2, ShipmentStatus.COLLECTED: 4}
+"""Pickup steps ranked beside the shipping ones: ready ~ packed (waiting to leave), collected ~
+delivered (in the customer's hands)."""
 FULFILMENT_STATUSES: dict[OrderStatus, ShipmentStatus] = {
     OrderStatus.PICKED: ShipmentStatus.PICKED,
     OrderStatus.PACKED: ShipmentStatus.PACKED,
     OrderStatus.SHIPPED: ShipmentStatus.SHIPPED,
     OrderStatus.DELIVERED: ShipmentStatus.DELIVERED,
 }
-_ORDER_FOR_SHIPMENT = {v: k for k, v in FULFILMENT_STATUSES.items()}
+_ORDER_FOR_SHIPMENT = {v: k for k, v in FULFILMENT_STATUSES.items()} | {
+    ShipmentStatus.READY_FOR_PICKUP: OrderStatus.READY_FOR_PICKUP,
+    ShipmentStatus.COLLECTED: OrderStatus.DELIVERED,
+}
 
 
 def shipment_rank(status: ShipmentStatus) -> int:
-    return SHIPMENT_FLOW.index(status) if status in SHIPMENT_FLOW else -1
+    """0 pending .. 4 delivered (or collected); -1 cancelled."""
+    if status in SHIPMENT_FLOW:
+        return SHIPMENT_FLOW.index(status)
+    return _PICKUP_RANK.get(status, -1)
 
 
 def order_fulfilment_rank(status: OrderStatus) -> int:
@@ -227,19 +282,19 @@ def order_fulfilment_rank(status: OrderStatus) -> int:
         return 0
     if status in FULFILMENT_STATUSES:
         return shipment_rank(FULFILMENT_STATUSES[status])
+    if status is OrderStatus.READY_FOR_PICKUP:
+        return shipment_rank(ShipmentStatus.READY_FOR_PICKUP)
     return -1
 
 
-def next_shipment_status(current: ShipmentStatus, target: ShipmentStatus) -> None:
-    """Shipments only move one step forward along pending→picked→packed→shipped→delivered."""
-    if (
-        current not in SHIPMENT_FLOW
-        or target not in SHIPMENT_FLOW
-        or shipment_rank(target) != shipment_rank(current) + 1
-    ):
-        nxt = (
-            [] if current not in SHIPMENT_FLOW[:-1] else [SHIPMENT_FLOW[shipment_rank(current) + 1]]
-        )
+def next_shipment_status(
+    current: ShipmentStatus, target: ShipmentStatus, *, pickup: bool = False
+) -> None:
+    """Shipments only move one step forward along pending→picked→packed→shipped→delivered
+    (click and collect, ``pickup``: pending→picked→ready_for_pickup→collected)."""
+    flow = PICKUP_FLOW if pickup else SHIPMENT_FLOW
+    if current not in flow or target not in flow or flow.index(target) != flow.index(current) + 1:
+        nxt = [] if current not in flow[:-1] else [flow[flow.index(current) + 1]]
         raise IllegalShipmentTransition(current, target, nxt)
 
 

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms.auth.service import Principal
@@ -39,6 +41,7 @@ from oms.orders.models import (
     Shipment,
 )
 from oms.orders.plans import (
+    changed_routing,
     insert_shipments,
     insufficient_stock,
     plan_rows,
@@ -67,6 +70,8 @@ class EditSpec:
     quantities: dict[uuid.UUID, int] = field(default_factory=dict)
     add: tuple[OrderLineCreate, ...] = ()
     address: Address | None = None
+    add_external_ids: tuple[str | None, ...] = ()
+    """The sales channel's line id of each of ``add`` (a connector's edit), if any."""
 
 
 @dataclass(slots=True)
@@ -377,12 +382,14 @@ async def _write(
         )
     next_no = max((ln.line_no for ln in lines.values()), default=0) + 1
     added: list[tuple[uuid.UUID, int, OrderLineCreate]] = []
+    external_ids: dict[uuid.UUID, str | None] = {}
     for i, new in enumerate(spec.add):
         lid = uuid.uuid4()
         la = domain.line_amounts(new.quantity, new.unit_price, new.tax_rate_bps)
         amounts.append(la)
         new_qty[lid], skus[lid] = new.quantity, new.sku
         added.append((lid, next_no + i, new))
+        external_ids[lid] = spec.add_external_ids[i] if i < len(spec.add_external_ids) else None
         line_rows.append(
             {
                 "line_id": str(lid),
@@ -425,6 +432,7 @@ async def _write(
                     "placed_at": order.created_at,
                     "channel": order.channel,
                     "currency": order.currency,
+                    "external_line_id": external_ids[lid],
                 }
                 for lid, no, new in added
             ],
@@ -454,6 +462,7 @@ async def _write(
     planned: list[dict[str, Any]] = []
     reservations: list[inventory_service.Reservation] = []
     routing = order.routing
+    explanation: dict[str, Any] | None = None  # of the plan of the units planned again
     if route_lines:
         plan = await routing_service.plan(
             session,
@@ -490,6 +499,7 @@ async def _write(
         )
         backordered.update(rows.backordered)
         reservations = rows.reservations
+        explanation = rows.routing["explanation"]
         await insert_shipments(session, rows.shipments)
         planned = [
             {
@@ -507,12 +517,25 @@ async def _write(
             }
             for sh in rows.shipments
         ]
-        routing = dict(rows.routing)
-        routing["warehouses"] = [sh.warehouse_code for sh in kept] + [
-            sh.warehouse_code for sh in rows.shipments
-        ]
-    elif routing is not None:
-        routing = {**routing, "warehouses": [sh.warehouse_code for sh in kept]}
+    # the stored routing decision: the order's plan now, placement's kept (plans.changed_routing)
+    waiting = [
+        {"line_id": str(lid), "sku": skus[lid], "quantity": q}
+        for lid, q in backordered.items()
+        if q > 0
+    ]
+    if route_lines or routing is not None:
+        routing = changed_routing(
+            order.routing,
+            kind="order_edited",
+            at=now,
+            warehouses=list(
+                dict.fromkeys(
+                    [sh.warehouse_code for sh in kept] + [s["warehouse"] for s in planned]
+                )
+            ),
+            backorders=waiting,
+            explanation=explanation,
+        )
     await session.execute(
         update(OrderLine),
         [{"id": lid, "backordered": units} for lid, units in backordered.items()],
@@ -674,5 +697,49 @@ async def store_response(
         update(IdempotencyKey)
         .where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
         .values(response_status=status, response_body=body)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# ---- what a connector's edits need -----------------------------------------------------------
+
+
+async def set_external_line_ids(
+    session: AsyncSession,
+    *,
+    order_id: uuid.UUID,
+    line_ids: Sequence[str | None],
+    channel_updated_at: datetime | None,
+) -> None:
+    """Remember the sales channel's id of each line of an order just placed from a connector
+    (``line_ids[i]``: of line number i + 1) and the channel's time of the order."""
+    rows = [
+        {"oid": order_id, "no": no, "ext": ext}
+        for no, ext in enumerate(line_ids, start=1)
+        if ext is not None
+    ]
+    if rows:
+        lines = cast(Table, OrderLine.__table__)  # Core: one statement run for every line
+        await session.execute(
+            update(lines)
+            .where(lines.c.order_id == bindparam("oid"), lines.c.line_no == bindparam("no"))
+            .values(external_line_id=bindparam("ext")),
+            rows,
+        )
+    if channel_updated_at is not None:
+        await record_channel_update(session, order_id=order_id, at=channel_updated_at)
+
+
+async def record_channel_update(
+    session: AsyncSession, *, order_id: uuid.UUID, at: datetime
+) -> None:
+    """The channel's state of the order as of ``at`` is applied (never moves back)."""
+    await session.execute(
+        update(Order)
+        .where(
+            Order.id == order_id,
+            or_(Order.channel_updated_at.is_(None), Order.channel_updated_at < at),
+        )
+        .values(channel_updated_at=at)
         .execution_options(synchronize_session=False)
     )

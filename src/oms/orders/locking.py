@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from oms.auth.service import Principal
+from oms.auth.service import Principal, may_see_warehouse, visible_warehouses
 from oms.orders.models import Order, Shipment
 from oms.shared.errors import Conflict, NotFound
 
@@ -68,13 +68,42 @@ async def lock_order(
     return order
 
 
+async def refuse_outside_scope(
+    session: AsyncSession, *, order_id: uuid.UUID, principal: Principal | None, every: bool
+) -> None:
+    """404 for a key scoped to warehouses (store staff, ``auth.service.visible_warehouses``)
+    unless the order's live shipments are at its locations: ``every`` one of them (to move
+    the whole order), or at least one (to read it). Unscoped keys: no query."""
+    scope = visible_warehouses(principal)
+    if scope is None:
+        return
+    where = set(
+        (
+            await session.scalars(
+                select(Shipment.warehouse_id).where(
+                    Shipment.order_id == order_id, Shipment.status != "cancelled"
+                )
+            )
+        ).all()
+    )
+    inside = where <= scope if every else bool(where & scope)
+    if not where or not inside:
+        raise not_found(order_id)
+
+
 async def lock_order_of_shipment(
     session: AsyncSession, *, shipment_id: uuid.UUID, principal: Principal | None = None
 ) -> tuple[Order, Shipment]:
-    """Lock the order a shipment belongs to, then read the shipment as committed now."""
-    order_id = await session.scalar(select(Shipment.order_id).where(Shipment.id == shipment_id))
-    if order_id is None:
+    """Lock the order a shipment belongs to, then read the shipment as committed now. 404 for a
+    key scoped to other warehouses (``auth.service.may_see_warehouse``)."""
+    found = (
+        await session.execute(
+            select(Shipment.order_id, Shipment.warehouse_id).where(Shipment.id == shipment_id)
+        )
+    ).first()
+    if found is None or not may_see_warehouse(principal, found.warehouse_id):
         raise NotFound(f"shipment {shipment_id} does not exist", code="shipment_not_found")
+    order_id = found.order_id
     order = await lock_order(session, order_id=order_id, principal=principal)
     shipment = await session.scalar(
         select(Shipment).where(Shipment.id == shipment_id).execution_options(populate_existing=True)

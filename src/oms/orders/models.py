@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Computed,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -28,7 +29,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from oms.db import Base
 
-_STATUSES = "'placed','paid','picked','packed','shipped','delivered','returned','cancelled'"
+_STATUSES = (
+    "'placed','paid','picked','packed','shipped','delivered','returned','cancelled',"
+    "'ready_for_pickup'"  # click and collect (migration 0020)
+)
 
 
 class Order(Base):
@@ -136,10 +140,15 @@ class Order(Base):
     carrier: Mapped[str | None] = mapped_column(String(64))
     tracking_number: Mapped[str | None] = mapped_column(String(128))
     notes: Mapped[str | None] = mapped_column(Text)
+    # the customer's language for messages and the tracking page, e.g. 'it' or 'en-GB' (0023)
+    locale: Mapped[str | None] = mapped_column(String(35))
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     fulfillment: Mapped[str] = mapped_column(String(16), server_default="ship")
     pickup_warehouse_code: Mapped[str | None] = mapped_column(String(32))
     routing: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # the sales channel's modification time of the latest update applied from a connector
+    # (migration 0017): an older update, or an edit that update already contained, is skipped
+    channel_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -210,6 +219,10 @@ class OrderLine(Base):
     tax_rate_bps: Mapped[int] = mapped_column(Integer)
     backordered: Mapped[int] = mapped_column(Integer, server_default="0")
     cancelled: Mapped[int] = mapped_column(Integer, server_default="0")
+    # the sales channel's id of this line (Shopify line item, WooCommerce line item), set at
+    # intake (migration 0017): what the platform's edits name (lines split for a discount
+    # that does not divide evenly share it)
+    external_line_id: Mapped[str | None] = mapped_column(String(128))
     """Units cancelled after placement (migration 0014); ``quantity`` is what is still ordered."""
     subtotal_amount: Mapped[int] = mapped_column(BigInteger)
     tax_amount: Mapped[int] = mapped_column(BigInteger)
@@ -228,11 +241,20 @@ class Shipment(Base):
     __tablename__ = "shipments"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('pending','picked','packed','shipped','delivered','cancelled')",
+            "status IN ('pending','picked','packed','shipped','delivered','cancelled',"
+            "'ready_for_pickup','collected')",  # click and collect (migration 0020)
             name="status_valid",
         ),
         UniqueConstraint("order_id", "seq"),
         Index("ix_shipments_warehouse_status", "warehouse_id", "status"),
+        Index(  # the SLA sweep: open shipments with a promise not yet announced late (0019)
+            "ix_shipments_sla_open",
+            "ship_by",
+            postgresql_where=text(
+                "ship_by IS NOT NULL AND late_notified_at IS NULL "
+                "AND status IN ('pending','picked','packed')"
+            ),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -251,6 +273,13 @@ class Shipment(Base):
     shipped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # the delivery promise made at placement (migration 0019; oms.promises): ship by the end
+    # of the promised ship date (warehouse time), delivered by; and when the worker announced
+    # the shipment at risk / late (once each)
+    ship_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deliver_by: Mapped[date | None] = mapped_column(Date)
+    at_risk_notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    late_notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class OrderEvent(Base):

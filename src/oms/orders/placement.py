@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from oms.auth.service import Principal
 from oms.db import after_commit, driver_connection
 from oms.inventory import service as inventory_service
-from oms.orders import domain, hold_rules, holds, views
+from oms.orders import domain, hold_rules, holds, promising, views
 from oms.orders.domain import OrderStatus
 from oms.orders.events import order_summary
 from oms.orders.idempotency import StoredResponse, claim_idempotency_key
@@ -197,6 +197,7 @@ async def place_order_with_shipments(
         fulfillment="pickup" if data.pickup_store else "ship",
         pickup_warehouse_code=data.pickup_store,
         notes=data.notes,
+        locale=data.locale,
         attributes=data.attributes,
         created_by=principal.actor,
         created_at=now,
@@ -235,6 +236,8 @@ async def place_order_with_shipments(
         for line in lines:
             line.backordered = rows.backordered[line.id]
         order.routing = rows.routing
+        # ship_by, deliver_by per shipment: from cached calendars, no round trip (0019)
+        await promising.promise_new_shipments(session, plan, rows.shipments, order=order)
         shipments = [ShipmentView(sh, rows.carried[sh.id]) for sh in rows.shipments]
         new_holds = holds.rule_holds(order, rules, principal)
         body = (
@@ -330,6 +333,9 @@ async def _write(
         None if body is None else json.dumps(body),
         idempotency.scope if idempotency is not None else None,
         idempotency.key if idempotency is not None else None,
+        order.locale,  # $52
+        [sh.ship_by for sh in rows.shipments],  # $53: the delivery promise (0019)
+        [sh.deliver_by for sh in rows.shipments],  # $54
     )
     if number is None:
         await _raise_if_duplicate(

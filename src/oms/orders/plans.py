@@ -1,6 +1,13 @@
 """The one writer's first half: a routing plan turned into the rows an order gets (shipments,
 reservations, backorders per line, the stored routing decision). Placement writes them in one
-statement (``placement``), re-routing through the session (``reroute``); both start here."""
+statement (``placement``), re-routing through the session (``reroute``); both start here.
+
+The stored routing decision (``orders.routing``, what ``GET /v1/orders/{id}/routing`` answers)
+is the order's *current* plan: placement and re-routing write it whole; a shipment exception,
+move, split or merge, an edit or a partial cancellation rewrites it (:func:`changed_routing`)
+to the warehouses and backorders the order has now, with the explanation of the latest routing
+decision, and keeps the plan decided at placement (or by the last full re-route) under
+``placement``."""
 
 from __future__ import annotations
 
@@ -8,21 +15,22 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from oms.inventory.service import Reservation
 from oms.orders.domain import ShipmentStatus
-from oms.orders.models import Shipment
+from oms.orders.models import Order, Shipment
 from oms.routing import service as routing_service
 from oms.routing.domain import RoutePlan
 from oms.shared.errors import Conflict, Unprocessable
 
 if TYPE_CHECKING:
-    from oms.orders.models import Order
+    from collections.abc import Mapping
 
 
 @dataclass(slots=True)
@@ -44,6 +52,8 @@ class NewShipment:
     shipped_at: datetime | None = None
     delivered_at: datetime | None = None
     cancelled_at: datetime | None = None
+    ship_by: datetime | None = None  # the delivery promise (oms.orders.promising, 0019)
+    deliver_by: date | None = None
 
 
 @dataclass(slots=True)
@@ -106,6 +116,7 @@ class NewOrder:
     routing: dict[str, Any] | None = None
     customer_phone: str | None = None
     customer_anonymous: bool = False
+    locale: str | None = None
     carrier: str | None = None
     tracking_number: str | None = None
     paid_at: datetime | None = None
@@ -263,3 +274,92 @@ async def insert_shipments(session: AsyncSession, shipments: Sequence[NewShipmen
             for sh in shipments
         ],
     )
+
+
+ROUTING_CHANGES = (
+    "shipment_exception",
+    "shipment_moved",
+    "shipment_split",
+    "shipment_merged",
+    "order_edited",
+)
+"""What may rewrite the stored routing decision after placement (``routing.change.kind``):
+shipment exceptions, moves, splits, merges; edits and partial cancellations (``edits``)."""
+
+
+def changed_routing(
+    current: Mapping[str, Any] | None,
+    *,
+    kind: str,
+    at: datetime,
+    warehouses: list[str],
+    backorders: list[dict[str, Any]],
+    explanation: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The routing document after ``kind`` changed the order's shipments: the current
+    warehouses and backorders, the explanation of this change's routing decision (``None``:
+    a split or merge decides nothing, the last explanation stays), what changed it and when,
+    and the plan of placement (or of the last full re-route) kept under ``placement``."""
+    if kind not in ROUTING_CHANGES:
+        raise ValueError(f"unknown routing change {kind!r}")
+    before = dict(current or {})
+    placement = before.get("placement")
+    if placement is None and before:
+        placement = {
+            "warehouses": before.get("warehouses") or [],
+            "fully_filled": bool(before.get("fully_filled")),
+            "backorders": before.get("backorders") or [],
+            "explanation": before.get("explanation") or None,
+        }
+    return {
+        "warehouses": warehouses,
+        "fully_filled": not backorders,
+        "backorders": backorders,
+        "explanation": explanation
+        if explanation is not None
+        else before.get("explanation") or None,
+        "change": {"kind": kind, "at": at.isoformat()},
+        "placement": placement,
+    }
+
+
+async def store_current_routing(
+    session: AsyncSession,
+    *,
+    order: Order,
+    kind: str,
+    at: datetime,
+    explanation: dict[str, Any] | None,
+) -> None:
+    """Rewrite ``orders.routing`` to the order's plan as it is now (its live shipments'
+    warehouses in order, its lines' backorders; :func:`changed_routing`). Under the order
+    lock, after the shipments and lines were written."""
+    codes = (
+        await session.scalars(
+            select(Shipment.warehouse_code)
+            .where(
+                Shipment.order_id == order.id,
+                Shipment.status != ShipmentStatus.CANCELLED.value,
+            )
+            .order_by(Shipment.seq)
+        )
+    ).all()
+    routing = changed_routing(
+        order.routing,
+        kind=kind,
+        at=at,
+        warehouses=list(dict.fromkeys(codes)),
+        backorders=[
+            {"line_id": str(ln.id), "sku": ln.sku, "quantity": ln.backordered}
+            for ln in sorted(order.lines, key=lambda ln: ln.line_no)
+            if ln.backordered > 0
+        ],
+        explanation=explanation,
+    )
+    await session.execute(
+        update(Order)
+        .where(Order.id == order.id)
+        .values(routing=routing)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(order, "routing", routing)

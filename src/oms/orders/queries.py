@@ -16,11 +16,11 @@ from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, selectinload
 
-from oms.auth.service import Principal
+from oms.auth.service import Principal, may_see_warehouse
 from oms.inventory import service as inventory_service
 from oms.orders import holds
 from oms.orders.domain import OrderStatus, PaymentMethod, ShipmentStatus
-from oms.orders.locking import not_found, visible
+from oms.orders.locking import not_found, refuse_outside_scope, visible
 from oms.orders.models import Order, OrderEvent, OrderLine, Shipment
 from oms.orders.plans import (
     ShipmentView,
@@ -30,6 +30,7 @@ from oms.routing import service as routing_service
 from oms.routing.domain import RouteLine, RoutePlan
 from oms.shared.errors import NotFound, ProblemError
 from oms.shared.timestamps import in_range
+from oms.waves import service as waves_service
 
 log = logging.getLogger("oms.orders")
 
@@ -41,6 +42,7 @@ async def get_order(session: AsyncSession, *, order_id: uuid.UUID, principal: Pr
     )
     if order is None or not visible(principal, order.channel):
         raise not_found(order_id)
+    await refuse_outside_scope(session, order_id=order_id, principal=principal, every=False)
     return order
 
 
@@ -71,6 +73,10 @@ class OrderFilter:
     created_to: datetime | None = None
     blocked_by: str | None = None
     """``hold``, ``payment`` or ``backorder`` (see :func:`blocked_by`)."""
+    number: int | None = None
+    """The order number (exact)."""
+    external_reference: str | None = None
+    """The channel's own reference of the order (exact)."""
 
 
 _UNSHIPPED = [
@@ -126,6 +132,10 @@ async def list_orders(
         stmt = stmt.where(Order.created_at < filters.created_to)
     if filters.blocked_by:
         stmt = stmt.where(blocked_by(filters.blocked_by))
+    if filters.number is not None:
+        stmt = stmt.where(Order.number == filters.number)
+    if filters.external_reference:
+        stmt = stmt.where(Order.external_reference == filters.external_reference)
     if cursor:
         ts, oid = _decode_cursor(cursor)
         stmt = stmt.where(or_(Order.created_at < ts, and_(Order.created_at == ts, Order.id < oid)))
@@ -202,13 +212,18 @@ async def preview_route(
 
 
 async def pick_queue(
-    session: AsyncSession, *, warehouse_code: str, limit: int
+    session: AsyncSession,
+    *,
+    warehouse_code: str,
+    limit: int,
+    principal: Principal | None = None,
 ) -> list[tuple[Shipment, Order, list[dict[str, Any]]]]:
-    """Shipments of a warehouse ready to pick: express first, then oldest first."""
+    """Shipments of a warehouse ready to pick: express first, then oldest first (404 for a
+    key scoped to other warehouses)."""
     wid = (await inventory_service.warehouse_ids_by_code(session, codes=[warehouse_code])).get(
         warehouse_code
     )
-    if wid is None:
+    if wid is None or not may_see_warehouse(principal, wid):
         raise NotFound(f"warehouse '{warehouse_code}' does not exist", code="warehouse_not_found")
     ready = or_(
         Order.status == OrderStatus.PAID.value,
@@ -227,6 +242,12 @@ async def pick_queue(
                 Shipment.status == ShipmentStatus.PENDING.value,
                 ready,
                 holds.not_held(Order.id),  # a held order leaves the queue
+                waves_service.not_waiting_for_wave(  # so does one waiting for its wave (#20)
+                    order_id=Order.id,
+                    channel=Order.channel,
+                    priority=Order.priority,
+                    created_at=Order.created_at,
+                ),
             )
             .order_by(
                 (Order.priority == "express").desc(), Order.created_at, Order.id, Shipment.seq

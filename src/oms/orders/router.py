@@ -13,7 +13,7 @@ from pydantic import EmailStr, Field
 from oms.auth.service import Principal
 from oms.deps import Session, require
 from oms.flows import fulfilment, order_changes
-from oms.orders import domain, service, views
+from oms.orders import domain, promising, service, views
 from oms.orders.edit_schemas import CancelLinesRequest, OrderChangeRead, OrderEditRequest
 from oms.orders.models import Order
 from oms.orders.schemas import (
@@ -36,6 +36,7 @@ from oms.orders.schemas import (
 )
 from oms.routing.domain import RoutePlan
 from oms.routing.service import Address as RouteAddress
+from oms.shared.clock import utcnow
 from oms.shared.errors import Forbidden
 from oms.shared.logging import request_id_var
 from oms.shared.openapi import AUTH_PROBLEMS, problems
@@ -307,7 +308,10 @@ async def state_machine() -> StateMachineRead:
     response_model=OrderRoutingRead,
     summary="Why the order ships from where it does",
     description="The stored routing decision: chosen warehouses, backorders, and the full "
-    "explanation (every candidate, exclusion reasons, distances, the deciding rule, runner-up).",
+    "explanation (every candidate, exclusion reasons, distances, the deciding rule, runner-up). "
+    "It is the order's current plan: a shipment exception, move, split, merge or an edit "
+    "rewrites it (`change` says which and when) and keeps the plan of placement under "
+    "`placement`.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def order_routing(
@@ -321,6 +325,8 @@ async def order_routing(
         fully_filled=routing["fully_filled"],
         backorders=routing["backorders"],
         explanation=routing.get("explanation") or None,
+        change=routing.get("change"),
+        placement=routing.get("placement"),
     )
 
 
@@ -349,7 +355,11 @@ async def reroute(
     return (await read_orders(session, [order]))[0]
 
 
-def route_read(plan: RoutePlan) -> RouteRead:
+def route_read(
+    plan: RoutePlan,
+    promises: promising.PlanPromises | None = None,
+    requested: list[tuple[str, int]] | None = None,
+) -> RouteRead:
     codes = {c.warehouse_id: c.code for c in plan.explanation.candidates}
     shipments = [
         PlannedShipment(
@@ -359,9 +369,11 @@ def route_read(plan: RoutePlan) -> RouteRead:
                 for a in plan.allocations
                 if a.warehouse_id == w
             ],
+            promise=promising.promise_body(promises.shipments.get(w)) if promises else None,
         )
         for w in plan.warehouses
     ]
+    lines = promising.line_bodies(plan, promises, requested) if promises and requested else []
     return RouteRead(
         fully_filled=plan.fully_filled,
         parcels=len(plan.warehouses),
@@ -370,6 +382,7 @@ def route_read(plan: RoutePlan) -> RouteRead:
             {"line_id": s.line_id, "sku": s.sku, "requested": s.requested, "available": s.available}
             for s in plan.shortages
         ],
+        lines=lines,
         explanation=plan.explanation.to_dict(),
     )
 
@@ -382,7 +395,12 @@ def route_read(plan: RoutePlan) -> RouteRead:
     "the planned parcels, any short lines and the explanation. For storefronts showing "
     "delivery options. A key bound to a channel previews that channel only (403 "
     "`channel_not_allowed`). A SKU no warehouse has a stock level for is 422 `unknown_sku` "
-    "(with `unknown_lines`), as placing the order would be.",
+    "(with `unknown_lines`), as placing the order would be. Each parcel and each line carry "
+    "their delivery promise (`promise`: earliest ship date, `ship_by`, delivery window), from "
+    "the warehouse's calendar (`PUT /v1/warehouses/{code}/calendar`) and the transit table "
+    "(`PUT /v1/transit-times/{country}`); backordered units are promised from the incoming "
+    "supply of their SKU (sent purchase orders, expected receipts) after the units orders "
+    "placed before wait for (`promise: null` when not enough is expected).",
     tags=["routing"],
     responses=problems(404, *AUTH_PROBLEMS),
 )
@@ -401,7 +419,11 @@ async def preview(body: RoutePreviewRequest, session: Session, principal: Reader
         channel=body.channel,
         pickup_code=body.pickup_store,
     )
-    return route_read(plan)
+    requested = [(ln.sku, ln.quantity) for ln in body.lines]
+    promises = await promising.plan_promises(
+        session, plan, at=utcnow(), country=addr.country, pickup=body.pickup_store is not None
+    )
+    return route_read(plan, promises, requested)
 
 
 @router.post(
@@ -448,7 +470,9 @@ async def pick_queue(
     principal: Annotated[Principal, Depends(require(Role.FULFILLMENT))],
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[PickItem]:
-    items = await service.pick_queue(session, warehouse_code=code, limit=limit)
+    items = await service.pick_queue(
+        session, warehouse_code=code, limit=limit, principal=principal
+    )
     return [
         PickItem(
             shipment_id=sh.id,

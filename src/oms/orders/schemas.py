@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
@@ -154,6 +154,14 @@ class OrderCreate(Strict):
         description="Click and collect: the code of the store the customer collects from",
     )
     notes: Annotated[str, Field(max_length=2000)] | None = None
+    locale: Annotated[
+        str, Field(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    ] | None = Field(
+        default=None,
+        description="The customer's language (BCP 47, e.g. `it` or `en-GB`) for the messages "
+        "oms sends them and their tracking page; unset: the channel's default language",
+        examples=["it"],
+    )
     attributes: JsonObject = Field(
         default_factory=dict,
         max_length=50,
@@ -236,6 +244,17 @@ class ShipmentRead(BaseModel):
     shipped_at: datetime | None
     delivered_at: datetime | None
     cancelled_at: datetime | None
+    ship_by: datetime | None = Field(
+        default=None,
+        description="The promise made at placement: the shipment leaves its warehouse by this "
+        "instant (the end of the promised ship date, warehouse time); not shipped by then, it "
+        "is late (`shipment.late`). null: no promise (created after placement)",
+    )
+    deliver_by: date | None = Field(
+        default=None,
+        description="The last day of the delivery window promised at placement (null: no "
+        "transit time covers the destination)",
+    )
 
 
 class OrderRead(BaseModel):
@@ -260,6 +279,7 @@ class OrderRead(BaseModel):
     carrier: str | None
     tracking_number: str | None
     notes: str | None
+    locale: str | None = Field(default=None, description="The customer's language, if given")
     attributes: dict[str, Any]
     created_at: datetime
     updated_at: datetime
@@ -359,9 +379,56 @@ class PlannedLine(BaseModel):
     quantity: int = Field(description="Units of the line this parcel would carry")
 
 
+class DeliveryPromise(BaseModel):
+    """When units leave their warehouse and arrive (oms.promises: the warehouse's calendar and
+    the transit table)."""
+
+    ship_date: date = Field(
+        description="Earliest ship date, in the warehouse's time zone: handling starts today "
+        "before the warehouse's cut-off on a working day, else the next working day, plus its "
+        "handling days (working days); for backordered units, from the day their supply is "
+        "expected",
+        examples=["2026-03-03"],
+    )
+    ship_by: datetime = Field(
+        description="The end of the ship date, warehouse time (what placement stores)",
+        examples=["2026-03-03T23:00:00Z"],
+    )
+    deliver_from: date | None = Field(
+        description="Delivery window, first day (carrier days Mon-Fri after the ship date); "
+        "null when no transit time covers the destination",
+        examples=["2026-03-04"],
+    )
+    deliver_by: date | None = Field(
+        description="Delivery window, last day", examples=["2026-03-05"]
+    )
+    source: Literal["stock", "incoming"] = Field(
+        description="`stock`: units on hand; `incoming`: backordered units waiting for the "
+        "expected supply"
+    )
+    supply_expected_on: date | None = Field(
+        description="incoming: the expected date of the supply that completes the units"
+    )
+
+
 class PlannedShipment(BaseModel):
     warehouse: str
     lines: list[PlannedLine]
+    promise: DeliveryPromise | None = Field(
+        default=None, description="When this parcel ships and arrives"
+    )
+
+
+class LinePromise(BaseModel):
+    line_id: str = Field(description="The line's position in the request (1-based)")
+    sku: str
+    quantity: int
+    backordered: int = Field(description="Units no warehouse has now (waiting for supply)")
+    promise: DeliveryPromise | None = Field(
+        description="The line's last part to arrive (its parcels and, for backordered units, "
+        "the supply they wait for); null when the supply expected does not cover its "
+        "backordered units"
+    )
 
 
 class RouteRead(BaseModel):
@@ -369,6 +436,9 @@ class RouteRead(BaseModel):
     parcels: int
     shipments: list[PlannedShipment]
     short_lines: list[ShortLine]
+    lines: list[LinePromise] = Field(
+        default=[], description="Per requested line: its delivery promise"
+    )
     explanation: RoutingExplanation = Field(
         description="Every candidate warehouse (eligible or why not, distance, band, rank), "
         "the rule that decided and the runner-up plan"
@@ -381,14 +451,49 @@ class Backorder(BaseModel):
     quantity: int = Field(description="Units not reserved, kept as backorder")
 
 
-class OrderRoutingRead(BaseModel):
-    order_id: uuid.UUID
+class RoutingPlacement(BaseModel):
+    """The plan decided at placement (or by the last full re-route), kept as it was."""
+
     warehouses: list[str]
     fully_filled: bool
     backorders: list[Backorder]
+    explanation: RoutingExplanation | None
+
+
+class RoutingChange(BaseModel):
+    kind: str = Field(
+        description="What last changed the plan after placement: `shipment_exception`, "
+        "`shipment_moved`, `shipment_split`, `shipment_merged`, or `order_edited` (an edit or "
+        "a partial cancellation).",
+        examples=["shipment_exception"],
+    )
+    at: datetime
+
+
+class OrderRoutingRead(BaseModel):
+    order_id: uuid.UUID
+    warehouses: list[str] = Field(
+        description="The warehouses the order ships from now (its live shipments, in order)."
+    )
+    fully_filled: bool
+    backorders: list[Backorder] = Field(description="Units still backordered now.")
     explanation: RoutingExplanation | None = Field(
-        description="The router's explanation as stored at placement or reroute (null for "
-        "orders routed before explanations were kept)"
+        description="The explanation of the latest routing decision: of placement or re-route, "
+        "or, after a shipment exception, move or edit (`change`), the router's plan of the "
+        "units it planned again (a split, a merge or an edit that plans nothing decides "
+        "nothing: the explanation before it stays). Null for orders routed before "
+        "explanations were kept."
+    )
+    change: RoutingChange | None = Field(
+        default=None,
+        description="What last rewrote this plan after placement; null while the plan is the "
+        "one placement (or a re-route) decided.",
+    )
+    placement: RoutingPlacement | None = Field(
+        default=None,
+        description="The plan decided at placement (or by the last full re-route), kept "
+        "readable once a shipment exception, move, split, merge or edit changed the current "
+        "plan; null while they are the same.",
     )
 
 

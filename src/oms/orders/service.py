@@ -18,6 +18,8 @@ from oms.orders.edits import (
     address_of,
     cancel_lines,
     edit_order,
+    record_channel_update,
+    set_external_line_ids,
     store_response,
 )
 from oms.orders.events import order_summary, shipment_payload
@@ -72,6 +74,7 @@ from oms.orders.shipments import (
 )
 from oms.orders.transitions import (
     add_returned_units,
+    advance_pickup,
     mark_paid,
     transition_order,
     transition_shipment,
@@ -101,6 +104,8 @@ __all__ = [
     "address_of",
     "cancel_lines",
     "edit_order",
+    "record_channel_update",
+    "set_external_line_ids",
     "store_response",
     "backordered_skus",
     "fill_order",
@@ -122,6 +127,7 @@ __all__ = [
     "ShipmentView",
     "StoredResponse",
     "add_returned_units",
+    "advance_pickup",
     "claim_idempotency_key",
     "find_order",
     "get_order",

@@ -26,7 +26,8 @@ class RejectedLine(Strict):
     reason: ExceptionReason = Field(
         examples=["not_found"],
         description="`short_pick` (fewer on the shelf than expected: on hand is left to a "
-        "count), `damaged` or `not_found` (written off on-hand stock through the ledger).",
+        "count, unless the shipment was already picked), `damaged` or `not_found` (written "
+        "off on-hand stock through the ledger).",
     )
 
 
@@ -53,7 +54,8 @@ class ShipmentExceptionSummary(BaseModel):
     )
     replan: dict[str, Any] = Field(
         description="What became of them: new shipments (warehouse and lines), backordered "
-        "units, units written off, whether the shipment was cancelled (it carried nothing "
+        "units, units written off, the shipment's status when they were rejected "
+        "(`shipment_status`: pending or picked), whether it was cancelled (it carried nothing "
         "else), and the router's plan with its explanation."
     )
     blocked_until: datetime | None

@@ -1,26 +1,39 @@
-"""Changing the shipments of an order before they are picked: a warehouse's exception (units
-it rejects: short pick, damaged, not found), a move to another warehouse, a split, a merge.
+"""Changing the shipments of an order after placement: a warehouse's exception (units it
+rejects: short pick, damaged, not found), a move to another warehouse, a split, a merge.
 
 Each takes THE order lock first (:func:`oms.orders.locking.lock_order_of_shipment`) and checks
-the order and the shipment only after it. The order must be placed or paid and the shipment
-pending: once a parcel is picked its contents are what the warehouse holds in its hands.
+the order and the shipment only after it. Moves, splits and merges need the order placed or
+paid and the shipment pending. An exception may also be raised on a **picked** shipment (a
+short pick noticed after the pick, a damaged unit found at the packing table): the order
+placed, paid or picked. A **packed** (or later) shipment takes no exception: its parcel is
+sealed and labelled; what the carrier gets is a return or a claim, not a re-plan.
 
 Rules:
 
-* **Exception**: the rejected units leave the shipment (their reservation there is released)
-  and only they are planned again by the router, without that warehouse (reason ``excluded``).
-  What no warehouse can give is backordered on its line when the channel's policy allows
-  backorders; otherwise the exception is refused (409 ``insufficient_stock``, nothing changes).
-  ``not_found`` and ``damaged`` units are written off the shelf through the inventory ledger
-  (a ``correction`` referencing the exception), ``short_pick`` ones are not (a count decides).
-  ``block_for_hours`` blocks each rejected (warehouse, SKU) for routing meanwhile. A shipment
-  left with no units is cancelled. New parcels get new shipments (merge them if you like).
+* **Exception**: the rejected units leave the shipment (their reservation there is released),
+  the units found stay in it, and only the rejected ones are planned again by the router,
+  without that warehouse (reason ``excluded``). What no warehouse can give is backordered on
+  its line when the channel's policy allows backorders; otherwise the exception is refused
+  (409 ``insufficient_stock``, nothing changes). ``not_found`` and ``damaged`` units are
+  written off the shelf through the inventory ledger (a ``correction`` referencing the
+  exception); ``short_pick`` ones of a pending shipment are not (a count decides), but of a
+  picked shipment they are: the pick was the count. ``block_for_hours`` blocks each rejected
+  (warehouse, SKU) for routing meanwhile. A shipment left with no units is cancelled. New
+  parcels get new pending shipments (merge them if you like). A picked order whose shipments
+  are no longer all picked (a new pending parcel, or nothing live left) steps back to paid (or
+  placed, for unpaid cash on delivery): the history row of the exception records the move,
+  the event carries ``order_status`` and ``previous_order_status``, and the new parcel goes
+  through the pick queue like any other.
 * **Move**: the shipment's units are planned with only the target warehouse allowed; when it
   cannot take them all the move is refused (409 ``move_not_possible`` with the explanation),
   else the shipment is cancelled and a new pending one at the target carries its units.
 * **Split**: some units go to a new pending shipment at the same warehouse (the shipment
   keeps at least one). **Merge**: two pending shipments of the order at one warehouse become
   one; the other is cancelled. Neither touches stock: the same units stay reserved.
+
+Each of them rewrites the order's stored routing decision to its plan as it is now
+(:func:`oms.orders.plans.store_current_routing`): the placement's plan stays readable under
+``placement``.
 """
 
 from __future__ import annotations
@@ -38,10 +51,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from oms.auth.service import Principal
 from oms.inventory import service as inventory_service
-from oms.orders import views
+from oms.orders import domain, views
 from oms.orders.domain import OrderStatus, ShipmentStatus
 from oms.orders.events import shipment_payload
-from oms.orders.exception_models import ShipmentException
+from oms.orders.exception_models import EXCEPTION_REASONS, ShipmentException
 from oms.orders.holds import holds_for
 from oms.orders.locking import lock_order_of_shipment, not_found, visible
 from oms.orders.models import Order, OrderEvent, OrderLine, Shipment
@@ -51,6 +64,7 @@ from oms.orders.plans import (
     plan_rows,
     route_address,
     stock_contention,
+    store_current_routing,
 )
 from oms.orders.queries import shipments_for
 from oms.orders.schemas import OrderRead
@@ -62,6 +76,13 @@ from oms.shared.errors import Conflict, NotFound, Unprocessable
 
 MAX_ROUTE_ATTEMPTS = 3
 WRITE_OFF_REASONS = frozenset({"damaged", "not_found"})
+"""Reasons whose units are written off the shelf of a pending shipment (of a picked one: all)."""
+EXCEPTION_ORDER_STATUSES = (
+    OrderStatus.PLACED.value,
+    OrderStatus.PAID.value,
+    OrderStatus.PICKED.value,
+)
+EXCEPTION_SHIPMENT_STATUSES = (ShipmentStatus.PENDING.value, ShipmentStatus.PICKED.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +123,30 @@ async def _lock_pending(
         raise Conflict(
             f"only a pending shipment can be changed ({action}); this one is '{shipment.status}'",
             code="shipment_not_pending",
+            current_status=shipment.status,
+        )
+    return order, shipment
+
+
+async def _lock_for_exception(
+    session: AsyncSession, *, shipment_id: uuid.UUID, principal: Principal
+) -> tuple[Order, Shipment]:
+    """THE order lock, then: the order placed, paid or picked, the shipment pending or picked."""
+    order, shipment = await lock_order_of_shipment(
+        session, shipment_id=shipment_id, principal=principal
+    )
+    if order.status not in EXCEPTION_ORDER_STATUSES:
+        raise Conflict(
+            "units of a shipment can be rejected only while the order is placed, paid or "
+            f"picked; this one is '{order.status}'",
+            code="shipment_change_not_allowed",
+            current_status=order.status,
+        )
+    if shipment.status not in EXCEPTION_SHIPMENT_STATUSES:
+        raise Conflict(
+            "units can be rejected only from a pending or picked shipment; this one is "
+            f"'{shipment.status}' (a packed parcel is sealed and labelled: what it carries ships)",
+            code="shipment_past_picking",
             current_status=shipment.status,
         )
     return order, shipment
@@ -239,12 +284,13 @@ async def _history(
     reason: str | None,
     data: dict[str, Any],
     request_id: str | None,
+    from_status: str | None = None,
 ) -> None:
     session.add(
         OrderEvent(
             order_id=order.id,
             kind=kind,
-            from_status=order.status,
+            from_status=from_status or order.status,
             to_status=order.status,
             actor=principal.actor,
             actor_role=principal.role.value,
@@ -254,6 +300,43 @@ async def _history(
             created_at=utcnow(),
         )
     )
+
+
+async def _step_back_if_behind(session: AsyncSession, order: Order) -> str | None:
+    """A picked order whose live shipments are no longer all picked (a new pending parcel, or
+    none left) goes back to paid (placed: cash on delivery not yet paid); returns the status
+    it left, or None. Not a transition of the state machine: the order's status follows its
+    shipments, as it does forward (``transitions.transition_shipment``)."""
+    current = OrderStatus(order.status)
+    if current not in domain.FULFILMENT_STATUSES:
+        return None
+    statuses = [
+        ShipmentStatus(s)
+        for s in (
+            await session.scalars(
+                select(Shipment.status).where(
+                    Shipment.order_id == order.id,
+                    Shipment.status != ShipmentStatus.CANCELLED.value,
+                )
+            )
+        ).all()
+    ]
+    reached = domain.order_status_reached(statuses)
+    if reached is not None and domain.order_fulfilment_rank(
+        reached
+    ) >= domain.order_fulfilment_rank(current):
+        return None
+    target = OrderStatus.PAID if order.paid_at is not None else OrderStatus.PLACED
+    now = utcnow()
+    await session.execute(
+        update(Order)
+        .where(Order.id == order.id)
+        .values(status=target.value, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(order, "status", target.value)
+    set_committed_value(order, "updated_at", now)
+    return current.value
 
 
 def _lines_json(units: dict[uuid.UUID, int], order: Order) -> list[dict[str, Any]]:
@@ -301,11 +384,15 @@ async def report_exception(
     principal: Principal,
     request_id: str | None,
 ) -> tuple[Order, ShipmentException]:
-    """A warehouse rejects units of its pending shipment: only those units are planned again
-    without it (or backordered, when the channel allows), the rest of the order untouched."""
-    order, shipment = await _lock_pending(
-        session, shipment_id=shipment_id, principal=principal, action="exception"
+    """A warehouse rejects units of its pending or picked shipment: only those units are
+    planned again without it (or backordered, when the channel allows), the units found stay
+    in the shipment, the rest of the order untouched."""
+    order, shipment = await _lock_for_exception(
+        session, shipment_id=shipment_id, principal=principal
     )
+    rejected_from = shipment.status
+    picked = rejected_from == ShipmentStatus.PICKED.value
+    write_off_reasons = frozenset(EXCEPTION_REASONS) if picked else WRITE_OFF_REASONS
     held = await inventory_service.shipment_units(session, shipment_id=shipment.id)
     units = _units_by_line(lines, held)
     reasons: dict[uuid.UUID, list[str]] = defaultdict(list)
@@ -339,7 +426,7 @@ async def report_exception(
     await inventory_service.release_units(session, shipment_id=shipment.id, units=units)
     written_off: dict[uuid.UUID, int] = {}
     for (lid, why), q in sorted(per_reason.items(), key=lambda kv: (held[kv[0][0]].sku, kv[0][1])):
-        if why in WRITE_OFF_REASONS:
+        if why in write_off_reasons:
             written_off[lid] = written_off.get(lid, 0) + await inventory_service.write_off(
                 session,
                 warehouse_id=shipment.warehouse_id,
@@ -380,6 +467,14 @@ async def report_exception(
     if emptied:
         await _cancel_shipment(session, shipment)
     await _add_live(session, order, len(rows.shipments) - int(emptied))
+    stepped_back = await _step_back_if_behind(session, order)
+    await store_current_routing(
+        session,
+        order=order,
+        kind="shipment_exception",
+        at=now,
+        explanation=rows.routing["explanation"],
+    )
 
     skus = {ln.id: ln.sku for ln in order.lines}
     line_rows = [
@@ -388,7 +483,7 @@ async def report_exception(
             "sku": skus[lid],
             "quantity": q,
             "reason": why,
-            "written_off": why in WRITE_OFF_REASONS,
+            "written_off": why in write_off_reasons,
         }
         for (lid, why), q in per_reason.items()
     ]
@@ -413,6 +508,7 @@ async def report_exception(
             for lid, q in written_off.items()
             if q
         ],
+        "shipment_status": rejected_from,
         "shipment_cancelled": emptied,
         "routing": rows.routing,
     }
@@ -431,7 +527,7 @@ async def report_exception(
         created_at=now,
     )
     session.add(row)
-    summary = {
+    summary: dict[str, Any] = {
         "exception_id": str(exception_id),
         "shipment_id": str(shipment.id),
         "warehouse": shipment.warehouse_code,
@@ -440,7 +536,10 @@ async def report_exception(
             {"warehouse": r["warehouse"], "shipment_id": r["shipment_id"]} for r in replanned
         ],
         "backordered": backorders,
+        "shipment_status": rejected_from,
     }
+    if stepped_back is not None:
+        summary["order_status"] = {"from": stepped_back, "to": order.status}
     await _history(
         session,
         order=order,
@@ -449,6 +548,7 @@ async def report_exception(
         reason=note,
         data=summary,
         request_id=request_id,
+        from_status=stepped_back,
     )
     await record_event(
         session,
@@ -462,6 +562,9 @@ async def report_exception(
             "replanned": replanned,
             "backordered": backorders,
             "blocked_until": None if blocked_until is None else blocked_until.isoformat(),
+            "written_off": replan["written_off"],
+            "order_status": order.status,
+            **({} if stepped_back is None else {"previous_order_status": stepped_back}),
         },
     )
     return order, row
@@ -528,6 +631,13 @@ async def move_shipment(
         session, order=order, units=units, excluded=others, refuse=refuse
     )
     new = rows.shipments[0]
+    await store_current_routing(
+        session,
+        order=order,
+        kind="shipment_moved",
+        at=utcnow(),
+        explanation=rows.routing["explanation"],
+    )
     data = {
         "shipment_id": str(shipment.id),
         "from_warehouse": shipment.warehouse_code,
@@ -599,6 +709,9 @@ async def split_shipment(
         session, from_shipment_id=shipment.id, to_shipment_id=new_id, units=units
     )
     await _add_live(session, order, 1)
+    await store_current_routing(
+        session, order=order, kind="shipment_split", at=now, explanation=None
+    )
     moved = _lines_json(units, order)
     await _history(
         session,
@@ -664,6 +777,9 @@ async def merge_shipments(
     )
     await _cancel_shipment(session, other)
     await _add_live(session, order, -1)
+    await store_current_routing(
+        session, order=order, kind="shipment_merged", at=utcnow(), explanation=None
+    )
     moved = _lines_json({lid: h.quantity for lid, h in held.items()}, order)
     await _history(
         session,

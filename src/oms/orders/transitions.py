@@ -22,7 +22,12 @@ from oms.inventory import service as inventory_service
 from oms.orders import domain, holds
 from oms.orders.domain import OrderStatus, PaymentMethod, ShipmentStatus
 from oms.orders.events import order_summary, shipment_payload
-from oms.orders.locking import lock_order, lock_order_of_shipment, version_conflict
+from oms.orders.locking import (
+    lock_order,
+    lock_order_of_shipment,
+    refuse_outside_scope,
+    version_conflict,
+)
 from oms.orders.models import Order, OrderEvent, Shipment
 from oms.orders.schemas import ShipmentTransitionRequest, TransitionRequest
 from oms.outbox.service import record_event
@@ -59,6 +64,19 @@ def _problem_for(exc: Exception) -> ProblemError:
 _HELD_BACK = (OrderStatus.PICKED, OrderStatus.PACKED, OrderStatus.SHIPPED)
 """The moves a standing hold refuses (``holds.refuse_if_held``); cancelling is not one."""
 
+_PICKUP_STEPS = (ShipmentStatus.READY_FOR_PICKUP, ShipmentStatus.COLLECTED)
+"""Click-and-collect steps: only through ``advance_pickup`` (the stores' pickup routes)."""
+
+
+def _pickup_route_required(status: str) -> Conflict:
+    return Conflict(
+        "a click-and-collect order is made ready and collected through "
+        "POST /v1/pickups/{shipment_id}/ready and /collect, not moved directly",
+        code="pickup_route_required",
+        current_status=status,
+    )
+
+
 _TIMESTAMP_FOR = {
     OrderStatus.PAID: "paid_at",
     OrderStatus.SHIPPED: "shipped_at",
@@ -88,6 +106,8 @@ async def _apply_order_transition(
             role=principal.role,
             carrier=carrier,
             tracking_number=tracking_number,
+            pickup=order.fulfillment == "pickup",
+            counter_sale=order.fulfillment == "counter",
         )
     except (domain.IllegalTransition, domain.RoleNotAllowed, domain.MissingShippingDetails) as exc:
         raise _problem_for(exc) from exc
@@ -171,8 +191,9 @@ async def _move_shipment(
         "status": target.value,
         "version": shipment.version + 1,
         "updated_at": now,
-        f"{target.value}_at": now,
     }
+    if target not in _PICKUP_STEPS:  # (a pickup's times are kept by oms.stores.pickups)
+        values[f"{target.value}_at"] = now
     if target is ShipmentStatus.SHIPPED:
         values["carrier"], values["tracking_number"] = carrier, tracking_number
     result = await session.execute(
@@ -188,7 +209,7 @@ async def _move_shipment(
         )
     for key, value in values.items():
         setattr(shipment, key, value)
-    if target is ShipmentStatus.SHIPPED:
+    if target in (ShipmentStatus.SHIPPED, ShipmentStatus.COLLECTED):  # the units leave
         units = await inventory_service.consume(
             session, order_id=shipment.order_id, shipment_id=shipment.id, actor=principal.actor
         )
@@ -223,6 +244,7 @@ async def transition_order(
     takes the order lock first, so of two concurrent requests the second sees the first's result.
     """
     order = await lock_order(session, order_id=order_id, principal=principal)
+    await refuse_outside_scope(session, order_id=order_id, principal=principal, every=True)
     if change.expected_version is not None and change.expected_version != order.version:
         raise version_conflict(order, change.expected_version)
     shipments = list(
@@ -239,7 +261,15 @@ async def transition_order(
         ).all()
     )
     cod = order.payment_method == PaymentMethod.CASH_ON_DELIVERY
-    allowed = domain.allowed_next(OrderStatus(order.status), cash_on_delivery=cod)
+    pickup = order.fulfillment == "pickup"
+    allowed = domain.allowed_next(
+        OrderStatus(order.status),
+        cash_on_delivery=cod,
+        pickup=pickup,
+        counter_sale=order.fulfillment == "counter",
+    )
+    if pickup and change.to in (OrderStatus.READY_FOR_PICKUP, OrderStatus.DELIVERED):
+        raise _pickup_route_required(order.status)
     if change.to in _HELD_BACK and change.to in allowed:
         await holds.refuse_if_held(session, order=order)
     shipped = domain.shipment_rank(ShipmentStatus.SHIPPED)
@@ -323,8 +353,10 @@ async def transition_shipment(
     if principal.role not in (Role.ADMIN, Role.FULFILLMENT):
         raise Forbidden("only fulfillment or admin keys move shipments", code="role_not_allowed")
     current = ShipmentStatus(shipment.status)
+    if change.to in _PICKUP_STEPS:
+        raise _pickup_route_required(order.status)
     try:
-        domain.next_shipment_status(current, change.to)
+        domain.next_shipment_status(current, change.to, pickup=order.fulfillment == "pickup")
     except domain.IllegalShipmentTransition as exc:
         raise _problem_for(exc) from exc
     if change.to is ShipmentStatus.SHIPPED and not (change.carrier and change.tracking_number):
@@ -374,6 +406,71 @@ async def transition_shipment(
             request_id=request_id,
         )
     return shipment
+
+
+async def advance_pickup(
+    session: AsyncSession,
+    *,
+    order: Order,
+    shipment: Shipment,
+    target: ShipmentStatus,
+    principal: Principal,
+    request_id: str | None,
+) -> None:
+    """Move a click-and-collect shipment to ``ready_for_pickup`` or ``collected`` (collecting
+    consumes its reserved units: they leave the store), and the order with it to
+    ``ready_for_pickup`` / ``delivered`` once every live shipment has got there.
+
+    The caller holds the order lock (``lock_order_of_shipment``) and has checked the pickup's
+    own rules (the collection code). A held order's shipment is not made ready."""
+    if order.fulfillment != "pickup" or target not in _PICKUP_STEPS:
+        raise Conflict(
+            "only a click-and-collect order's shipment is made ready for pickup or collected",
+            code="not_a_pickup",
+            current_status=order.status,
+        )
+    current = ShipmentStatus(shipment.status)
+    try:
+        domain.next_shipment_status(current, target, pickup=True)
+    except domain.IllegalShipmentTransition as exc:
+        raise _problem_for(exc) from exc
+    if principal.role not in (Role.ADMIN, Role.FULFILLMENT):
+        raise Forbidden("only fulfillment or admin keys move shipments", code="role_not_allowed")
+    if target is ShipmentStatus.READY_FOR_PICKUP:
+        await holds.refuse_if_held(session, order=order)
+    await _move_shipment(
+        session,
+        shipment=shipment,
+        target=target,
+        principal=principal,
+        carrier=None,
+        tracking_number=None,
+    )
+    statuses = [
+        ShipmentStatus(s)
+        for s in (
+            await session.scalars(select(Shipment.status).where(Shipment.order_id == order.id))
+        ).all()
+    ]
+    reached = domain.order_status_reached(statuses)
+    wanted = (
+        OrderStatus.READY_FOR_PICKUP
+        if target is ShipmentStatus.READY_FOR_PICKUP
+        else OrderStatus.DELIVERED
+    )
+    if reached is wanted and order.status != wanted.value:
+        await _apply_order_transition(
+            session,
+            order=order,
+            target=wanted,
+            principal=principal,
+            reason="collected at the store"
+            if wanted is OrderStatus.DELIVERED
+            else "ready for pickup at the store",
+            carrier=None,
+            tracking_number=None,
+            request_id=request_id,
+        )
 
 
 async def mark_paid(session: AsyncSession, *, order_id: uuid.UUID, actor: str) -> None:

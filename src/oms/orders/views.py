@@ -38,6 +38,8 @@ def shipment_read(view: ShipmentView) -> ShipmentRead:
         shipped_at=sh.shipped_at,
         delivered_at=sh.delivered_at,
         cancelled_at=sh.cancelled_at,
+        ship_by=sh.ship_by,
+        deliver_by=sh.deliver_by,
     )
 
 
@@ -69,7 +71,10 @@ def to_read(
         status=domain.OrderStatus(order.status),
         version=order.version,
         allowed_transitions=domain.allowed_next(
-            domain.OrderStatus(order.status), cash_on_delivery=cod
+            domain.OrderStatus(order.status),
+            cash_on_delivery=cod,
+            pickup=order.fulfillment == "pickup",
+            counter_sale=order.fulfillment == "counter",
         ),
         channel=order.channel,
         external_reference=order.external_reference,
@@ -121,6 +126,7 @@ def to_read(
         carrier=order.carrier,
         tracking_number=order.tracking_number,
         notes=order.notes,
+        locale=order.locale,
         attributes=order.attributes,
         created_at=order.created_at,
         updated_at=order.updated_at,

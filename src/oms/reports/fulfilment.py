@@ -318,15 +318,24 @@ async def fulfilment(
 async def late_orders(
     session: AsyncSession, *, window: Window, late_after: timedelta, as_of: datetime, limit: int
 ) -> list[dict[str, Any]]:
-    """Orders of the window still not shipped ``late_after`` after placement, oldest first."""
+    """Orders of the window not shipped yet that are late, oldest first: by their promise
+    when they have one (a shipment not shipped yet whose ``ship_by`` passed before
+    ``as_of``; issue 18), else when placed more than ``late_after`` before ``as_of``."""
     where, params = window_where(window)
     sql = f"""
         SELECT o.id, o.number, o.status, o.channel, o.currency, o.total_amount AS total,
                o.ship_country AS country, o.created_at, o.paid_at,
                round(CAST(extract(epoch FROM CAST(:as_of AS timestamptz) - o.created_at)
-                          / 3600 AS numeric), 2) AS age_hours
+                          / 3600 AS numeric), 2) AS age_hours,
+               p.ship_by,
+               CASE WHEN p.ship_by IS NULL THEN 'age' ELSE 'promise' END AS late_by
         FROM orders o
-        WHERE {where} AND o.status IN {OPEN_STATUSES} AND o.created_at < :late_before
+        LEFT JOIN LATERAL (  -- the earliest promise of its shipments not shipped yet (0019)
+            SELECT min(s.ship_by) AS ship_by FROM shipments s
+            WHERE s.order_id = o.id AND s.status IN ('pending', 'picked', 'packed')
+        ) p ON true
+        WHERE {where} AND o.status IN {OPEN_STATUSES}
+          AND (p.ship_by < :as_of OR (p.ship_by IS NULL AND o.created_at < :late_before))
         ORDER BY o.created_at, o.id
         LIMIT :limit
     """

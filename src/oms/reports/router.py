@@ -515,12 +515,16 @@ async def returns_by_reason(_: Admin, session: Session, q: Filters) -> Any:
     "/late-orders",
     response_model=LateOrders,
     summary="Late orders to act on",
-    description="Orders of the window that are neither cancelled nor shipped "
-    "`late_after_hours` after placement (the `late.open` figure of the fulfilment KPIs), oldest "
-    "first." + WINDOW_DOC,
+    description="Orders of the window that are neither cancelled nor shipped and are late, "
+    "oldest first: by their delivery promise when they have one (a shipment not shipped yet "
+    "whose `ship_by`, set at placement, has passed: `late_by: promise`), else when not shipped "
+    "`late_after_hours` after placement (`late_by: age`; the `late.open` figure of the "
+    "fulfilment KPIs counts by age only)." + WINDOW_DOC,
     responses=_doc(
-        "id,number,status,channel,currency,total,country,created_at,paid_at,age_hours\r\n"
-        "6f0c...,1042,paid,web,EUR,6163,DE,2025-01-02T08:00:00Z,2025-01-02T08:05:00Z,75.5\r\n"
+        "id,number,status,channel,currency,total,country,created_at,paid_at,age_hours,ship_by,"
+        "late_by\r\n"
+        "6f0c...,1042,paid,web,EUR,6163,DE,2025-01-02T08:00:00Z,2025-01-02T08:05:00Z,75.5,"
+        "2025-01-03T23:00:00Z,promise\r\n"
     ),
 )
 async def late_orders(

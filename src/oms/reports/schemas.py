@@ -86,6 +86,16 @@ class LateOrderRow(Row):
     created_at: datetime
     paid_at: datetime | None
     age_hours: float = Field(description="Hours since placement at `as_of`")
+    ship_by: datetime | None = Field(
+        default=None,
+        description="The earliest `ship_by` promised for its shipments not shipped yet (null: "
+        "no promise)",
+    )
+    late_by: Literal["promise", "age"] = Field(
+        default="age",
+        description="`promise`: that `ship_by` passed; `age`: no promise, placed more than "
+        "`late_after_hours` ago",
+    )
 
 
 class ReportWindow(BaseModel):

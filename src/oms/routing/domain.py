@@ -36,11 +36,22 @@ it is placed in the worst band (one past the farthest possible distance on Earth
 explanation says so.
 
 Search: single warehouses first; then an exact branch-and-bound over sets of 2 and 3
-warehouses, visited in cost order and pruned by cost and by a per-SKU coverage bound; orders
-that need more than three shipments (or that exhaust the node budget) fall back to a greedy
-set cover, followed by redundancy removal and a cost-improving 1-swap local search. Within the
-chosen set every line is shipped whole from the nearest warehouse that can take it, otherwise it
-is split nearest-first (only if ``policy.allow_line_split``).
+warehouses (of any size when at most eight warehouses are eligible), visited in cost order and
+pruned by cost and by a per-SKU coverage bound; orders that need more shipments (or that
+exhaust the node budget) fall back to a greedy set cover, followed by redundancy removal and a
+cost-improving 1-swap local search. Within the chosen set every line is shipped whole from the
+nearest warehouse that can take it, otherwise it is split nearest-first (only if
+``policy.allow_line_split``); without line split, the lines of one SKU are packed into the
+set's stock to place the most units (several lines of one SKU: an exact search within a node
+budget, see :func:`oms.routing.problem._pack`).
+
+What a plan promises (checked against brute force in ``tests/unit/test_routing_brute_force.py``
+on every plan of up to five warehouses and four lines): when ``explanation.proven_optimal``
+(the search was exact and no node budget ran out), no plan within the policy places more
+units, and none placing as many has a smaller ``(shipments, band_sum, cross_border_shipments,
+priority_rank_sum)``. A greedy plan (``search == "greedy"``: more than three shipments among
+more than eight eligible warehouses, or a spent budget) keeps the shipment cap and, with line
+split and no cap, the best fill; its cost, and otherwise its fill, are not proven.
 
 "Not enough stock" never raises: the plan lists shortages and ``fully_filled`` is false. The
 caller decides between a 409 and a backorder (``policy.allow_backorder``). Invalid input

@@ -1,8 +1,9 @@
 """Which warehouses ship, and which units each one ships.
 
 Strategy (:func:`choose_warehouses`): single warehouses first; then the exact branch and bound
-(:mod:`oms.routing.exact`) over sets of 2 and 3 warehouses; orders that need more than three
-shipments, or that exhaust the node budget, fall back to the greedy set cover
+(:mod:`oms.routing.exact`) over sets of 2 and 3 warehouses (of any size when at most eight are
+eligible); orders that need more shipments, or that exhaust the node budget, fall back to the
+greedy set cover
 (:mod:`oms.routing.greedy`). When ``max_shipments`` prevents the best fill, the set within the
 cap that places the most units is taken. A runner-up set is searched on a small budget for the
 explanation only.
@@ -24,9 +25,11 @@ from oms.routing.problem import Problem
 
 __all__ = ["Allocated", "Choice", "allocate", "choose_warehouses"]
 
-# Search limits. Exact branch-and-bound for up to _EXACT_MAX_SHIPMENTS warehouses; node budgets
+# Search limits. Exact branch-and-bound for up to _EXACT_MAX_SHIPMENTS warehouses, or for any
+# number when at most _EXACT_ANY_SIZE warehouses are eligible (at most 2**8 sets); node budgets
 # keep the worst case bounded (p99 target: < 2 ms per order at 50 warehouses).
 _EXACT_MAX_SHIPMENTS = 3
+_EXACT_ANY_SIZE = 8
 _SEARCH_NODE_BUDGET = 20_000
 _RUNNER_UP_NODE_BUDGET = 600  # the runner-up is explanation only: keep it cheap
 
@@ -114,7 +117,7 @@ def _choose(problem: Problem, target: int, cap: int) -> Choice:
             return better
     if found:
         kind = "single" if k_found == 1 else "exact"
-    elif cap <= _EXACT_MAX_SHIPMENTS and proven:
+    elif cap <= _exact_max(problem) and proven:
         # max_shipments binds: no set within the cap reaches the target. Maximise the fill.
         best = _best_fill_within_cap(problem, cap)
         if best is None:  # only when the budget ran out before the first complete set
@@ -133,7 +136,7 @@ def _fewest_reaching(problem: Problem, target: int, cap: int) -> tuple[list[Foun
     ``target`` gives (its best sets, k, proven); ([], 0, proven) when none is found."""
     lb = _lower_bound_shipments(problem, target)
     proven = True
-    for k in range(max(1, lb), min(cap, _EXACT_MAX_SHIPMENTS) + 1):
+    for k in range(max(1, lb), min(cap, _exact_max(problem)) + 1):
         found, exhausted = best_sets(problem, k, target, _SEARCH_NODE_BUDGET)
         if exhausted:
             proven = False
@@ -188,7 +191,7 @@ def _runner_up(
     chosen = found[0].members
     fill = found[0].fill
     runner: tuple[int, ...] | None = None
-    if k_found + 1 <= min(cap, problem.n, _EXACT_MAX_SHIPMENTS):
+    if k_found + 1 <= min(cap, problem.n, _exact_max(problem)):
         more, _ = best_sets(problem, k_found + 1, fill, _RUNNER_UP_NODE_BUDGET)
         if more:
             runner = more[0].members
@@ -197,6 +200,11 @@ def _runner_up(
         if less:
             runner = less[0].members
     return runner
+
+
+def _exact_max(problem: Problem) -> int:
+    """The most shipments the exact search tries (then the greedy takes over)."""
+    return problem.n if problem.n <= _EXACT_ANY_SIZE else _EXACT_MAX_SHIPMENTS
 
 
 def _lower_bound_shipments(problem: Problem, target: int) -> int:

@@ -144,6 +144,24 @@ def _candidate(w: inventory_service.WarehouseStock) -> WarehouseCandidate:
     )
 
 
+def candidates(snapshot: Sequence[inventory_service.WarehouseStock]) -> list[WarehouseCandidate]:
+    """The routing snapshot as the router's warehouse candidates."""
+    return [_candidate(w) for w in snapshot]
+
+
+async def channel_policy(
+    session: AsyncSession,
+    *,
+    channel: str,
+    snapshot: Sequence[inventory_service.WarehouseStock],
+) -> RoutingPolicy:
+    """The channel's routing policy as :func:`plan` uses it for a shipped order (the stock
+    blocks standing in ``snapshot`` included): what waves and simulations route under."""
+    policy = _policy(await _policy_values(session, channel=channel), snapshot, None)
+    blocked = {(str(w.id), sku) for w in snapshot for sku in w.blocked}
+    return replace(policy, blocked=frozenset(blocked)) if blocked else policy
+
+
 def destination_for(address: Address) -> Destination:
     """Resolve coordinates offline: the address's own, else postal code/city, else country."""
     point, source = geo.resolve_destination(

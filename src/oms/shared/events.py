@@ -54,6 +54,17 @@ PAYMENT_FIELDS = (
     "status",
 )
 _SHIPPED = ("carrier", "tracking_number")
+_PURCHASE_ORDER = (
+    "purchase_order_id",
+    "number",
+    "status",
+    "supplier",
+    "warehouse",
+    "expected_on",
+    "lines",
+)
+_PICKUP = ("shipment_id", "order_id", "store", "status", "collect_by")
+_TRANSFER = ("transfer_id", "from_warehouse", "to_warehouse", "status", "expected_on", "lines")
 
 
 def _order(type_: str, description: str) -> EventSpec:
@@ -122,8 +133,11 @@ _SPECS = (
         "shipment.exception",
         "A warehouse rejected units of its shipment (short pick, damaged, not found): those "
         "units were planned again without it (``replanned``: new shipments by warehouse), or "
-        "backordered (``backordered``); ``lines``: line, SKU, units, reason",
+        "backordered (``backordered``); ``lines``: line, SKU, units, reason; ``written_off``: "
+        "units taken off the warehouse's stock; ``order_status`` (and ``previous_order_status`` "
+        "when a picked order stepped back to paid because of a new pending parcel)",
         (*_SHIPMENT, "exception_id", "lines", "replanned", "backordered", "blocked_until"),
+        optional=("written_off", "order_status", "previous_order_status"),
     ),
     EventSpec(
         "shipment.moved",
@@ -143,10 +157,103 @@ _SPECS = (
         "``merged_shipment_id`` was cancelled and its units added to this shipment",
         (*_SHIPMENT, "merged_shipment_id", "lines"),
     ),
+    # -- stores (#19): click and collect, transfers, till sales --
+    _order(
+        "order.ready_for_pickup",
+        "A click-and-collect order is ready at its store (``pickup.ready`` carries the code)",
+    ),
+    EventSpec("shipment.ready_for_pickup", "A pickup shipment is ready at its store", _SHIPMENT),
+    EventSpec("shipment.collected", "A pickup shipment was collected at its store", _SHIPMENT),
+    EventSpec(
+        "pickup.ready",
+        "A click-and-collect order is ready at ``store``: what the customer's message needs "
+        "(``collection_code`` to show at the counter, ``collect_by`` the deadline)",
+        (*_PICKUP, "collection_code", "order_number", "customer_name", "customer_email",
+         "customer_phone"),
+    ),
+    EventSpec("pickup.collected", "A click-and-collect order was collected at its store", _PICKUP),
+    EventSpec(
+        "pickup.uncollected",
+        "A click-and-collect order was not collected by ``collect_by``: the worker cancelled "
+        "it (its units are sellable again at the store), and refunded ``refunded`` minor units "
+        "when the store's ``action`` is ``refund``",
+        (*_PICKUP, "action", "refunded"),
+    ),
+    EventSpec(
+        "transfer.shipped",
+        "A transfer left its source: units out of its on hand, in transit to the destination",
+        _TRANSFER,
+    ),
+    EventSpec(
+        "transfer.received",
+        "Units of a transfer arrived at its destination (``lines``: received, short, over)",
+        _TRANSFER,
+    ),
+    EventSpec("transfer.cancelled", "A transfer was cancelled before it shipped", _TRANSFER),
+    EventSpec(
+        "store.stock_discrepancy",
+        "A till sale sold units the store's stock did not hold (``uncovered`` per SKU): the "
+        "sale stands, the store's stock needs a count",
+        ("store", "receipt_id", "order_id", "uncovered"),
+    ),
+    # -- delivery promises and purchasing (#18) --
+    EventSpec(
+        "shipment.at_risk",
+        "A shipment not shipped yet will miss its promise soon: ``ship_by`` is less than "
+        "``OMS_SLA_AT_RISK_HOURS`` away (once per shipment)",
+        (*_SHIPMENT, "ship_by", "deliver_by"),
+    ),
+    EventSpec(
+        "shipment.late",
+        "A shipment was not shipped by its ``ship_by`` (the promise made at placement; once "
+        "per shipment)",
+        (*_SHIPMENT, "ship_by", "deliver_by"),
+    ),
+    EventSpec(
+        "purchase_order.drafted",
+        "A purchase order was drafted (by hand, or by the reorder job when a reorder point was "
+        "crossed)",
+        _PURCHASE_ORDER,
+    ),
+    EventSpec(
+        "purchase_order.sent",
+        "A purchase order was sent: its lines are incoming supply expected on ``expected_on``",
+        _PURCHASE_ORDER,
+    ),
+    EventSpec(
+        "purchase_order.received",
+        "Units of a purchase order were received into stock (``received_lines``, under "
+        "``receipt_reference``); ``status`` is partially_received or received",
+        (*_PURCHASE_ORDER, "receipt_reference", "received_lines"),
+    ),
+    EventSpec(
+        "purchase_order.cancelled",
+        "A purchase order was cancelled: what it still expected will not come",
+        _PURCHASE_ORDER,
+    ),
     EventSpec(
         "inventory.low_stock",
         "Available stock of a SKU fell to or below its threshold",
         ("warehouse_id", "warehouse_code", "sku", "available", "threshold"),
+    ),
+    # the stock feed (#18, oms.inventory.feed.availability_events): per channel and SKU,
+    # coalesced (at most one per OMS_STOCK_FEED_INTERVAL_S, carrying the latest figure)
+    EventSpec(
+        "inventory.availability_changed",
+        "The quantity of a SKU a channel can sell changed (summed over the warehouses the "
+        "channel ships from, after safety stock); ``previous``: the figure last sent (null "
+        "the first time)",
+        ("sku", "channel", "available", "previous"),
+    ),
+    EventSpec(
+        "inventory.out_of_stock",
+        "A SKU a channel could sell is no longer sellable there (``available`` fell to 0)",
+        ("sku", "channel", "available", "previous"),
+    ),
+    EventSpec(
+        "inventory.back_in_stock",
+        "A SKU a channel could not sell is sellable there again (``available`` rose from 0)",
+        ("sku", "channel", "available", "previous"),
     ),
     EventSpec("payment.authorized", "A payment was authorized (not yet captured)", PAYMENT_FIELDS),
     EventSpec(
@@ -169,6 +276,18 @@ _SPECS = (
         "return.received",
         "Returned units were received (restocked or discarded)",
         ("return_id", "order_id", "lines"),
+    ),
+    # -- waves (#20): payload built by oms.flows.waves.wave_payload --
+    EventSpec(
+        "wave.completed",
+        "A wave re-optimised a channel's waiting orders together and released them to the pick "
+        "queue: ``pool_size`` orders, ``moved`` given a cheaper plan, ``skipped`` because they "
+        "changed while it was solving; objective (parcel cost) before and after, the solver's "
+        "status and time",
+        (
+            "wave_id", "channel", "trigger", "pool_size", "moved", "skipped", "applied",
+            "solver_status", "objective_before", "objective_after", "solve_seconds",
+        ),
     ),
     EventSpec(
         "webhook.endpoint_disabled",

@@ -1,4 +1,5 @@
-"""HTTP routes changing pending shipments: exceptions, moves, splits, merges."""
+"""HTTP routes changing shipments after placement: exceptions (pending or picked shipments),
+moves, splits, merges (pending shipments)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 Reader = Annotated[Principal, Depends(require(Role.STOREFRONT, Role.FULFILLMENT))]
 
 _PENDING = (
+    " The order's stored routing (`GET /v1/orders/{id}/routing`) becomes its current plan, "
+    "placement's plan kept under `placement`."
     " Only while the order is placed or paid (409 `shipment_change_not_allowed`) and the "
     "shipment pending (409 `shipment_not_pending`); takes the order's lock, so it runs before "
     "or after a concurrent pick, cancel or re-route, never in between."
@@ -39,18 +42,28 @@ _PENDING = (
     "/shipments/{shipment_id}/exceptions",
     status_code=201,
     response_model=ShipmentExceptionRead,
-    summary="Reject units of a shipment (short pick, damaged, not found)",
-    description="The warehouse could not ship some units. Only those units are planned again "
-    "by the router, without this warehouse (reason `excluded` in the explanation); the rest "
-    "of the order keeps its shipments and reservations. Units no other warehouse can give are "
-    "backordered on their line when the channel's routing policy allows backorders; otherwise "
-    "409 `insufficient_stock` (with `short_lines` and the explanation) and nothing changes. "
-    "`damaged` and `not_found` units are written off on-hand stock (a `correction` in the "
-    "ledger referencing the exception, at most the unreserved units); `short_pick` leaves it "
-    "to a count. A shipment left empty is cancelled. `block_for_hours` keeps routing away "
-    "from that (warehouse, SKU) meanwhile (reason `blocked`). Recorded in the history as "
-    "`shipment_exception` and announced as `shipment.exception`. 422 "
-    "`shipment_lines_invalid` when the shipment does not carry the units." + _PENDING,
+    summary="Reject units of a pending or picked shipment (short pick, damaged, not found)",
+    description="The warehouse could not ship some units, found while picking or after the "
+    "pick (e.g. a damaged unit at the packing table). Only those units leave the shipment and "
+    "are planned again by the router, without this warehouse (reason `excluded` in the "
+    "explanation); the units found stay in it, and the rest of the order keeps its shipments "
+    "and reservations. Units no other warehouse can give are backordered on their line when "
+    "the channel's routing policy allows backorders; otherwise 409 `insufficient_stock` (with "
+    "`short_lines` and the explanation) and nothing changes. `damaged` and `not_found` units "
+    "are written off on-hand stock (a `correction` in the ledger referencing the exception, at "
+    "most the unreserved units); `short_pick` units of a pending shipment are left to a count, "
+    "of a picked shipment they are written off too (the pick was the count). A shipment left "
+    "empty is cancelled. `block_for_hours` keeps routing away from that (warehouse, SKU) "
+    "meanwhile (reason `blocked`). A picked order whose shipments are then no longer all "
+    "picked (a new pending parcel, or none left) steps back to `paid` (`placed` for unpaid "
+    "cash on delivery). The order's stored routing (`GET /v1/orders/{id}/routing`) becomes "
+    "its current plan with this re-plan's explanation, placement's plan kept under "
+    "`placement`. Recorded in the history as `shipment_exception` and announced as "
+    "`shipment.exception`. 422 `shipment_lines_invalid` when the shipment does not carry the "
+    "units. Only while the order is placed, paid or picked (409 "
+    "`shipment_change_not_allowed`) and the shipment pending or picked (409 "
+    "`shipment_past_picking`: a packed parcel is sealed and labelled); takes the order's lock, "
+    "so it runs before or after a concurrent pick, pack, cancel or re-route, never in between.",
     responses=problems(404, 409, 422, *AUTH_PROBLEMS),
 )
 async def report_exception(

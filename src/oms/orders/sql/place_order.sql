@@ -11,11 +11,11 @@ WITH o AS (
     ship_postal_code, ship_region, ship_country, ship_latitude, ship_longitude, subtotal_amount,
     tax_amount, shipping_fee, total_amount, fulfillment, pickup_warehouse_code, notes,
     attributes, routing, created_by, created_at, updated_at, units_ordered, live_shipments,
-    customer_phone, customer_anonymous)
+    customer_phone, customer_anonymous, locale)
   VALUES ($1, 'placed', 1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12, $13, $14, $15,
     $16, $17, $18, $19, $20, $21, $22, $23, $24::jsonb, $25::jsonb, $26, $27, $27,
     (SELECT coalesce(sum(q), 0) FROM unnest($32::int[]) AS q), cardinality($41::uuid[]),
-    $45, $46)
+    $45, $46, $52)
   ON CONFLICT (channel, external_reference) WHERE external_reference IS NOT NULL DO NOTHING
   RETURNING id, number
 ), lines AS (
@@ -33,10 +33,12 @@ WITH o AS (
   SELECT o.id, 'transition', NULL, 'placed', $26, $39, '{}'::jsonb, $40, $27 FROM o
 ), shipments AS (
   INSERT INTO shipments (id, order_id, seq, warehouse_id, warehouse_code, status, version,
-    created_at, updated_at)
-  SELECT u.id, o.id, u.seq, u.warehouse_id, u.code, 'pending', 1, $27, $27
-  FROM o, unnest($41::uuid[], $42::int[], $43::uuid[], $44::text[])
-    AS u(id, seq, warehouse_id, code)
+    created_at, updated_at, ship_by, deliver_by)
+  SELECT u.id, o.id, u.seq, u.warehouse_id, u.code, 'pending', 1, $27, $27, u.ship_by,
+    u.deliver_by  -- the delivery promise ($53, $54: oms.orders.promising)
+  FROM o, unnest($41::uuid[], $42::int[], $43::uuid[], $44::text[], $53::timestamptz[],
+                 $54::date[])
+    AS u(id, seq, warehouse_id, code, ship_by, deliver_by)
 ), outbox AS (
   INSERT INTO outbox_events (event_id, type, aggregate_type, aggregate_id, payload, created_at)
   SELECT $47, 'order.placed', 'order', o.id::text,

@@ -73,7 +73,10 @@ _INBOUND_OPENAPI: dict[str, Any] = {
         _header("webhook-timestamp", "oms format: Unix seconds; must be within the tolerance"),
         _header("webhook-signature", "oms format: `v1,<base64 HMAC-SHA256>` (Standard Webhooks)"),
         _header("X-Shopify-Hmac-Sha256", "shopify: base64 HMAC-SHA256 of the raw body"),
-        _header("X-Shopify-Topic", "shopify: orders/create, orders/cancelled, orders/paid, ..."),
+        _header(
+            "X-Shopify-Topic",
+            "shopify: orders/create, orders/updated, orders/edited, orders/cancelled, ...",
+        ),
         _header("X-Shopify-Webhook-Id", "shopify: deduplication key"),
         _header("X-Shopify-Triggered-At", "shopify: must be less than 48 hours old if sent"),
         _header("X-WC-Webhook-Signature", "woocommerce: base64 HMAC-SHA256 of the raw body"),
@@ -117,7 +120,9 @@ _INBOUND_OPENAPI: dict[str, Any] = {
         "**Formats.** `oms`: the canonical body below, signed per Standard Webhooks with the "
         "connector's `whsec_` secret (`webhook-id`, `webhook-timestamp`, `webhook-signature`); "
         "the signed timestamp is the replay protection. `shopify`: `orders/create`, "
-        "`orders/cancelled`, `orders/paid`, `refunds/create` (HMAC in `X-Shopify-Hmac-Sha256`). "
+        "`orders/cancelled`, `orders/paid`, `refunds/create`, `orders/updated` and `orders/edited` "
+        "(applied as order edits; an edit naming a line item id no line of the order carries "
+        "fails with 422 `unknown_line_items`) (HMAC in `X-Shopify-Hmac-Sha256`). "
         "`woocommerce`: `order.created`, `order.updated` (HMAC in `X-WC-Webhook-Signature`; the "
         "unsigned setup ping is acknowledged). Shopify and WooCommerce sign no timestamp: replays "
         "are absorbed by deduplication (event id, external reference, payment reference). Event "

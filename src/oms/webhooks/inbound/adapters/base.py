@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol
@@ -23,6 +23,7 @@ class EventType(StrEnum):
     ORDER_CREATED = "order.created"
     ORDER_CANCELLED = "order.cancelled"
     ORDER_UPDATED = "order.updated"  # lines or address as they are now: applied as an edit
+    ORDER_EDITED = "order.edited"  # lines changed by the platform's line ids: applied as an edit
     PAYMENT_CAPTURED = "payment.captured"
     PAYMENT_REFUNDED = "payment.refunded"
 
@@ -51,6 +52,14 @@ class PaymentFact:
 
 
 @dataclass(frozen=True, slots=True)
+class LineChange:
+    """Units added to (``delta`` > 0) or removed from (< 0) the platform's line ``line_id``."""
+
+    line_id: str
+    delta: int
+
+
+@dataclass(frozen=True, slots=True)
 class InboundEvent:
     """The adapter's reading of one delivery. ``type`` None means: acknowledged, nothing to do."""
 
@@ -63,6 +72,14 @@ class InboundEvent:
     ignored: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     risk_level: str | None = None  # the platform's fraud risk of a new order: low/medium/high
+    line_ids: tuple[str | None, ...] = ()
+    """The platform's id of each of ``order["lines"]`` (same order; a platform line split in
+    two for an uneven discount gives both its id)."""
+    line_changes: tuple[LineChange, ...] = ()  # order.edited: the changes by platform line id
+    channel_updated_at: datetime | None = None
+    """When the platform changed the order (order.updated: its modification time; order.edited:
+    when the edit was committed): an update older than the one applied is not applied."""
+    edit_id: str | None = None  # order.edited: the platform's id of the edit
 
 
 class Adapter(Protocol):
@@ -240,6 +257,31 @@ def map_skus(lines: list[PlatformLine], sku_map: Mapping[str, str]) -> list[str]
             unmapped_lines=unmapped,
         )
     return skus
+
+
+def line_item_id(value: Any) -> str | None:
+    """A platform's line item id as oms keeps it (whole: an id is never cut), None when
+    missing; 422 for one longer than 128 characters."""
+    if value is None or isinstance(value, bool) or value == "" or value == 0:
+        return None
+    out = str(value).strip()
+    if not out:
+        return None
+    if len(out) > 128:
+        raise InvalidPayload(f"line item id {out[:40]!r}... is longer than 128 characters")
+    return out
+
+
+def platform_time(value: Any) -> datetime | None:
+    """A platform's ISO 8601 time (``2025-03-01T10:00:00-05:00``; WooCommerce's ``*_gmt``
+    fields have no offset and are UTC), or None when missing or unreadable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
 
 
 def guest_customer(customer_id: str | None, email: str | None, phone: str | None) -> dict[str, Any]:

@@ -10,8 +10,18 @@
 * Topics: ``orders/create`` -> order.created (and payment.captured when ``financial_status`` is
   ``paid``), ``orders/cancelled`` -> order.cancelled, ``orders/paid`` -> payment.captured,
   ``refunds/create`` -> payment.refunded, ``orders/updated`` -> order.updated (its lines and
-  shipping address, applied as an edit when they differ); any other topic is acknowledged and
-  ignored.
+  shipping address as they are now, applied as an edit where they differ; a line's
+  ``current_quantity``, what is left after edits and removals, when Shopify sends it),
+  ``orders/edited`` -> order.edited (the edit's ``line_items.additions``/``removals``: units
+  added to or removed from line items, by line item id; applied as an edit of the lines that
+  carry those ids); any other topic is acknowledged and ignored.
+* Line ids: every oms line remembers its Shopify line item id (``external_line_id``), what
+  ``orders/edited`` names. ``orders/edited`` carries no SKU or price, so a line item it adds is
+  unknown to oms until ``orders/updated`` brings it: such an edit fails with the reason
+  (422 ``unknown_line_items``), nothing applied; the ``orders/updated`` Shopify sends with it
+  adds the line. Each order remembers the Shopify time of the latest update applied
+  (``updated_at``; an edit's ``committed_at``): an older ``orders/updated`` arriving late, or an
+  ``orders/edited`` whose change an ``orders/updated`` already brought, is not applied again.
 
 Lines: the SKU comes from the connector's ``sku_map`` (``variant:<variant_id>``), else the
 line's own ``sku``, else ``product:<product_id>`` in the map; a line with none of them is
@@ -35,14 +45,17 @@ from oms.webhooks.inbound.adapters.base import (
     EventType,
     InboundEvent,
     InvalidPayload,
+    LineChange,
     PaymentFact,
     PlatformLine,
     body_hash_id,
     guest_customer,
     header,
+    line_item_id,
     load_object,
     map_skus,
     payment_method,
+    platform_time,
     rate_to_bps,
     split_line,
     text,
@@ -83,10 +96,18 @@ def _address(order: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _quantity(item: dict[str, Any], *, current: bool) -> int:
+    """The units of a line item: as ordered, or (``current``) what is left after edits and
+    removals (``current_quantity``, when Shopify sends it)."""
+    if current and item.get("current_quantity") is not None:
+        return int(item["current_quantity"])
+    return int(item["quantity"])
+
+
 def _line(
-    item: dict[str, Any], sku: str, currency: str, taxes_included: bool
+    item: dict[str, Any], sku: str, currency: str, taxes_included: bool, *, current: bool = False
 ) -> list[dict[str, Any]]:
-    quantity = int(item["quantity"])
+    quantity = _quantity(item, current=current)
     price = _money(item["price"], currency, f"line {sku} price")
     allocations = item.get("discount_allocations") or []
     if allocations:
@@ -118,7 +139,16 @@ def _shipping_fee(order: dict[str, Any], currency: str) -> int:
 
 
 def map_order(order: dict[str, Any], sku_map: Mapping[str, str]) -> dict[str, Any]:
-    """A Shopify order object -> an oms OrderCreate body (without ``channel``).
+    """A Shopify order object -> an oms OrderCreate body (without ``channel``)."""
+    return map_order_lines(order, sku_map)[0]
+
+
+def map_order_lines(
+    order: dict[str, Any], sku_map: Mapping[str, str], *, current: bool = False
+) -> tuple[dict[str, Any], tuple[str | None, ...]]:
+    """A Shopify order object -> an oms OrderCreate body (without ``channel``), and the line
+    item id of each of its lines (``current``: the units left on each line item; line items
+    with none left are not lines).
 
     Lines get their SKU by the connector's rule (``map_skus``: variant mapping, the line's own
     SKU, product mapping; else 422 ``unmapped_line``). The customer is its Shopify id, email and
@@ -134,15 +164,20 @@ def map_order(order: dict[str, Any], sku_map: Mapping[str, str]) -> dict[str, An
         raise InvalidPayload("the order has no line_items")
     if not all(isinstance(item, dict) for item in items):
         raise InvalidPayload("every line item must be an object")
+    if current:
+        items = [item for item in items if _quantity(item, current=True) != 0]
+        if not items:
+            raise InvalidPayload("no line item has units left (current_quantity 0 everywhere)")
     skus = map_skus(
         [PlatformLine.read(i, item, variant_key="variant_id") for i, item in enumerate(items, 1)],
         sku_map,
     )
-    lines = [
-        ln
-        for item, sku in zip(items, skus, strict=True)
-        for ln in _line(item, sku, currency, taxes_included)
-    ]
+    lines: list[dict[str, Any]] = []
+    line_ids: list[str | None] = []
+    for item, sku in zip(items, skus, strict=True):
+        mapped = _line(item, sku, currency, taxes_included, current=current)
+        lines += mapped
+        line_ids += [line_item_id(item.get("id"))] * len(mapped)
     raw_customer = order.get("customer")
     customer: dict[str, Any] = raw_customer if isinstance(raw_customer, dict) else {}
     customer_id = customer.get("id")
@@ -159,7 +194,7 @@ def map_order(order: dict[str, Any], sku_map: Mapping[str, str]) -> dict[str, An
         "financial_status": order.get("financial_status"),
         "taxes_included": taxes_included,
     }
-    return {
+    body = {
         "external_reference": str(order["id"]),
         "currency": currency,
         "customer": guest_customer(
@@ -172,6 +207,49 @@ def map_order(order: dict[str, Any], sku_map: Mapping[str, str]) -> dict[str, An
         "notes": text(order.get("note"), 2000),
         "attributes": {k: v for k, v in attributes.items() if v is not None},
     }
+    return body, tuple(line_ids)
+
+
+def map_edit(payload: dict[str, Any]) -> InboundEvent:
+    """An ``orders/edited`` body -> order.edited: the units added to and removed from line
+    items (by line item id; ``delta`` > 0), the order it is about, when it was committed."""
+    edit = payload.get("order_edit")
+    if not isinstance(edit, dict):
+        raise InvalidPayload("the orders/edited body has no order_edit object")
+    if edit.get("order_id") in (None, ""):
+        raise InvalidPayload("the order edit names no order_id")
+    items = edit.get("line_items") or {}
+    if not isinstance(items, dict):
+        raise InvalidPayload("order_edit.line_items must be an object")
+    changes: list[LineChange] = []
+    for key, sign in (("additions", 1), ("removals", -1)):
+        entries = items.get(key) or []
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise InvalidPayload(f"order_edit.line_items.{key} must be a list of objects")
+        for entry in entries:
+            line_id = line_item_id(entry.get("id"))
+            delta = entry.get("delta")
+            if line_id is None or isinstance(delta, bool) or not isinstance(delta, int):
+                raise InvalidPayload(
+                    f"order_edit.line_items.{key}: each change needs a line item id and an "
+                    "integer delta"
+                )
+            if not 0 < delta <= 10_000:
+                raise InvalidPayload(
+                    f"order_edit.line_items.{key}: delta {delta} of line item {line_id} is not "
+                    "between 1 and 10000"
+                )
+            changes.append(LineChange(line_id=line_id, delta=sign * delta))
+    if not changes:
+        return InboundEvent(type=None, ignored="the order edit changes no line items")
+    return InboundEvent(
+        type=EventType.ORDER_EDITED,
+        external_reference=str(edit["order_id"]),
+        line_changes=tuple(changes),
+        channel_updated_at=platform_time(edit.get("committed_at"))
+        or platform_time(edit.get("created_at")),
+        edit_id=None if edit.get("id") is None else str(edit["id"]),
+    )
 
 
 def _paid_reference(order: dict[str, Any]) -> str:
@@ -260,7 +338,7 @@ class ShopifyAdapter:
         self, topic: str | None, payload: dict[str, Any], sku_map: Mapping[str, str]
     ) -> InboundEvent:
         if topic == "orders/create":
-            order = map_order(payload, sku_map)
+            order, line_ids = map_order_lines(payload, sku_map)
             payment = None
             if payload.get("financial_status") == "paid":
                 payment = PaymentFact(
@@ -274,14 +352,20 @@ class ShopifyAdapter:
                 order=order,
                 payment=payment,
                 risk_level=_risk_level(payload),
+                line_ids=line_ids,
+                channel_updated_at=platform_time(payload.get("updated_at")),
             )
         if topic == "orders/updated":
-            order = map_order(payload, sku_map)
+            order, line_ids = map_order_lines(payload, sku_map, current=True)
             return InboundEvent(
                 type=EventType.ORDER_UPDATED,
                 external_reference=order["external_reference"],
                 order=order,
+                line_ids=line_ids,
+                channel_updated_at=platform_time(payload.get("updated_at")),
             )
+        if topic == "orders/edited":
+            return map_edit(payload)
         if topic == "orders/cancelled":
             return InboundEvent(
                 type=EventType.ORDER_CANCELLED,

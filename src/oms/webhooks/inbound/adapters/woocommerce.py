@@ -9,9 +9,16 @@
 * Topics: ``order.created`` -> order.created (and payment.captured when the order is already
   paid: ``date_paid`` set, status processing/completed, not cash on delivery);
   ``order.updated`` -> by status: ``cancelled`` -> order.cancelled, ``refunded`` ->
-  payment.refunded, ``processing``/``completed`` with ``date_paid`` -> payment.captured,
-  ``pending``/``on-hold`` -> order.updated (lines and address applied as an edit when they
-  differ), else ignored. Other topics are acknowledged and ignored.
+  payment.refunded, ``pending``/``on-hold``/``processing``/``completed`` -> order.updated: its
+  lines and address as they are now, applied as an edit where they differ (only unpicked units
+  can change: otherwise the delivery fails with 409 ``units_not_editable``, nothing applied),
+  carrying the payment when the order is paid (``date_paid`` set, status processing or
+  completed, not cash on delivery: recorded once, by reference); else ignored. Other topics
+  are acknowledged and ignored. (WooCommerce sends ``order.updated`` for every change, so an
+  already-paid order's line or address changes arrive there, next to the payment it carries.)
+* Line ids: every oms line remembers its WooCommerce line item id (``external_line_id``);
+  an update matches lines by it (by SKU for orders placed before oms kept them). An update
+  older (``date_modified_gmt``) than the latest one applied is not applied.
 
 Lines: the SKU comes from the connector's ``sku_map`` (``variant:<variation_id>``), else the
 line's own ``sku``, else ``product:<product_id>`` in the map; a line with none of them is
@@ -38,9 +45,11 @@ from oms.webhooks.inbound.adapters.base import (
     body_hash_id,
     guest_customer,
     header,
+    line_item_id,
     load_object,
     map_skus,
     payment_method,
+    platform_time,
     rate_to_bps,
     split_line,
     text,
@@ -51,6 +60,7 @@ from oms.webhooks.inbound.verify import verify_hmac_base64
 SIGNATURE_HEADER = "X-WC-Webhook-Signature"
 _PING = re.compile(rb"^webhook_id=\d+$")
 _PAID_STATUSES = {"processing", "completed"}
+_OPEN_STATUSES = {"pending", "on-hold", "processing", "completed"}
 
 
 def _money(value: Any, currency: str, what: str) -> int:
@@ -101,7 +111,19 @@ def _is_paid(order: dict[str, Any]) -> bool:
 
 
 def map_order(order: dict[str, Any], sku_map: Mapping[str, str]) -> dict[str, Any]:
-    """A WooCommerce order -> an oms OrderCreate body (without ``channel``).
+    """A WooCommerce order -> an oms OrderCreate body (without ``channel``)."""
+    return map_order_lines(order, sku_map)[0]
+
+
+def _modified(order: dict[str, Any]) -> datetime | None:
+    return platform_time(order.get("date_modified_gmt"))
+
+
+def map_order_lines(
+    order: dict[str, Any], sku_map: Mapping[str, str]
+) -> tuple[dict[str, Any], tuple[str | None, ...]]:
+    """A WooCommerce order -> an oms OrderCreate body (without ``channel``), and the line item
+    id of each of its lines.
 
     Lines get their SKU by the connector's rule (``map_skus``: ``variant:<variation_id>``, the
     line's own SKU, ``product:<product_id>``; else 422 ``unmapped_line``). The customer is its
@@ -120,7 +142,12 @@ def map_order(order: dict[str, Any], sku_map: Mapping[str, str]) -> dict[str, An
         [PlatformLine.read(i, item, variant_key="variation_id") for i, item in enumerate(items, 1)],
         sku_map,
     )
-    lines = [ln for item, sku in zip(items, skus, strict=True) for ln in _line(item, sku, currency)]
+    lines: list[dict[str, Any]] = []
+    line_ids: list[str | None] = []
+    for item, sku in zip(items, skus, strict=True):
+        mapped = _line(item, sku, currency)
+        lines += mapped
+        line_ids += [line_item_id(item.get("id"))] * len(mapped)
     billing = order.get("billing") or {}
     customer_id = order.get("customer_id") or None
     attributes = {
@@ -132,7 +159,7 @@ def map_order(order: dict[str, Any], sku_map: Mapping[str, str]) -> dict[str, An
         "shipping_tax": str(order.get("shipping_tax") or "0"),
         "payment_method_title": text(order.get("payment_method_title"), 200),
     }
-    return {
+    body = {
         "external_reference": str(order["id"]),
         "currency": currency,
         "customer": guest_customer(
@@ -147,6 +174,7 @@ def map_order(order: dict[str, Any], sku_map: Mapping[str, str]) -> dict[str, An
         "notes": text(order.get("customer_note"), 2000),
         "attributes": {k: v for k, v in attributes.items() if v is not None},
     }
+    return body, tuple(line_ids)
 
 
 class WooCommerceAdapter:
@@ -194,7 +222,7 @@ class WooCommerceAdapter:
         self, topic: str | None, payload: dict[str, Any], sku_map: Mapping[str, str]
     ) -> InboundEvent:
         if topic == "order.created":
-            order = map_order(payload, sku_map)
+            order, line_ids = map_order_lines(payload, sku_map)
             payment = None
             if _is_paid(payload):
                 payment = PaymentFact(
@@ -207,6 +235,8 @@ class WooCommerceAdapter:
                 external_reference=order["external_reference"],
                 order=order,
                 payment=payment,
+                line_ids=line_ids,
+                channel_updated_at=_modified(payload),
             )
         if topic != "order.updated":
             return InboundEvent(type=None, ignored=f"topic '{topic}' needs no action in oms")
@@ -233,21 +263,21 @@ class WooCommerceAdapter:
                     reference=f"woocommerce:order:{reference}:refund:{ids}",
                 ),
             )
-        if _is_paid(payload):
-            return InboundEvent(
-                type=EventType.PAYMENT_CAPTURED,
-                external_reference=reference,
-                payment=PaymentFact(
+        if status in _OPEN_STATUSES:  # its lines and address as they are (and its payment)
+            order, line_ids = map_order_lines(payload, sku_map)
+            payment = None
+            if _is_paid(payload):
+                payment = PaymentFact(
                     amount=_money(payload["total"], currency, "total"),
                     currency=currency,
                     reference=f"woocommerce:order:{reference}:paid",
-                ),
-            )
-        if status in ("pending", "on-hold"):  # not paid yet: its lines and address as they are
-            order = map_order(payload, sku_map)
+                )
             return InboundEvent(
                 type=EventType.ORDER_UPDATED,
                 external_reference=order["external_reference"],
                 order=order,
+                payment=payment,
+                line_ids=line_ids,
+                channel_updated_at=_modified(payload),
             )
         return InboundEvent(type=None, ignored=f"order status '{status}' needs no action in oms")

@@ -1,0 +1,61 @@
+"""A generic SMS provider: one JSON POST per message to the provider's URL.
+
+Request: ``{"to": "+39...", "from": sender, "text": "..."}``, ``Authorization: Bearer <token>``
+and ``Idempotency-Key`` (the same on every attempt of a message: a provider that honours it
+sends once even when oms retries). A 2xx answer is a success, its JSON ``id_field`` (default
+``id``) the provider id; 429, 5xx, timeouts and connection errors are retried; any other answer
+is final. The HTTP client is injected (tests pass ``httpx.MockTransport`` or a local server).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from oms.messages.providers import OutgoingSms, SendOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSmsSettings:
+    url: str
+    sender: str | None = None
+    token: str | None = None
+    id_field: str = "id"
+    timeout_s: float = 10.0
+
+    def __repr__(self) -> str:  # never the token
+        return (
+            f"HttpSmsSettings(url={self.url!r}, sender={self.sender!r}, "
+            f"token={'***' if self.token else None}, id_field={self.id_field!r})"
+        )
+
+
+class HttpSmsProvider:
+    def __init__(self, settings: HttpSmsSettings, client: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.client = client
+
+    async def send(self, sms: OutgoingSms) -> SendOutcome:
+        s = self.settings
+        headers = {"Idempotency-Key": sms.idempotency_key}
+        if s.token:
+            headers["Authorization"] = f"Bearer {s.token}"
+        body = {"to": sms.to, "from": s.sender, "text": sms.text}
+        try:
+            resp = await self.client.post(s.url, json=body, headers=headers, timeout=s.timeout_s)
+        except httpx.HTTPError as exc:
+            return SendOutcome(ok=False, error=f"{type(exc).__name__}: {exc}", retry=True)
+        if resp.is_success:
+            provider_id = None
+            try:
+                payload = resp.json()
+                if isinstance(payload, dict) and payload.get(s.id_field) is not None:
+                    provider_id = str(payload[s.id_field])[:256]
+            except ValueError:
+                pass
+            return SendOutcome(ok=True, provider_id=provider_id)
+        retry = resp.status_code == 429 or resp.status_code >= 500
+        return SendOutcome(
+            ok=False, error=f"HTTP {resp.status_code}: {resp.text[:300]}", retry=retry
+        )

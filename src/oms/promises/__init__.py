@@ -1,0 +1,1 @@
+"""Delivery promises: warehouse calendars, transit times, ship and delivery dates."""

@@ -1,0 +1,1 @@
+"""Suppliers, purchase orders and reordering."""

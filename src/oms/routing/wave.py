@@ -1,0 +1,461 @@
+"""Waves: the open orders of a pool re-assigned to warehouses jointly, solved exactly (pure).
+
+A per-order router decides each order alone, in placement order, against the stock left by the
+orders before it. A wave takes a pool of orders that are placed (and reserved) but not yet
+released to picking and solves their assignment *together*, as one mixed-integer program
+(HiGHS through ``highspy``), with every order keeping exactly the units it has now on each line
+(its fill never goes down, nor up: backorders stay as they are).
+
+Model (per order ``o``, line ``l`` with ``F[l]`` units kept, eligible warehouse ``w``):
+
+* ``y[o,w]`` binary: a parcel from ``w``; ``x[o,l,w]`` units of line ``l`` from ``w`` (with
+  line split; continuous: once the parcels are fixed the units are a transportation problem,
+  integral at a vertex; a fractional answer is re-solved as that LP), or ``z[o,l,w]`` binary,
+  the whole line from ``w`` (without);
+* each line gets exactly its units: ``sum_w x[o,l,w] = F[l]`` (``sum_w z = 1``);
+* ``x[o,l,w] <= F[l] * y[o,w]``; ``sum_w y[o,w] <= max_shipments``;
+* stock: per (warehouse, SKU), what the pool's lines take is at most what the wave may hand
+  out: the free stock plus what the pool's orders hold there now;
+* minimise ``sum parcel_cost(o, w) * y[o,w]`` with the parcel cost of :func:`parcel_cost`.
+
+The warehouses an order may use are the ones the per-order router would consider (its
+channel's policy: warehouse list, ships-to, pickup stores, exclusions, blocked stock), computed
+by the router's own scan (:func:`oms.routing.candidates.scan_warehouses`), plus the ones it
+already ships from. The orders' current plans are a feasible solution; they are given to the
+solver as its starting point, and are what the wave keeps when the solver does not prove an
+optimum within the time limit, or finds nothing cheaper.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import highspy
+import numpy as np
+
+from oms.routing.candidates import index_demand, scan_warehouses
+from oms.routing.model import (
+    Allocation,
+    Destination,
+    RouteLine,
+    RoutingPolicy,
+    WarehouseCandidate,
+)
+
+__all__ = [
+    "PARCEL_BASE",
+    "PARCEL_PER_BAND",
+    "OrderChange",
+    "WaveOrder",
+    "WaveResult",
+    "parcel_cost",
+    "solve_wave",
+]
+
+PARCEL_BASE = 6.0
+"""Cost of a parcel (the routing benchmark's cost model: a zone package rate)."""
+PARCEL_PER_BAND = 1.5
+"""Added per distance band of the shipping warehouse."""
+CROSS_BORDER = 0.5
+"""Added for a parcel from outside the destination country (domestic first)."""
+PER_PRIORITY_RANK = 0.01
+"""Added per priority rank of the warehouse (a tie break, as for the router)."""
+PER_KM = 1e-5
+"""Added per kilometre (the last tie break)."""
+MIP_REL_GAP = 1e-4
+"""The solver stops at a relative gap of 0.01 %: "optimal" means within it (about 1e-3 of a
+parcel per 100 orders; the tie-break terms above are smaller than that and may be left on the
+table)."""
+
+
+def parcel_cost(*, band: int, cross_border: int, priority_rank: int, km: float) -> float:
+    """The cost of one parcel of one order from one warehouse, as the wave minimises it: a base
+    rate plus a surcharge per distance band (the benchmark's zone rates), then small terms
+    keeping the router's tie breaks (domestic first, priority, kilometres)."""
+    return (
+        PARCEL_BASE
+        + PARCEL_PER_BAND * band
+        + CROSS_BORDER * cross_border
+        + PER_PRIORITY_RANK * priority_rank
+        + PER_KM * km
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WaveOrder:
+    """One order of the pool: the units it holds per line now (``current``), where it goes and
+    its channel's policy. ``lines`` carry the units to keep (a line without any is left out)."""
+
+    order_id: str
+    lines: tuple[RouteLine, ...]
+    destination: Destination
+    policy: RoutingPolicy
+    current: tuple[Allocation, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderChange:
+    """An order's plan before and after the wave, and what the wave saved on it."""
+
+    order_id: str
+    before: tuple[Allocation, ...]
+    after: tuple[Allocation, ...]
+    parcels_before: int
+    parcels_after: int
+    band_sum_before: int
+    band_sum_after: int
+    cost_before: float
+    cost_after: float
+
+    @property
+    def changed(self) -> bool:
+        return _units(self.before) != _units(self.after)
+
+    def to_dict(self, codes: Mapping[str, str] | None = None) -> dict[str, Any]:
+        codes = codes or {}
+
+        def plan(allocs: Sequence[Allocation]) -> list[dict[str, Any]]:
+            return [
+                {
+                    "line_id": a.line_id,
+                    "sku": a.sku,
+                    "warehouse": codes.get(a.warehouse_id, a.warehouse_id),
+                    "quantity": a.quantity,
+                }
+                for a in sorted(allocs, key=lambda a: (a.line_id, a.warehouse_id))
+            ]
+
+        return {
+            "before": {
+                "allocations": plan(self.before),
+                "parcels": self.parcels_before,
+                "band_sum": self.band_sum_before,
+                "cost": round(self.cost_before, 4),
+            },
+            "after": {
+                "allocations": plan(self.after),
+                "parcels": self.parcels_after,
+                "band_sum": self.band_sum_after,
+                "cost": round(self.cost_after, 4),
+            },
+            "saved": {
+                "parcels": self.parcels_before - self.parcels_after,
+                "band_sum": self.band_sum_before - self.band_sum_after,
+                "cost": round(self.cost_before - self.cost_after, 4),
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WaveResult:
+    """What the solver found. ``applied``: the wave's plans differ from the current ones and
+    cost less (only then does anything move); else every order keeps its plan."""
+
+    status: str  # "optimal", "time_limit", "infeasible", "empty", "error: ..."
+    proven: bool
+    objective_before: float
+    objective_after: float
+    seconds: float
+    changes: tuple[OrderChange, ...]
+    applied: bool
+    columns: int = 0
+    rows: int = 0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def changed(self) -> tuple[OrderChange, ...]:
+        return tuple(c for c in self.changes if c.changed) if self.applied else ()
+
+
+def _units(allocs: Sequence[Allocation]) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = defaultdict(int)
+    for a in allocs:
+        out[(a.line_id, a.warehouse_id)] += a.quantity
+    return dict(out)
+
+
+@dataclass(slots=True)
+class _Option:
+    """One warehouse an order may use: its parcel cost and band."""
+
+    warehouse_id: str
+    cost: float
+    band: int
+
+
+def _options(order: WaveOrder, warehouses: Sequence[WarehouseCandidate]) -> dict[str, _Option]:
+    """The warehouses the per-order router would consider for ``order`` against the wave's
+    stock (the pool's), and the ones it ships from now, with their parcel costs."""
+    demand = index_demand(order.lines)
+    scan = scan_warehouses(warehouses, order.destination, demand, order.policy)
+    out: dict[str, _Option] = {}
+    for c in scan.eligible:
+        cost = parcel_cost(
+            band=c.band, cross_border=c.cross_border, priority_rank=c.rank, km=c.km or 0.0
+        )
+        out[c.wh.id] = _Option(c.wh.id, cost, c.band)
+    current = {a.warehouse_id for a in order.current}
+    worst_rank = max([c.rank for c in scan.eligible], default=0) + 1
+    country = order.destination.country.upper()
+    for c in scan.all:
+        if c.wh.id in current and c.wh.id not in out:  # ineligible now, but it holds the stock
+            cross = 0 if (c.wh.country or "").upper() == country else 1
+            cost = parcel_cost(
+                band=c.band, cross_border=cross, priority_rank=worst_rank, km=c.km or 0.0
+            )
+            out[c.wh.id] = _Option(c.wh.id, cost, c.band)
+    return out
+
+
+def _plan_cost(
+    allocs: Sequence[Allocation], options: Mapping[str, _Option]
+) -> tuple[int, int, float]:
+    used = {a.warehouse_id for a in allocs if a.quantity > 0}
+    return (
+        len(used),
+        sum(options[w].band for w in used),
+        sum(options[w].cost for w in used),
+    )
+
+
+def solve_wave(
+    orders: Sequence[WaveOrder],
+    warehouses: Sequence[WarehouseCandidate],
+    *,
+    time_limit_s: float,
+) -> WaveResult:
+    """Solve the pool's assignment exactly (see the module docstring).
+
+    ``warehouses[i].available`` is what the wave may hand out per SKU: the free stock plus the
+    units the pool's orders hold there now. Never raises for the solver's sake: a solver that
+    does not finish, or fails, leaves every order as it is (``applied`` false)."""
+    started = time.perf_counter()
+    by_id = {w.id: w for w in warehouses}
+    opts = [_options(o, warehouses) for o in orders]
+    before = [_plan_cost(o.current, op) for o, op in zip(orders, opts, strict=True)]
+    objective_before = sum(b[2] for b in before)
+
+    def unchanged(
+        status: str, proven: bool, notes: tuple[str, ...] = (), columns: int = 0, rows: int = 0
+    ) -> WaveResult:
+        changes = tuple(
+            OrderChange(o.order_id, o.current, o.current, b[0], b[0], b[1], b[1], b[2], b[2])
+            for o, b in zip(orders, before, strict=True)
+        )
+        return WaveResult(
+            status=status,
+            proven=proven,
+            objective_before=objective_before,
+            objective_after=objective_before,
+            seconds=time.perf_counter() - started,
+            changes=changes,
+            applied=False,
+            notes=notes,
+            columns=columns,
+            rows=rows,
+        )
+
+    if not orders:
+        return unchanged("empty", True)
+    model = _Model(orders, opts, by_id)
+    h = highspy.Highs()  # type: ignore[no-untyped-call]
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", max(0.01, float(time_limit_s)))
+    h.setOptionValue("mip_rel_gap", MIP_REL_GAP)
+    h.setOptionValue("random_seed", 0)
+    h.setOptionValue("threads", 1)
+    model.load(h)
+    size = (model.ncol, model.nrow)
+    try:
+        h.run()
+        status = h.modelStatusToString(h.getModelStatus())
+    except Exception as exc:  # the solver's failure must not fail the wave  # noqa: BLE001
+        return unchanged(f"error: {exc}", False, (), *size)
+    if status != "Optimal":
+        label = "time_limit" if "limit" in status.lower() else status.lower()
+        note = f"solver {status}: every order keeps its plan"
+        return unchanged(label, False, (note,), *size)
+    sol = list(h.getSolution().col_value)
+    plans = model.plans(sol)
+    if plans is None:  # units split fractionally: fix the parcels, re-solve the flow as an LP
+        flow = model.integral_flow(h, sol)
+        plans = None if flow is None else model.plans(flow)
+    if plans is None:  # not integral or not within stock: never trust it
+        return unchanged("rejected", False, ("solution failed the check",), *size)
+    changes = []
+    for o, op, b, after in zip(orders, opts, before, plans, strict=True):
+        a = _plan_cost(after, op)
+        changes.append(
+            OrderChange(o.order_id, o.current, after, b[0], a[0], b[1], a[1], b[2], a[2])
+        )
+    objective_after = sum(c.cost_after for c in changes)
+    if objective_after >= objective_before - 1e-6:
+        return unchanged("optimal", True, ("no cheaper assignment",), *size)
+    return WaveResult(
+        status="optimal",
+        proven=True,
+        objective_before=objective_before,
+        objective_after=objective_after,
+        seconds=time.perf_counter() - started,
+        changes=tuple(changes),
+        applied=True,
+        columns=model.ncol,
+        rows=model.nrow,
+    )
+
+
+class _Model:
+    """The MIP's columns and rows, the current plans as a start, and the solution read back."""
+
+    def __init__(
+        self,
+        orders: Sequence[WaveOrder],
+        opts: Sequence[Mapping[str, _Option]],
+        by_id: Mapping[str, WarehouseCandidate],
+    ) -> None:
+        self.orders = orders
+        self.costs: list[float] = []
+        self.upper: list[float] = []
+        self.integer: list[int] = []
+        self.start: list[float] = []
+        # x columns: (col, order index, line, warehouse id, units per unit of the column)
+        self.x: list[tuple[int, int, RouteLine, str, int]] = []
+        self.rows: list[tuple[float, float, list[tuple[int, float]]]] = []
+        self.stock: dict[tuple[str, str], int] = {}
+        self._y_of_x: dict[int, int] = {}  # unit column -> its parcel column
+        inf = highspy.kHighsInf
+        by_stock: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
+        for oi, (o, op) in enumerate(zip(orders, opts, strict=True)):
+            held = _units(o.current)
+            held_at = {a.warehouse_id for a in o.current}
+            y: dict[str, int] = {}
+            for wid, option in op.items():
+                y[wid] = self._col(option.cost, 1.0, True, 1.0 if wid in held_at else 0.0)
+            for ln in o.lines:
+                entries: list[tuple[int, float]] = []
+                for wid in op:
+                    if (wid, ln.sku) in o.policy.blocked and (ln.line_id, wid) not in held:
+                        continue
+                    have = by_id[wid].available.get(ln.sku, 0)
+                    if have <= 0:
+                        continue
+                    now = held.get((ln.line_id, wid), 0)
+                    if o.policy.allow_line_split:
+                        cap = min(ln.quantity, have)
+                        col = self._col(0.0, float(cap), False, float(now))
+                        self._y_of_x[col] = y[wid]
+                        self.x.append((col, oi, ln, wid, 1))
+                        self.rows.append((-inf, 0.0, [(col, 1.0), (y[wid], -float(cap))]))
+                        entries.append((col, 1.0))
+                        by_stock[(wid, ln.sku)].append((col, 1.0))
+                    else:
+                        if have < ln.quantity:
+                            continue
+                        col = self._col(0.0, 1.0, True, 1.0 if now else 0.0)
+                        self._y_of_x[col] = y[wid]
+                        self.x.append((col, oi, ln, wid, ln.quantity))
+                        self.rows.append((-inf, 0.0, [(col, 1.0), (y[wid], -1.0)]))
+                        entries.append((col, 1.0))
+                        by_stock[(wid, ln.sku)].append((col, float(ln.quantity)))
+                total = float(ln.quantity) if o.policy.allow_line_split else 1.0
+                self.rows.append((total, total, entries))
+                # a valid cut that tightens the relaxation a lot: the line needs a parcel from
+                # at least one warehouse that can ship some of it
+                users = {self._y_of_x[c] for c, _ in entries}
+                self.rows.append((1.0, inf, [(c, 1.0) for c in sorted(users)]))
+            limit = o.policy.max_shipments
+            if limit is not None and len(y) > limit:
+                self.rows.append((-inf, float(limit), [(c, 1.0) for c in y.values()]))
+        for (wid, sku), entries in by_stock.items():
+            have = by_id[wid].available.get(sku, 0)
+            self.stock[(wid, sku)] = have
+            self.rows.append((-inf, float(have), entries))
+        self.ncol = len(self.costs)
+        self.nrow = len(self.rows)
+
+    def _col(self, cost: float, upper: float, integer: bool, start: float) -> int:
+        self.costs.append(cost)
+        self.upper.append(upper)
+        self.integer.append(1 if integer else 0)
+        self.start.append(start)
+        return len(self.costs) - 1
+
+    def load(self, h: highspy.Highs) -> None:
+        n = self.ncol
+        h.addCols(n, np.array(self.costs), np.zeros(n), np.array(self.upper), 0, [], [], [])
+        h.changeColsIntegrality(
+            n, np.arange(n, dtype=np.int32), np.array(self.integer, dtype=np.uint8)
+        )
+        lo: list[float] = []
+        hi: list[float] = []
+        starts: list[int] = []
+        idx: list[int] = []
+        val: list[float] = []
+        for row_lo, row_hi, entries in self.rows:
+            lo.append(row_lo)
+            hi.append(row_hi)
+            starts.append(len(idx))
+            for c, v in entries:
+                idx.append(c)
+                val.append(v)
+        h.addRows(
+            len(lo),
+            np.array(lo),
+            np.array(hi),
+            len(idx),
+            np.array(starts, dtype=np.int32),
+            np.array(idx, dtype=np.int32),
+            np.array(val),
+        )
+        start = highspy.HighsSolution()
+        start.col_value = list(self.start)
+        start.value_valid = True
+        h.setSolution(start)
+
+    def integral_flow(self, h: highspy.Highs, sol: Sequence[float]) -> list[float] | None:
+        """With the parcels (``y``, and whole lines) fixed as found, the units are a
+        transportation problem (each unit column in one line row and one stock row): its
+        simplex solution is integral. None when the LP does not solve."""
+        n = self.ncol
+        fixed = [i for i in range(n) if self.integer[i]]
+        if fixed:
+            values = np.array([round(sol[i]) for i in fixed], dtype=float)
+            h.changeColsIntegrality(
+                len(fixed), np.array(fixed, dtype=np.int32), np.zeros(len(fixed), dtype=np.uint8)
+            )
+            h.changeColsBounds(len(fixed), np.array(fixed, dtype=np.int32), values, values)
+        h.setOptionValue("solver", "simplex")
+        h.run()
+        if h.modelStatusToString(h.getModelStatus()) != "Optimal":
+            return None
+        return list(h.getSolution().col_value)
+
+    def plans(self, sol: Sequence[float]) -> list[tuple[Allocation, ...]] | None:
+        """Each order's allocations in the solution; None unless integral, every line gets
+        exactly its units and no (warehouse, SKU) gives more than it has."""
+        out: list[list[Allocation]] = [[] for _ in self.orders]
+        per_line: dict[tuple[int, str], int] = defaultdict(int)
+        taken: dict[tuple[str, str], int] = defaultdict(int)
+        for col, oi, ln, wid, per in self.x:
+            v = sol[col]
+            r = round(v)
+            if not math.isclose(v, r, abs_tol=1e-6):
+                return None
+            if r <= 0:
+                continue
+            units = r * per
+            out[oi].append(Allocation(ln.line_id, ln.sku, wid, units))
+            per_line[(oi, ln.line_id)] += units
+            taken[(wid, ln.sku)] += units
+        for oi, o in enumerate(self.orders):
+            for ln in o.lines:
+                if per_line[(oi, ln.line_id)] != ln.quantity:
+                    return None
+        if any(v > self.stock.get(k, 0) for k, v in taken.items()):
+            return None
+        return [tuple(p) for p in out]

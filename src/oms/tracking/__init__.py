@@ -1,0 +1,1 @@
+"""The customer-facing tracking page and its JSON, reached by a signed link (``token``)."""

@@ -1,0 +1,203 @@
+"""The wave's MIP (``oms.routing.wave``), no database: what it keeps and what it may change."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from oms.routing.domain import (
+    Allocation,
+    Destination,
+    GeoPoint,
+    RouteLine,
+    RoutingPolicy,
+    WarehouseCandidate,
+    plan_route,
+)
+from oms.routing.wave import WaveOrder, WaveResult, solve_wave
+
+BERLIN = GeoPoint(52.52, 13.405)
+MUNICH = GeoPoint(48.137, 11.576)
+HAMBURG = GeoPoint(53.551, 9.994)
+SPLIT = RoutingPolicy()
+
+
+def wh(wid: str, point: GeoPoint, stock: dict[str, int]) -> WarehouseCandidate:
+    return WarehouseCandidate(
+        id=wid, code=wid.upper(), point=point, priority=0, available=stock, country="DE"
+    )
+
+
+def order(
+    oid: str,
+    to: GeoPoint,
+    lines: list[tuple[str, str, int]],
+    current: list[tuple[str, str, str, int]],
+    policy: RoutingPolicy = SPLIT,
+) -> WaveOrder:
+    return WaveOrder(
+        order_id=oid,
+        lines=tuple(RouteLine(lid, sku, q) for lid, sku, q in lines),
+        destination=Destination("DE", to),
+        policy=policy,
+        current=tuple(Allocation(lid, sku, w, q) for lid, sku, w, q in current),
+    )
+
+
+def check(result: WaveResult, orders: list[WaveOrder], whs: list[WarehouseCandidate]) -> None:
+    """Every line keeps exactly its units, stock is respected, cost never goes up."""
+    stock = {(w.id, s): q for w in whs for s, q in w.available.items()}
+    taken: dict[tuple[str, str], int] = defaultdict(int)
+    assert result.objective_after <= result.objective_before + 1e-9
+    by_id = {o.order_id: o for o in orders}
+    assert [c.order_id for c in result.changes] == [o.order_id for o in orders]
+    for c in result.changes:
+        o = by_id[c.order_id]
+        per_line: dict[str, int] = defaultdict(int)
+        for a in c.after:
+            per_line[a.line_id] += a.quantity
+            taken[(a.warehouse_id, a.sku)] += a.quantity
+        assert per_line == {ln.line_id: ln.quantity for ln in o.lines}
+        if o.policy.max_shipments is not None:
+            assert len({a.warehouse_id for a in c.after}) <= max(
+                o.policy.max_shipments, len({a.warehouse_id for a in c.before})
+            )
+        if not o.policy.allow_line_split:
+            assert all(
+                len({a.warehouse_id for a in c.after if a.line_id == ln.line_id}) == 1
+                for ln in o.lines
+            )
+        if not result.applied:
+            assert c.after == c.before
+    assert all(q <= stock.get(k, 0) for k, q in taken.items())
+
+
+def test_crossed_orders_are_swapped() -> None:
+    """Placed one by one, the Berlin order took Munich's unit of B (Berlin had none of B then,
+    say); jointly, each ships from its own city in one parcel."""
+    whs = [wh("ber", BERLIN, {"A": 1, "B": 1}), wh("muc", MUNICH, {"B": 1})]
+    orders = [
+        order(
+            "o1",
+            BERLIN,
+            [("l1", "A", 1), ("l2", "B", 1)],
+            [("l1", "A", "ber", 1), ("l2", "B", "muc", 1)],
+        ),
+        order("o2", MUNICH, [("l3", "B", 1)], [("l3", "B", "ber", 1)]),
+    ]
+    result = solve_wave(orders, whs, time_limit_s=10)
+    check(result, orders, whs)
+    assert result.status == "optimal" and result.applied
+    after = {c.order_id: {a.warehouse_id for a in c.after} for c in result.changes}
+    assert after == {"o1": {"ber"}, "o2": {"muc"}}
+    o1 = next(c for c in result.changes if c.order_id == "o1")
+    assert (o1.parcels_before, o1.parcels_after) == (2, 1)
+    assert o1.to_dict()["saved"]["parcels"] == 1
+    assert result.objective_after < result.objective_before
+    assert {c.order_id for c in result.changed} == {"o1", "o2"}
+
+
+def test_nothing_cheaper_keeps_every_plan() -> None:
+    whs = [wh("ber", BERLIN, {"A": 2}), wh("muc", MUNICH, {"A": 2})]
+    orders = [order("o1", BERLIN, [("l1", "A", 1)], [("l1", "A", "ber", 1)])]
+    result = solve_wave(orders, whs, time_limit_s=10)
+    check(result, orders, whs)
+    assert result.proven and not result.applied and result.changed == ()
+
+
+def test_channel_policy_limits_the_wave() -> None:
+    """A warehouse outside the channel's list is never used, even when it is cheaper."""
+    whs = [wh("ber", BERLIN, {"A": 1}), wh("muc", MUNICH, {"A": 1})]
+    only_muc = RoutingPolicy(allowed_warehouse_ids=frozenset({"muc"}))
+    orders = [order("o1", BERLIN, [("l1", "A", 1)], [("l1", "A", "muc", 1)], only_muc)]
+    result = solve_wave(orders, whs, time_limit_s=10)
+    check(result, orders, whs)
+    assert not result.applied
+
+
+def test_whole_lines_stay_whole() -> None:
+    whs = [wh("ber", BERLIN, {"A": 3}), wh("ham", HAMBURG, {"A": 3}), wh("muc", MUNICH, {"A": 3})]
+    whole = RoutingPolicy(allow_line_split=False)
+    orders = [
+        order("o1", MUNICH, [("l1", "A", 3)], [("l1", "A", "ber", 3)], whole),
+        order("o2", BERLIN, [("l2", "A", 3)], [("l2", "A", "muc", 3)], whole),
+    ]
+    result = solve_wave(orders, whs, time_limit_s=10)
+    check(result, orders, whs)
+    assert result.applied
+    after = {c.order_id: {(a.warehouse_id, a.quantity) for a in c.after} for c in result.changes}
+    assert after == {"o1": {("muc", 3)}, "o2": {("ber", 3)}}
+
+
+def test_time_limit_keeps_the_current_plans() -> None:
+    """A pool too large for the limit: the solver stops and nothing moves."""
+    rng = random.Random(3)
+    points = [GeoPoint(rng.uniform(36, 60), rng.uniform(-9, 25)) for _ in range(40)]
+    skus = [f"S{i}" for i in range(30)]
+    stock: dict[str, dict[str, int]] = {f"w{i}": {} for i in range(40)}
+    orders = []
+    for k in range(300):
+        lines, current = [], []
+        for j, sku in enumerate(rng.sample(skus, rng.randint(1, 3))):
+            w = f"w{rng.randrange(40)}"
+            stock[w][sku] = stock[w].get(sku, 0) + 1
+            lines.append((f"o{k}l{j}", sku, 1))
+            current.append((f"o{k}l{j}", sku, w, 1))
+        orders.append(order(f"o{k}", points[rng.randrange(40)], lines, current))
+    for i in range(40):
+        for sku in rng.sample(skus, 5):
+            stock[f"w{i}"][sku] = stock[f"w{i}"].get(sku, 0) + 1
+    whs = [wh(f"w{i}", points[i], stock[f"w{i}"]) for i in range(40)]
+    result = solve_wave(orders, whs, time_limit_s=0.02)
+    check(result, orders, whs)
+    assert result.status == "time_limit"
+    assert not result.applied and not result.proven
+
+
+@st.composite
+def pools(draw: st.DrawFn) -> tuple[list[WaveOrder], list[WarehouseCandidate]]:
+    """Orders routed one by one by the per-order router (current plans), then one wave."""
+    points = [BERLIN, MUNICH, HAMBURG, GeoPoint(50.11, 8.68), GeoPoint(51.34, 12.37)]
+    n_wh = draw(st.integers(2, 5))
+    stock = [{s: draw(st.integers(0, 4)) for s in "ABC"} for _ in range(n_wh)]
+    whs = [wh(f"w{i}", points[i], dict(stock[i])) for i in range(n_wh)]
+    left = [dict(s) for s in stock]
+    orders: list[WaveOrder] = []
+    for k in range(draw(st.integers(1, 6))):
+        lines = [
+            RouteLine(f"o{k}l{j}", draw(st.sampled_from("ABC")), draw(st.integers(1, 3)))
+            for j in range(draw(st.integers(1, 3)))
+        ]
+        policy = RoutingPolicy(
+            allow_line_split=draw(st.booleans()),
+            max_shipments=draw(st.one_of(st.none(), st.integers(1, 2))),
+            allow_backorder=True,
+        )
+        to = points[draw(st.integers(0, 4))]
+        now = [wh(f"w{i}", points[i], left[i]) for i in range(n_wh)]
+        plan = plan_route(lines, Destination("DE", to), now, policy)
+        for a in plan.allocations:
+            left[int(a.warehouse_id[1:])][a.sku] -= a.quantity
+        placed: dict[str, int] = defaultdict(int)
+        for a in plan.allocations:
+            placed[a.line_id] += a.quantity
+        kept = tuple(
+            RouteLine(ln.line_id, ln.sku, placed[ln.line_id]) for ln in lines if placed[ln.line_id]
+        )
+        if kept:
+            orders.append(WaveOrder(f"o{k}", kept, Destination("DE", to), policy, plan.allocations))
+    return orders, whs
+
+
+@settings(max_examples=60, deadline=None)
+@given(pools())
+def test_waves_keep_fills_and_never_cost_more(
+    case: tuple[list[WaveOrder], list[WarehouseCandidate]],
+) -> None:
+    orders, whs = case
+    result = solve_wave(orders, whs, time_limit_s=10)
+    check(result, orders, whs)
+    assert result.status in ("optimal", "empty")
