@@ -67,9 +67,7 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "country = '*' OR country ~ '^[A-Z]{2}$'", name=op.f("ck_transit_times_country_valid")
         ),
-        sa.CheckConstraint(
-            "from_band >= 0", name=op.f("ck_transit_times_from_band_non_negative")
-        ),
+        sa.CheckConstraint("from_band >= 0", name=op.f("ck_transit_times_from_band_non_negative")),
         sa.CheckConstraint(
             "min_days >= 0 AND min_days <= max_days", name=op.f("ck_transit_times_days_ordered")
         ),
@@ -180,7 +178,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_purchase_order_lines")),
         sa.UniqueConstraint(
-            "purchase_order_id", "line_no", name=op.f("uq_purchase_order_lines_purchase_order_id_line_no")
+            "purchase_order_id",
+            "line_no",
+            name=op.f("uq_purchase_order_lines_purchase_order_id_line_no"),
         ),
     )
     op.create_index("ix_purchase_order_lines_sku", "purchase_order_lines", ["sku"])
@@ -227,7 +227,9 @@ def upgrade() -> None:
             "review_days >= 0", name=op.f("ck_reorder_policies_review_days_non_negative")
         ),
         sa.ForeignKeyConstraint(
-            ["supplier_id"], ["suppliers.id"], name=op.f("fk_reorder_policies_supplier_id_suppliers")
+            ["supplier_id"],
+            ["suppliers.id"],
+            name=op.f("fk_reorder_policies_supplier_id_suppliers"),
         ),
         sa.ForeignKeyConstraint(
             ["warehouse_id"],

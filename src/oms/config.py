@@ -124,6 +124,13 @@ class Settings(BaseSettings):
         description="Open connections (or requests in progress) per worker process beyond "
         "which a request gets 503 `server_busy` with Retry-After.",
     )
+    http_backlog: int = Field(
+        default=2048,
+        ge=1,
+        description="Connections the kernel queues for `oms serve` before it accepts them (a "
+        "burst of new clients waits there instead of being refused; capped by the kernel's "
+        "net.core.somaxconn).",
+    )
     max_order_lines: int = 250
     idempotency_ttl_hours: int = 24
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -287,6 +294,11 @@ class Settings(BaseSettings):
         default=None, description="SMTP AUTH password (never logged nor returned)."
     )
     smtp_timeout_s: float = Field(default=30.0, gt=0, le=300, description="One SMTP session.")
+    smtp_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) the SMTP server's certificate is checked against (a "
+        "relay with a private CA). Unset: the system's trusted CAs.",
+    )
     message_sender: str | None = Field(
         default=None, description="The From address of customer emails, e.g. `Shop <a@b.c>`."
     )
@@ -311,6 +323,7 @@ class Settings(BaseSettings):
     )
     tracking_secret: SecretStr | None = Field(
         default=None,
+        min_length=32,
         description="Key of the tracking links' HMAC (at least 32 characters). Unset: a random "
         "key is made once and kept in the database (`tracking_keys`).",
     )

@@ -35,6 +35,7 @@ from oms.db import create_engine, create_sessionmaker
 from oms.holds.router import router as holds_router
 from oms.inventory.feed_router import router as stock_feed_router
 from oms.inventory.router import router as inventory_router
+from oms.messages.router import opt_outs as message_opt_outs_router
 from oms.messages.router import router as messages_router
 from oms.orders.router import router as orders_router
 from oms.payments.router import router as payments_router
@@ -326,6 +327,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "payments", "description": "Payments, captures and refunds"},
             {"name": "returns", "description": "Returns (RMAs), restocking"},
             {
+                "name": "promises",
+                "description": "Delivery promises: warehouse calendars (time zone, cut-off, "
+                "handling, working days, holidays) and transit times by country and band",
+            },
+            {
+                "name": "purchasing",
+                "description": "Suppliers, purchase orders and their receipts, reorder "
+                "policies and suggestions that show their inputs",
+            },
+            {
                 "name": "inbound-webhooks",
                 "description": "Connectors post signed webhooks (Shopify, WooCommerce, oms "
                 "format); every delivery is kept in an inbox, deduplicated, replayable",
@@ -379,6 +390,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(shipments_router)
     app.include_router(stores_router)
     app.include_router(messages_router)
+    app.include_router(message_opt_outs_router)
     app.include_router(tracking_router)
     app.include_router(waves_router)
     install_docs(app)

@@ -81,6 +81,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "http": f"{__name__}:GuardedHttpToolsProtocol",
         "ws": "none",  # the API has no WebSocket routes
         "timeout_keep_alive": settings.http_keepalive_timeout_s,
+        "backlog": settings.http_backlog,
         "limit_concurrency": None,  # the guard's, answered as problem+json
         "timeout_graceful_shutdown": 10,
         "proxy_headers": True,

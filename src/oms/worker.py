@@ -283,11 +283,14 @@ class Relay:
 
         if s.stock_feed_events and due(self._last_feed, s.worker_poll_interval_s):
             self._last_feed = now
-            result = await stock_feed.publish_availability(
-                self.sessionmaker, now=now, interval=timedelta(seconds=s.stock_feed_interval_s)
-            )
-            self.stats.stock_feed_events += result.events
-            done += result.events + (1 if result.journal_rows else 0)
+            for _ in range(10):  # a backlog is taken in a few batches per round, not at once
+                result = await stock_feed.publish_availability(
+                    self.sessionmaker, now=now, interval=timedelta(seconds=s.stock_feed_interval_s)
+                )
+                self.stats.stock_feed_events += result.events
+                done += result.events + (1 if result.journal_rows else 0)
+                if not result.more:
+                    break
         if due(self._last_seal, s.ledger_seal_interval_s):
             self._last_seal = now
             async with self.sessionmaker() as session, session.begin():

@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ class SmtpRecorder:
     refusals: list[str] = field(default_factory=list)
     received: list[EmailMessage] = field(default_factory=list)
     authenticated: list[bool] = field(default_factory=list)
+    tls: list[bool] = field(default_factory=list)
     refused: int = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -46,6 +48,7 @@ class SmtpRecorder:
         msg["X-Envelope-To"] = ",".join(envelope.rcpt_tos)
         self.received.append(msg)
         self.authenticated.append(bool(session.authenticated))
+        self.tls.append(session.ssl is not None)
         return f"250 2.0.0 Ok: queued as Q{len(self.received)}"
 
 
@@ -53,19 +56,32 @@ def _authenticator(
     server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
 ) -> AuthResult:
     ok = auth_data.login == SMTP_USER.encode() and auth_data.password == SMTP_PASSWORD.encode()
-    return AuthResult(success=ok)
+    return AuthResult(success=ok, handled=False)
 
 
 class SmtpServer:
-    def __init__(self, handler: SmtpRecorder | None = None) -> None:
+    """Plain by default (``auth_require_tls=False``: a local test server); ``starttls``: offers
+    and requires STARTTLS, AUTH only after it; ``tls``: implicit TLS (``ssl_context``)."""
+
+    def __init__(
+        self,
+        handler: SmtpRecorder | None = None,
+        *,
+        starttls: ssl.SSLContext | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.handler = handler or SmtpRecorder()
         self.port = free_port()
+        options: dict[str, Any] = {"auth_require_tls": starttls is not None}
+        if starttls is not None:
+            options |= {"tls_context": starttls, "require_starttls": True}
         self.controller = Controller(
             self.handler,
             hostname="127.0.0.1",
             port=self.port,
             authenticator=_authenticator,
-            auth_require_tls=False,  # a local test server: no certificate
+            ssl_context=tls,
+            **options,
         )
 
     def start(self) -> None:

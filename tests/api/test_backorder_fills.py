@@ -173,7 +173,7 @@ async def test_a_fill_joins_the_pending_shipment_of_its_warehouse(
     await _lines_balance(engine)
 
 
-async def test_cancelled_and_picked_orders_and_other_channels_warehouses_are_not_filled(
+async def test_cancelled_and_shipped_orders_and_other_channels_warehouses_are_not_filled(
     client: httpx.AsyncClient,
     keys: Keys,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -188,13 +188,11 @@ async def test_cancelled_and_picked_orders_and_other_channels_warehouses_are_not
     )
     admin = auth(keys["admin"])
     cancelled = await _place(client, keys, ("B", 1))
-    picked = await _place(client, keys, ("A", 1), ("B", 1), payment_method="cash_on_delivery")
+    shipped = await _place(client, keys, ("A", 1), ("B", 1), payment_method="cash_on_delivery")
     waiting = await _place(client, keys, ("B", 1))
-    for order_id, to in ((cancelled["id"], "cancelled"), (picked["id"], "picked")):
-        moved = await client.post(
-            f"/v1/orders/{order_id}/transitions", json={"to": to}, headers=admin
-        )
-        assert moved.status_code == 200, moved.text
+    await _move(client, keys, f"/v1/orders/{cancelled['id']}/transitions", "cancelled", "admin")
+    for to in ("picked", "packed", "shipped"):  # shipped with its B backordered: closed
+        await _move(client, keys, f"/v1/orders/{shipped['id']}/transitions", to, "admin")
 
     # HAM is not in the channel's warehouse list: its units fill nothing
     assert (await _receive(client, keys, "HAM", "B", 5)).status_code == 201
@@ -202,7 +200,7 @@ async def test_cancelled_and_picked_orders_and_other_channels_warehouses_are_not
 
     assert (await _receive(client, keys, "BER", "B", 5)).status_code == 201
     assert _backordered(await _order(client, keys, waiting["id"])) == [0]
-    assert _backordered(await _order(client, keys, picked["id"])) == [0, 1]
+    assert _backordered(await _order(client, keys, shipped["id"])) == [0, 1]
     assert _backordered(await _order(client, keys, cancelled["id"]))[0] in (0, 1)
     level = (await client.get("/v1/inventory/levels?warehouse=BER&sku=B", headers=admin)).json()[0]
     assert level["reserved"] == 1  # the waiting order's unit only
@@ -321,3 +319,192 @@ async def test_a_warehouse_that_does_not_serve_the_country_fills_nothing(
     assert _backordered(after) == [0]
     assert [s["warehouse"] for s in after["shipments"]] == ["BER"]
     await assert_stock_invariants(engine)
+
+
+async def _move(
+    client: httpx.AsyncClient, keys: Keys, url: str, to: str, role: str = "fulfillment"
+) -> None:
+    body: dict[str, Any] = {"to": to}
+    if to == "shipped":
+        body |= {"carrier": "DHL", "tracking_number": "JJD000390007"}
+    moved = await client.post(url, json=body, headers=auth(keys[role]))
+    assert moved.status_code == 200, moved.text
+
+
+async def _picked_with_a_backordered_unit(
+    client: httpx.AsyncClient, keys: Keys, sessionmaker: async_sessionmaker[AsyncSession]
+) -> tuple[dict[str, Any], str]:
+    """A paid order of 2 A and 1 B from BER, picked; the B is not found at the packing table
+    and no other warehouse has one: it is backordered, the A stay picked (the order too)."""
+    await _setup(client, keys, sessionmaker, levels={"BER": {"A": 5, "B": 1}})
+    order = await _place(client, keys, ("A", 2), ("B", 1))
+    shipment = order["shipments"][0]["id"]
+    await _move(client, keys, f"/v1/orders/{order['id']}/transitions", "paid", role="admin")
+    await _move(client, keys, f"/v1/shipments/{shipment}/transitions", "picked")
+    b_line = order["lines"][1]["id"]
+    resp = await client.post(
+        f"/v1/shipments/{shipment}/exceptions",
+        json={"lines": [{"order_line_id": b_line, "quantity": 1, "reason": "not_found"}]},
+        headers=auth(keys["fulfillment"]),
+    )
+    assert resp.status_code == 201, resp.text
+    after = resp.json()["order"]
+    assert after["status"] == "picked"
+    assert _backordered(after) == [0, 1]
+    return after, shipment
+
+
+async def test_a_unit_backordered_by_an_exception_on_a_picked_order_is_filled(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    """The rest of the order stays picked; the receipt fills the backordered unit in a new
+    pending parcel and the order steps back to paid (the new parcel goes through the pick
+    queue), as an exception that re-plans units of a picked order does."""
+    from tests.races.conftest import check_order_invariants
+
+    order, picked = await _picked_with_a_backordered_unit(client, keys, sessionmaker)
+    assert (await _receive(client, keys, "BER", "B", 2)).status_code == 201
+    after = await _order(client, keys, order["id"])
+    assert _backordered(after) == [0, 0]
+    assert after["status"] == "paid"
+    live = {s["id"]: s for s in after["shipments"] if s["status"] != "cancelled"}
+    assert live[picked]["status"] == "picked"
+    (new,) = [s for sid, s in live.items() if sid != picked]
+    assert (new["status"], new["warehouse"]) == ("pending", "BER")
+    assert [(ln["sku"], ln["quantity"]) for ln in new["lines"]] == [("B", 1)]
+    history = (
+        await client.get(f"/v1/orders/{order['id']}/history", headers=auth(keys["admin"]))
+    ).json()
+    last = history[-1]
+    assert (last["kind"], last["from_status"], last["to_status"]) == (
+        "backorder_filled",
+        "picked",
+        "paid",
+    )
+    async with engine.connect() as conn:
+        event = (
+            await conn.execute(
+                text(
+                    "SELECT payload -> 'data' FROM outbox_events "
+                    "WHERE type = 'order.backorder_filled' AND aggregate_id = :o"
+                ),
+                {"o": order["id"]},
+            )
+        ).scalar_one()
+    assert (event["status"], event["previous_status"]) == ("paid", "picked")
+    routing = (
+        await client.get(f"/v1/orders/{order['id']}/routing", headers=auth(keys["admin"]))
+    ).json()
+    assert (routing["warehouses"], routing["fully_filled"], routing["backorders"]) == (
+        ["BER"],
+        True,
+        [],
+    )
+    assert routing["change"]["kind"] == "backorder_filled"
+    assert routing["placement"]["warehouses"] == ["BER"]
+    await check_order_invariants(engine, order["id"])
+    await _lines_balance(engine)
+    # the new parcel is picked: the order is picked again, and ships whole
+    await _move(client, keys, f"/v1/shipments/{new['id']}/transitions", "picked")
+    assert (await _order(client, keys, order["id"]))["status"] == "picked"
+    for to in ("packed", "shipped"):
+        await _move(client, keys, f"/v1/orders/{order['id']}/transitions", to, role="admin")
+    await check_order_invariants(engine, order["id"])
+
+
+async def test_packed_and_partially_shipped_orders_are_filled_shipped_ones_are_not(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    """An order not yet shipped whole (packed, or one parcel shipped and one packed) is filled
+    and steps back to paid; once every live parcel has shipped the order is closed: what is
+    still backordered then is not filled (no stock reserved for a shipped order)."""
+    from tests.races.conftest import check_order_invariants
+
+    await _setup(client, keys, sessionmaker, levels={"BER": {"A": 5, "B": 0}})
+    admin_url = "/v1/orders/{}/transitions"
+    # packed: the picked parcel (A) packed while B waits
+    packed = await _place(client, keys, ("A", 1), ("B", 1))
+    await _move(client, keys, admin_url.format(packed["id"]), "paid", role="admin")
+    for to in ("picked", "packed"):
+        await _move(client, keys, f"/v1/shipments/{packed['shipments'][0]['id']}/transitions", to)
+    # partially shipped: one A parcel split off and shipped, the other packed, B waits
+    partial = await _place(client, keys, ("A", 2), ("B", 1))
+    first = partial["shipments"][0]["id"]
+    await _move(client, keys, admin_url.format(partial["id"]), "paid", role="admin")
+    split = await client.post(
+        f"/v1/shipments/{first}/split",
+        json={"lines": [{"order_line_id": partial["lines"][0]["id"], "quantity": 1}]},
+        headers=auth(keys["fulfillment"]),
+    )
+    assert split.status_code == 201, split.text
+    second = split.json()["shipment_id"]
+    for to in ("picked", "packed", "shipped"):
+        await _move(client, keys, f"/v1/shipments/{first}/transitions", to)
+    for to in ("picked", "packed"):
+        await _move(client, keys, f"/v1/shipments/{second}/transitions", to)
+    # shipped: everything live has left, the B still waits
+    shipped = await _place(client, keys, ("A", 1), ("B", 1))
+    for to in ("paid", "picked", "packed", "shipped"):
+        await _move(client, keys, admin_url.format(shipped["id"]), to, role="admin")
+    before = [await _order(client, keys, o["id"]) for o in (packed, partial, shipped)]
+    assert [o["status"] for o in before] == ["packed", "packed", "shipped"]
+
+    assert (await _receive(client, keys, "BER", "B", 5)).status_code == 201
+    after = [await _order(client, keys, o["id"]) for o in (packed, partial, shipped)]
+    assert [_backordered(o) for o in after] == [[0, 0], [0, 0], [0, 1]]
+    assert [o["status"] for o in after] == ["paid", "paid", "shipped"]
+    level = (
+        await client.get("/v1/inventory/levels?warehouse=BER&sku=B", headers=auth(keys["admin"]))
+    ).json()[0]
+    assert level["reserved"] == 2
+    for o in after:
+        await check_order_invariants(engine, o["id"])
+    async with sessionmaker() as session:  # the sweep leaves the shipped order alone too
+        assert await backorders.sweep(session) == 0
+    await _lines_balance(engine)
+
+
+async def test_a_receipt_racing_the_ship_of_a_packed_order_with_a_backorder(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    """A packed order whose B waits, shipped while the B arrives: shipped first (closed: the
+    B is not filled, the receipt's unit stays free) or filled first (paid again with a new
+    pending parcel: the ship is refused with a problem), never both; invariants hold."""
+    from tests.races.conftest import at_once, check_order_invariants
+
+    rounds = 4  # a SKU of its own each round (a unit left free by one is not the next's)
+    b = [f"B{n}" for n in range(rounds)]
+    await _setup(client, keys, sessionmaker, levels={"BER": {"A": 10} | dict.fromkeys(b, 0)})
+    url = "/v1/orders/{}/transitions"
+    for n in range(rounds):
+        order = await _place(client, keys, ("A", 1), (b[n], 1))
+        assert _backordered(order) == [0, 1]
+        for to in ("paid", "picked", "packed"):
+            await _move(client, keys, url.format(order["id"]), to, role="admin")
+
+        def ship(order_id: str = order["id"]) -> Any:
+            body = {"to": "shipped", "carrier": "DHL", "tracking_number": "JJD000390007"}
+            return client.post(url.format(order_id), json=body, headers=auth(keys["admin"]))
+
+        def receive(sku: str = b[n]) -> Any:
+            return _receive(client, keys, "BER", sku, 1)
+
+        ship_out, receipt = await at_once(("ship", ship), ("receive", receive))
+        assert receipt.status == 201, receipt
+        after = await _order(client, keys, order["id"])
+        if ship_out.status == 200:
+            assert (after["status"], _backordered(after)) == ("shipped", [0, 1])
+        else:
+            assert (ship_out.status, ship_out.code) == (409, "illegal_transition"), ship_out
+            assert (after["status"], _backordered(after)) == ("paid", [0, 0])
+        await check_order_invariants(engine, order["id"])
+    await _lines_balance(engine)

@@ -5,7 +5,7 @@ uncollected by the worker after the store's window (injected clock): stock, mone
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,8 +13,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from oms.config import Settings
 from oms.flows.pickup import expire_uncollected
 from oms.shared.clock import utcnow
+from oms.worker import Relay
 from tests.helpers import assert_stock_invariants, auth, order_body, stock
 
 STORE = "STORE-MITTE"
@@ -162,7 +164,8 @@ async def test_ready_then_collected_with_the_code(
         moves = (
             await conn.execute(
                 text(
-                    "SELECT movement_type, quantity FROM inventory_movements WHERE reference_id = :s"
+                    "SELECT movement_type, quantity FROM inventory_movements "
+                    "WHERE reference_id = :s"
                 ),
                 {"s": shipment_id},
             )
@@ -371,3 +374,75 @@ async def test_an_online_order_returned_in_store_restocks_that_store(
     assert resp.status_code == 200, resp.text
     assert await _level(engine) == (11, 0)  # back on the store's shelf, not the warehouse's
     await assert_stock_invariants(engine)
+
+
+async def test_a_held_order_is_not_collected(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    order_id, shipment_id, _ = await _pickup_order(client, keys)
+    await _ready(client, keys, shipment_id)
+    code = (await _events(engine, order_id, "pickup.ready"))[0]["collection_code"]
+    hold = await client.post(
+        f"/v1/orders/{order_id}/holds", json={"reason": "fraud_review"}, headers=auth(keys["admin"])
+    )
+    assert hold.status_code == 201, hold.text
+    resp = await _collect(client, keys, shipment_id, code)
+    assert resp.status_code == 409 and resp.json()["code"] == "order_on_hold"
+    await client.post(
+        f"/v1/orders/{order_id}/holds/{hold.json()['id']}/release", headers=auth(keys["admin"])
+    )
+    assert (await _collect(client, keys, shipment_id, code)).status_code == 200
+
+
+async def test_cash_on_delivery_is_paid_at_the_counter(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    body = order_body(
+        pickup_store=STORE,
+        payment_method="cash_on_delivery",
+        lines=[{"sku": SKU, "quantity": 1, "unit_price": 850, "tax_rate_bps": 700}],
+    )
+    order = (await client.post("/v1/orders", json=body, headers=auth(keys["storefront"]))).json()
+    shipment_id = order["shipments"][0]["id"]
+    resp = await client.post(
+        f"/v1/shipments/{shipment_id}/transitions",
+        json={"to": "picked"},
+        headers=auth(keys["fulfillment"]),
+    )
+    assert resp.status_code == 200, resp.text
+    await _ready(client, keys, shipment_id)
+    code = (await _events(engine, order["id"], "pickup.ready"))[0]["collection_code"]
+    assert (await _collect(client, keys, shipment_id, code)).status_code == 200
+    got = await _order(client, keys, order["id"])
+    assert got["status"] == "delivered" and got["paid_at"] is not None
+    payments = await client.get(f"/v1/orders/{order['id']}/payments", headers=auth(keys["admin"]))
+    assert [p["captured_amount"] for p in payments.json()["payments"]] == [order["totals"]["total"]]
+
+
+async def test_the_worker_round_marks_pickups_uncollected(
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    """The worker's own round (``Relay.run_once``) with an injected clock: the default window
+    (OMS_PICKUP_WINDOW_HOURS, 72 h) passes, the pickup is marked uncollected once."""
+    order_id, shipment_id, _ = await _pickup_order(client, keys)
+    ready_at = datetime.fromisoformat((await _ready(client, keys, shipment_id))["ready_at"])
+    clock = {"now": ready_at + timedelta(hours=71)}
+    async with httpx.AsyncClient() as http:
+        relay = Relay(
+            sessionmaker=sessionmaker, client=http, settings=settings, clock=lambda: clock["now"]
+        )
+        assert await relay.expire_uncollected() == 0  # not yet
+        clock["now"] = ready_at + timedelta(hours=72, minutes=1)
+        await relay.run_once()
+        assert relay.stats.pickups_uncollected == 1
+        assert await relay.expire_uncollected(force=True) == 0  # done once
+    assert (await _order(client, keys, order_id))["status"] == "cancelled"
+    history = (
+        await client.get(f"/v1/orders/{order_id}/history", headers=auth(keys["admin"]))
+    ).json()
+    assert (history[-1]["actor"], history[-1]["to_status"]) == ("apikey:pickup-expiry", "cancelled")
+    assert "not collected" in history[-1]["reason"]

@@ -243,6 +243,8 @@ async def test_refused_then_accepted_is_retried_with_backoff(
     log = (await client.get(f"/v1/orders/{order['id']}/messages", headers=providers)).json()
     assert log[0]["status"] == "sent"
     assert [a["outcome"] for a in log[0]["attempts"]] == ["retry", "sent"]
+    exported = (await client.get("/metrics")).text
+    assert 'oms_message_attempts_total{channel="email",outcome="retry"}' in exported
 
 
 async def test_permanent_refusal_is_dead_and_not_retried(
@@ -319,9 +321,14 @@ async def test_opt_out_is_honoured_per_channel(
     smtp: SmtpServer,
     sms: SmsStub,
     make_job: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="oms.access")
     resp = await client.put("/v1/messages/opt-outs/email/Giulia@Example.it", headers=providers)
     assert resp.status_code == 200 and resp.json()["opted_out"] is True
+    # the address is personal data: the access log has the route's template, not the address
+    [logged] = [getattr(r, "path", "") for r in caplog.records if r.name == "oms.access"]
+    assert logged == "/v1/messages/opt-outs/{message_channel}/{address}"
     order = await place(client, keys, customer=italian_customer(), locale="it")
     await ship(client, keys, order["id"], "TRK-OPT")
     await drain(make_job().run_once)

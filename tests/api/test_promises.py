@@ -19,8 +19,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from oms.config import Settings
 from oms.flows.promises import check_sla
 from oms.promises import service as promises_service
+from oms.worker import Relay
 from tests.helpers import auth, order_body, stock
 
 Keys = dict[str, str]
@@ -443,3 +445,25 @@ async def test_calendar_and_transit_validation(client: httpx.AsyncClient, keys: 
     assert forbidden.status_code == 403
     got = await client.get("/v1/transit-times", headers=auth(keys["storefront"]))
     assert got.status_code == 200 and got.json() == []
+
+
+async def test_the_worker_announces_late_shipments_on_its_schedule(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    resp = await client.post("/v1/orders", json=order_body(), headers=auth(keys["storefront"]))
+    assert resp.status_code == 201
+    ship_by = datetime.fromisoformat(resp.json()["shipments"][0]["ship_by"])
+    clock = {"now": ship_by - timedelta(hours=3)}
+    tuned = settings.model_copy(update={"sla_at_risk_hours": 2.0, "sla_sweep_interval_s": 60.0})
+    async with httpx.AsyncClient() as http:
+        relay = Relay(
+            sessionmaker=sessionmaker, client=http, settings=tuned, clock=lambda: clock["now"]
+        )
+        assert await relay.promises_and_reorder() == 0  # 3 h before: not within the 2 h lead
+        clock["now"] = ship_by + timedelta(minutes=2)
+        assert await relay.run_once() >= 1  # a worker round: the shipment is late
+        assert (relay.stats.shipments_at_risk, relay.stats.shipments_late) == (0, 1)
+        assert await relay.promises_and_reorder(force=True) == 0  # once

@@ -84,6 +84,8 @@ async def test_a_scoped_key_works_only_at_its_locations(
     # orders and shipments
     assert (await client.get(f"/v1/orders/{at_a['id']}", headers=staff)).status_code == 200
     assert (await client.get(f"/v1/orders/{at_b['id']}", headers=staff)).status_code == 404
+    listed = await client.get("/v1/orders", headers=staff)
+    assert [o["id"] for o in listed.json()["items"]] == [at_a["id"]]
     picked = {"to": "picked"}
     resp = await client.post(f"/v1/shipments/{ship_b}/transitions", json=picked, headers=staff)
     assert resp.status_code == 404 and resp.json()["code"] == "shipment_not_found"

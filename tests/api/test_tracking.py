@@ -3,6 +3,7 @@ shows, and how it refuses altered, foreign and expired links."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,8 +11,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr, ValidationError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from oms.config import Settings
 from oms.tracking import service as tracking
 from oms.tracking import token as tokens
 from tests.helpers import auth, order_body
@@ -180,3 +184,81 @@ def test_tokens_are_bound_to_key_order_and_expiry() -> None:
         changed = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
         with pytest.raises(tokens.InvalidToken):
             tokens.verify(changed, key, now=now)
+
+
+async def test_the_promised_dates_are_shown_when_the_order_has_them(
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    app: FastAPI,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    resp = await client.post(
+        "/v1/orders", json=order_body(locale="it"), headers=auth(keys["admin"])
+    )
+    assert resp.status_code == 201, resp.text
+    order = resp.json()
+    token = await link(app, sessionmaker, order["id"])
+    before = (await client.get(f"/v1/tracking/{token}")).json()
+    assert before["shipments"][0]["deliver_by"] is None  # no promise: none shown
+    assert "deliver-by" not in (await client.get(f"/track/{token}")).text
+    # the promise placement stores when warehouses have calendars (oms.orders.promising)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE shipments SET ship_by = '2030-03-04T17:00:00+00', "
+                "deliver_by = '2030-03-07' WHERE order_id = :o"
+            ),
+            {"o": order["id"]},
+        )
+    data = (await client.get(f"/v1/tracking/{token}")).json()
+    [parcel] = data["shipments"]
+    assert (parcel["ship_by"], parcel["deliver_by"]) == ("2030-03-04", "2030-03-07")
+    page = (await client.get(f"/track/{token}")).text
+    assert "Consegna prevista entro il" in page and "2030-03-07" in page
+    assert "Non ancora spedito." in page
+
+
+async def test_links_never_reach_the_access_log(
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    app: FastAPI,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    order = await place_and_ship(client, keys)
+    token = await link(app, sessionmaker, order["id"])
+    caplog.set_level(logging.INFO, logger="oms.access")
+    for path in (f"/track/{token}", f"/v1/tracking/{token}", f"/v1/tracking/{token[:-2]}xx"):
+        await client.get(path)
+    access = [r for r in caplog.records if r.name == "oms.access"]
+    assert [getattr(r, "path", None) for r in access] == [
+        "/track/{token}",
+        "/v1/tracking/{token}",
+        "/v1/tracking/{token}",
+    ]
+    assert all(token[:20] not in f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+
+
+async def test_a_configured_secret_signs_the_links(
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    app: FastAPI,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    with pytest.raises(ValidationError):
+        Settings(tracking_secret="too-short")
+    order = await place_and_ship(client, keys)
+    configured = app.state.settings.model_copy(
+        update={"tracking_secret": SecretStr("k" * 40), "public_base_url": "https://shop.test/"}
+    )
+    now = datetime.now(UTC)
+    async with sessionmaker() as session, session.begin():
+        url = await tracking.link_for(
+            session, settings=configured, order_id=uuid.UUID(order["id"]), now=now
+        )
+        assert url.startswith("https://shop.test/track/")
+        token = url.rsplit("/", 1)[1]
+        found = await tracking.view(session, settings=configured, token=token, now=now)
+        assert found.data["order_number"] == order["number"]
+    # the app keeps its own key (none configured): a link signed with another key is refused
+    assert (await client.get(f"/v1/tracking/{token}")).status_code == 404

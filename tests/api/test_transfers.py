@@ -333,3 +333,18 @@ async def test_a_receipt_racing_placements_and_till_sales_keeps_every_invariant(
         ).scalar_one()
     assert received_total + short == 18  # every unit shipped arrived or was booked short
     assert (await _levels(engine))["STORE-A"] == received_total - taken
+
+
+async def test_closing_without_units_books_them_all_short(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    t = await _create(client, keys, [{"sku": SKU, "quantity": 3}])
+    await _post(client, keys, f"/v1/transfers/{t['id']}/ship")
+    empty = await _post(client, keys, f"/v1/transfers/{t['id']}/receive", {"lines": []})
+    assert empty.status_code == 422 and empty.json()["code"] == "empty_receipt"
+    resp = await _post(client, keys, f"/v1/transfers/{t['id']}/receive", {"close": True})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] == "received"
+    assert resp.json()["lines"][0]["short"] == 3
+    assert await _levels(engine) == {"DC-1": 47, "STORE-A": 0}
+    await assert_stock_invariants(engine)

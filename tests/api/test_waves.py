@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -312,3 +313,33 @@ async def test_the_worker_runs_a_due_wave_on_its_clock(
     assert await _queue(client, keys, "BRL") == {oid}
     waves = (await client.get("/v1/waves", headers=auth(keys["admin"]))).json()
     assert [w["trigger"] for w in waves] == ["schedule"]
+
+
+async def test_the_rest_of_the_plan_applies_when_it_still_saves(
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    """The Munich order is cancelled while the wave solves: the Berlin order's move to Berlin
+    (a band closer, with the unit the cancellation gave back) still saves, so it applies."""
+    await _enable(client, keys)
+    munich, berlin = await _crossed(client, keys, sessionmaker)
+
+    async def meanwhile() -> None:
+        cancel = await client.post(
+            f"/v1/orders/{munich}/transitions",
+            json={"to": "cancelled"},
+            headers=auth(keys["admin"]),
+        )
+        assert cancel.status_code == 200, cancel.text
+
+    wave_id = await waves_flow.run_wave(
+        sessionmaker, channel="web", trigger="manual", between=meanwhile
+    )
+    read = (await client.get(f"/v1/waves/{wave_id}", headers=auth(keys["admin"]))).json()
+    assert {o["order_id"]: o["outcome"] for o in read["orders"]} == {berlin: "moved"}
+    saved = read["objective_before"] - read["objective_after"]
+    assert saved == pytest.approx(1.5, abs=0.01)  # one band (and ~500 km of tie break)
+    assert await _routed_to(client, keys, berlin) == ["BRL"]
+    await assert_stock_invariants(engine)

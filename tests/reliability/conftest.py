@@ -160,6 +160,23 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
         await post(f"/v1/purchase-orders/{po_sent['id']}/send")
         po_cancelled = await post("/v1/purchase-orders", po_lines)
         await post(f"/v1/purchase-orders/{po_cancelled['id']}/cancel")
+        # -- #19: a store, a cancelled transfer to it, a till sale (its receipt is taken)
+        await stock(
+            sessionmaker, "STORE-W", {}, latitude=52.5, longitude=13.4, is_pickup_store=True
+        )
+        transfer = await post(
+            "/v1/transfers",
+            {
+                "from_warehouse": "BER",
+                "to_warehouse": "STORE-W",
+                "lines": [{"sku": "MUG-01", "quantity": 1}],
+            },
+        )
+        await post(f"/v1/transfers/{transfer['id']}/cancel")
+        till_line = {"sku": "MUG-01", "quantity": 1, "unit_price": 100, "tax_rate_bps": 0}
+        await post(
+            "/v1/stores/BER/sales", {"receipt_id": "W-1", "currency": "EUR", "lines": [till_line]}
+        )
         transit = {"bands": [{"from_band": 0, "min_days": 1, "max_days": 2}]}
         resp = await c.put("/v1/transit-times/DE", json=transit, headers=admin)
         assert resp.status_code == 200, resp.text
@@ -228,6 +245,7 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
         "delivery_sending": deliveries[-1],
         "po_sent": po_sent["id"],
         "po_cancelled": po_cancelled["id"],
+        "transfer_cancelled": transfer["id"],  # #19
     }
     world.ids = {
         "order_id": [placed["id"], paid["id"], delivered["id"]],
@@ -249,6 +267,9 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
         "inbox_id": [str(inbox["processed"]), str(inbox["failed"])],
         "delivery_id": deliveries[:2],
         "po_id": [po_sent["id"]],
+        # -- #19
+        "transfer_id": [transfer["id"]],
+        "key_id": [str(uuid.uuid4())],  # (only ever refused before it is looked up)
         # -- #22
         "token": [links[0]],
         "event_type": ["order.placed"],

@@ -397,6 +397,99 @@ def _purchasing(n: dict[str, str], m: str) -> list[Call]:
     ]
 
 
+def _stores(n: dict[str, str], m: str) -> list[Call]:
+    """#19: pickups of a missing shipment, or of one that ships (``shipment_pending``); store
+    terms, transfers and till sales of a missing store; a cancelled transfer moved again; a
+    known till receipt with other content; a missing key scoped."""
+    pick, tr = "/v1/pickups/{shipment_id}", "/v1/transfers/{transfer_id}"
+    ship, gone = n["shipment_pending"], n["transfer_cancelled"]
+    line = {"sku": "MUG-01", "quantity": 1}
+    till_line = {**line, "unit_price": 1, "tax_rate_bps": 0}
+    sale = {"receipt_id": "W-1", "currency": "EUR", "lines": [till_line]}
+    policy = {"pickup_window_hours": 24, "uncollected_action": "cancel"}
+    return [
+        Call("POST", f"{pick}/ready", 404, f"/v1/pickups/{m}/ready", "shipment_not_found"),
+        Call("POST", f"{pick}/ready", 409, f"/v1/pickups/{ship}/ready", "not_a_pickup"),
+        Call("POST", f"{pick}/collect", 404, f"/v1/pickups/{m}/collect", None, {"code": "1"}),
+        Call(
+            "POST",
+            f"{pick}/collect",
+            409,
+            f"/v1/pickups/{ship}/collect",
+            "pickup_not_ready",
+            {"code": "1"},
+        ),
+        Call("POST", f"{pick}/code", 404, f"/v1/pickups/{m}/code", "shipment_not_found"),
+        Call("POST", f"{pick}/code", 409, f"/v1/pickups/{ship}/code", "pickup_not_ready"),
+        Call("GET", pick, 404, f"/v1/pickups/{m}", "pickup_not_found"),
+        Call("GET", "/v1/stores/{code}/policy", 404, "/v1/stores/NOPE/policy"),
+        Call("PUT", "/v1/stores/{code}/policy", 404, "/v1/stores/NOPE/policy", None, policy),
+        Call(
+            "POST",
+            "/v1/transfers",
+            404,
+            "/v1/transfers",
+            "warehouse_not_found",
+            {"from_warehouse": "NOPE", "to_warehouse": "BER", "lines": [line]},
+        ),
+        Call("GET", "/v1/transfers", 404, "/v1/transfers", None, params={"warehouse": "NOPE"}),
+        Call("GET", tr, 404, f"/v1/transfers/{m}", "transfer_not_found"),
+        Call("POST", f"{tr}/ship", 404, f"/v1/transfers/{m}/ship", "transfer_not_found"),
+        Call(
+            "POST", f"{tr}/ship", 409, f"/v1/transfers/{gone}/ship", "illegal_transfer_transition"
+        ),
+        Call(
+            "POST",
+            f"{tr}/receive",
+            404,
+            f"/v1/transfers/{m}/receive",
+            "transfer_not_found",
+            {"lines": [line]},
+        ),
+        Call(
+            "POST",
+            f"{tr}/receive",
+            409,
+            f"/v1/transfers/{gone}/receive",
+            "illegal_transfer_transition",
+            {"lines": [line]},
+        ),
+        Call("POST", f"{tr}/cancel", 404, f"/v1/transfers/{m}/cancel", "transfer_not_found"),
+        Call(
+            "POST",
+            f"{tr}/cancel",
+            409,
+            f"/v1/transfers/{gone}/cancel",
+            "illegal_transfer_transition",
+        ),
+        Call("POST", "/v1/stores/{code}/sales", 404, "/v1/stores/NOPE/sales", None, sale),
+        Call(
+            "POST",
+            "/v1/stores/{code}/sales",
+            409,
+            "/v1/stores/BER/sales",
+            "receipt_conflict",
+            {**sale, "receipt_id": "W-1"},
+        ),
+        Call(
+            "POST",
+            "/v1/stores/{code}/sales/batch",
+            404,
+            "/v1/stores/NOPE/sales/batch",
+            None,
+            {"sales": [sale]},
+        ),
+        Call(
+            "PUT",
+            "/v1/api-keys/{key_id}/warehouses",
+            404,
+            f"/v1/api-keys/{m}/warehouses",
+            "api_key_not_found",
+            {"warehouses": ["BER"]},
+        ),
+    ]
+
+
 def _messages(n: dict[str, str], m: str) -> list[Call]:
     """#22: a preview of a missing order, an expired tracking link."""
     preview = {"order_id": m, "event_type": "order.placed", "channel": "email"}
@@ -481,6 +574,7 @@ def table(world: World) -> list[Call]:
         ),  # noqa: E501
         *_shipment_changes(n, m),
         *_purchasing(n, m),
+        *_stores(n, m),
         *_messages(n, m),
         Call(
             "PATCH",
@@ -831,7 +925,7 @@ def _fake_world() -> World:
             "hold_released "
             "shipment_delivered "
             "order_line return_requested return_approved return_line subscription supply"
-            " po_sent po_cancelled tracking_expired"
+            " po_sent po_cancelled tracking_expired transfer_cancelled"
         ).split()
     }
     named |= {

@@ -46,13 +46,14 @@ async def server(app: FastAPI) -> AsyncIterator[tuple[uvicorn.Server, int]]:
         sock.close()
 
 
-async def _answer(client: socket.socket, timeout: float = 5.0) -> bytes:
+async def _answer(client: socket.socket) -> bytes:
     """Everything the server sends until a complete /healthz answer (or the connection ends)."""
     loop = asyncio.get_running_loop()
     received = b""
     while not (b"\r\n\r\n" in received and received.endswith(b"}")):
         try:
-            chunk = await asyncio.wait_for(loop.sock_recv(client, 65536), timeout)
+            async with asyncio.timeout(5.0):
+                chunk = await loop.sock_recv(client, 65536)
         except ConnectionResetError:
             return received + b"<reset>"
         if not chunk:

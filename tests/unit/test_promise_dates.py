@@ -113,6 +113,18 @@ def test_ship_by_is_the_end_of_the_local_ship_date() -> None:
     assert end_of_day(NEW_YORK, MON) == utc(2026, 3, 3, 5, 0)
 
 
+def test_ship_by_when_the_local_midnight_does_not_exist() -> None:
+    # America/Santiago skips 2026-09-06 00:00 (24:00 on the 5th is 01:00 on the 6th): the
+    # 5th ends at the jump, 04:00 UTC; and an order placed just after it is on the 6th
+    santiago = WarehouseCalendar(timezone="America/Santiago", cutoff=time(12, 0), handling_days=0)
+    assert end_of_day(santiago, date(2026, 9, 5)) == utc(2026, 9, 6, 4, 0)
+    p = promise(santiago, at=utc(2026, 9, 5, 15, 0), transit=None)  # 11:00 local, Saturday
+    assert p.ship_date == date(2026, 9, 7)  # Monday (Mon-Fri calendar)
+    # from the 6th Santiago is UTC-3: 14:59 UTC is 11:59 local, 15:00 UTC the cut-off
+    assert earliest_ship_date(santiago, utc(2026, 9, 7, 14, 59)) == date(2026, 9, 7)
+    assert earliest_ship_date(santiago, utc(2026, 9, 7, 15, 0)) == date(2026, 9, 8)
+
+
 def test_transit_counts_carrier_days_monday_to_friday() -> None:
     assert add_carrier_days(THU, 1) == FRI
     assert add_carrier_days(FRI, 1) == date(2026, 3, 9)

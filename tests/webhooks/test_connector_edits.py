@@ -373,3 +373,151 @@ async def test_edit_racing_a_pick(
             assert quantities == [1, 1]
         assert order["status"] == "picked"
     await assert_stock_invariants(engine)
+
+
+async def _snapshot(engine: AsyncEngine, order_id: str) -> Any:
+    """What an applied change would move: the order, its lines, shipments and allocations."""
+    async with engine.connect() as conn:
+        out = []
+        for sql in (
+            "SELECT status, version, currency, total_amount FROM orders WHERE id = :o",
+            "SELECT sku, quantity, unit_price, external_line_id FROM order_lines "
+            "WHERE order_id = :o ORDER BY line_no",
+            "SELECT id, status FROM shipments WHERE order_id = :o ORDER BY seq",
+            "SELECT id, status, quantity FROM allocations WHERE order_id = :o ORDER BY id",
+        ):
+            out.append((await conn.execute(text(sql), {"o": order_id})).all())
+        return out
+
+
+async def test_an_update_in_another_currency_is_refused_whole(
+    client: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine
+) -> None:
+    """A USD order's orders/updated whose prices are in EUR (the shop's currency changed, or
+    a line priced in another currency) is not an edit of that order: 422, nothing applied,
+    the inbox row failed with the reason. (Before: the new line was added at its EUR price
+    to the USD order.)"""
+    order_id = await _shopify_order(client, admin)
+    update = fixture_json("shopify_orders_create.json")
+    update["updated_at"] = "2022-04-06T10:00:05-04:00"
+    update["currency"] = "EUR"
+    added = dict(update["line_items"][1]) | {"id": 77_003, "quantity": 1, "current_quantity": 1}
+    update["line_items"].append(added)
+    before = await _snapshot(engine, order_id)
+    resp = await _shopify(client, "orders/updated", update)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["code"] == "currency_mismatch"
+    assert await _last_inbox(engine) == ("failed", "currency_mismatch")
+    assert await _snapshot(engine, order_id) == before
+    # the same update in the order's currency applies
+    update["currency"] = "USD"
+    resp = await _shopify(client, "orders/updated", update)
+    assert resp.status_code == 200, resp.text
+    assert [q for _, q, _ in await _line_ids(engine, order_id)] == [1, 1, 1]
+    await assert_stock_invariants(engine)
+
+
+async def test_an_edit_taking_a_line_past_the_line_limit_is_refused(
+    client: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine
+) -> None:
+    """orders/edited adds at most 10000 units per change, but many changes of one line item
+    add up: a line may not hold more than an order line may (10000, as POST /v1/orders and
+    the edits API say): 422 ``invalid_line_change``, nothing applied."""
+    order_id = await _shopify_order(client, admin)
+    allowed = await client.put(
+        "/v1/routing-policies/web", json={"allow_backorder": True}, headers=admin
+    )
+    assert allowed.status_code == 200, allowed.text
+    edit = _edit("2022-04-06T09:00:00-04:00", additions=[(LINE_2, 10_000)] * 3)
+    before = await _snapshot(engine, order_id)
+    resp = await _shopify(client, "orders/edited", edit)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["code"] == "invalid_line_change"
+    assert await _snapshot(engine, order_id) == before
+    # an update with more units of one line item than a line may hold: refused the same way
+    update = fixture_json("shopify_orders_create.json")
+    update["updated_at"] = "2022-04-06T10:00:05-04:00"
+    update["line_items"].append(dict(update["line_items"][1]) | {"quantity": 10_000})
+    resp = await _shopify(client, "orders/updated", update)
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["code"] == "invalid_line_change"
+    assert await _snapshot(engine, order_id) == before
+    await assert_stock_invariants(engine)
+
+
+async def test_one_edit_delivered_twice_at_once_applies_once(
+    client: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine
+) -> None:
+    """The same orders/edited delivered concurrently, with one webhook id (a retry racing the
+    first delivery) and with two (two subscriptions): the units change once, every answer is
+    a 2xx or a 4xx problem, the stock invariants hold."""
+    await make_connector(client, admin, name="shop", fmt="shopify", secret="shpss_c1")
+    for n, same_id in enumerate((True, False, True, False)):
+        shopify_id = 840_982_000 + n
+        placed = fixture_json("shopify_orders_create.json") | {"id": shopify_id}
+        created = await _shopify(client, "orders/create", placed)
+        assert created.status_code == 200, created.text
+        edit = _edit("2022-04-06T10:00:00-04:00", additions=[(LINE_2, 2)], removals=[(LINE_1, 1)])
+        edit["order_edit"]["order_id"] = shopify_id
+        body = json.dumps(edit).encode()
+        webhook = f"wh-{n}" if same_id else None
+        answers = await asyncio.gather(
+            *(
+                client.post(
+                    SHOP,
+                    content=body,
+                    headers=shopify_headers(
+                        "shpss_c1", body, topic="orders/edited", webhook_id=webhook
+                    ),
+                )
+                for _ in range(3)
+            )
+        )
+        assert all(a.status_code < 500 for a in answers), [a.text for a in answers]
+        assert any(a.status_code == 200 for a in answers), [a.text for a in answers]
+        order = await _order(client, admin, created.json()["order_id"])
+        assert [ln["quantity"] for ln in order["lines"]] == [0, 3]
+        assert order["version"] == 2  # one edit
+    await assert_stock_invariants(engine)
+
+
+async def test_edits_delivered_out_of_order_then_the_update(
+    client: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine
+) -> None:
+    """Edit 2 arrives before edit 1: edit 1 is taken as already applied (its time is before
+    the channel time applied), and the orders/updated Shopify sends after edit 2 brings the
+    order to the channel's state: the units end as the channel has them, changed by edits
+    and the update without loss or double counting."""
+    order_id = await _shopify_order(client, admin)
+    first = _edit("2022-04-06T09:00:00-04:00", removals=[(LINE_1, 1)], edit_id=1)
+    second = _edit("2022-04-06T09:05:00-04:00", additions=[(LINE_2, 2)], edit_id=2)
+    assert (await _shopify(client, "orders/edited", second)).status_code == 200
+    assert (await _shopify(client, "orders/edited", first)).status_code == 200
+    update = fixture_json("shopify_orders_create.json")
+    update["updated_at"] = "2022-04-06T09:05:01-04:00"
+    update["line_items"][0]["current_quantity"] = 0
+    update["line_items"][1] |= {"quantity": 3, "current_quantity": 3}
+    resp = await _shopify(client, "orders/updated", update)
+    assert resp.status_code == 200, resp.text
+    assert [q for _, q, _ in await _line_ids(engine, order_id)] == [0, 3]
+    await assert_stock_invariants(engine)
+
+
+async def test_a_huge_update_is_refused_cleanly(
+    client: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine
+) -> None:
+    """An orders/updated with more line items than an order may have (250), or a body over
+    the limit: a 4xx problem, nothing applied."""
+    order_id = await _shopify_order(client, admin)
+    before = await _snapshot(engine, order_id)
+    update = fixture_json("shopify_orders_create.json")
+    update["updated_at"] = "2022-04-06T10:00:05-04:00"
+    item = update["line_items"][1]
+    update["line_items"] = [dict(item) | {"id": 90_000 + i} for i in range(300)]
+    resp = await _shopify(client, "orders/updated", update)
+    assert 400 <= resp.status_code < 500, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    update["note"] = "x" * 300_000
+    resp = await _shopify(client, "orders/updated", update)
+    assert resp.status_code == 413, resp.text
+    assert await _snapshot(engine, order_id) == before

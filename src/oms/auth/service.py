@@ -162,3 +162,22 @@ async def key_warehouses(session: AsyncSession, *, key_id: uuid.UUID) -> list[uu
         select(ApiKeyWarehouse.warehouse_id).where(ApiKeyWarehouse.api_key_id == key_id)
     )
     return list(rows.all())
+
+
+async def principal_of_key(session: AsyncSession, *, key_id: uuid.UUID) -> Principal | None:
+    """The principal of an active key, by id, as :func:`authenticate` builds it (its current
+    role, channel and warehouse scope); None when the key is unknown or revoked. For what stands
+    in for a key after it was checked once (a console session)."""
+    key = await session.scalar(
+        select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+    )
+    if key is None:
+        return None
+    scope = await key_warehouses(session, key_id=key_id)
+    return Principal(
+        key_id=key.id,
+        name=key.name,
+        role=Role(key.role),
+        channel=key.channel,
+        warehouse_ids=frozenset(scope) if scope else None,
+    )

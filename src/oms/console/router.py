@@ -20,7 +20,7 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
-from oms.auth.service import Principal, may_see_warehouse
+from oms.auth.service import Principal, may_see_warehouse, visible_warehouses
 from oms.console import charts, sessions
 from oms.console.sessions import Viewer
 from oms.console.web import (
@@ -44,6 +44,7 @@ from oms.console.web import (
     safe_next,
     set_cookie,
     viewer_for,
+    whole_number,
 )
 from oms.deps import Session
 from oms.flows import backorders, blockers, fulfilment
@@ -52,14 +53,15 @@ from oms.inventory import service as inventory_service
 from oms.inventory.schemas import AdjustmentCreate
 from oms.orders import domain, views
 from oms.orders import service as orders_service
-from oms.orders.hold_schemas import HoldCreate, HoldReason
-from oms.orders.schemas import ShipmentTransitionRequest, TransitionRequest
+from oms.orders.hold_schemas import HoldCreate, HoldReason, HoldRelease
+from oms.orders.schemas import RerouteRequest, ShipmentTransitionRequest, TransitionRequest
 from oms.payments import service as payments_service
 from oms.reports import service as reports_service
 from oms.returns import service as returns_service
 from oms.shared.clock import utcnow
 from oms.shared.codes import is_currency
 from oms.shared.logging import request_id_var
+from oms.shared.openapi import BigId
 from oms.shared.roles import Role
 from oms.webhooks.inbound import service as inbound_service
 from oms.webhooks.inbound.money import exponent
@@ -141,6 +143,8 @@ async def sign_in(request: Request, session: Session) -> Response:
     signed = await sessions.sign_in(
         session, token=field(data, "api_key"), lifetime=lifetime(request), now=utcnow()
     )
+    if signed is not None and (previous := request.cookies.get(COOKIE)):
+        await sessions.sign_out(session, session_id=previous)  # one session per browser
     if signed is None:
         token = new_sign_in_token()
         refused = render(
@@ -180,10 +184,10 @@ def _day(value: str, name: str, *, end: bool = False) -> datetime | None:
         return None
     try:
         day = date.fromisoformat(value)
-    except ValueError as exc:
+        start = datetime.combine(day, time(0), tzinfo=UTC)
+        return start + timedelta(days=1) if end else start
+    except (ValueError, OverflowError) as exc:  # 9999-12-31 has no day after it
         raise ConsoleError(400, f"{name}: '{value}' is not a date (YYYY-MM-DD).") from exc
-    start = datetime.combine(day, time(0), tzinfo=UTC)
-    return start + timedelta(days=1) if end else start
 
 
 @router.get("/orders", response_class=HTMLResponse)
@@ -214,28 +218,42 @@ async def orders(
             order_id = None
         if order_id is not None:
             return redirect(f"{PREFIX}/orders/{order_id}")
-        if q.lstrip("#").isdigit() and len(q) < 19:
-            number = int(q.lstrip("#"))
+        digits = q.lstrip("#")
+        if digits.isascii() and digits.isdigit() and len(digits) <= 18:
+            number = int(digits)
         elif "@" in q:
             email = q.lower()
         else:
             reference = q
-    found, next_cursor = await orders_service.list_orders(
-        session,
-        principal=viewer.principal,
-        filters=orders_service.OrderFilter(
-            status=statuses or None,
-            channel=channel.strip() or None,
-            customer_email=email,
-            number=number,
-            external_reference=reference,
-            created_from=_day(created_from, "Created from"),
-            created_to=_day(created_to, "Created to", end=True),
-            blocked_by=blocked_by or None,
-        ),
-        limit=PAGE_SIZE,
-        cursor=cursor or None,
+    filters = orders_service.OrderFilter(
+        status=statuses or None,
+        channel=channel.strip() or None,
+        customer_email=email,
+        number=number,
+        external_reference=reference,
+        created_from=_day(created_from, "Created from"),
+        created_to=_day(created_to, "Created to", end=True),
+        blocked_by=blocked_by or None,
     )
+    found, next_cursor = await orders_service.list_orders(
+        session, principal=viewer.principal, filters=filters, limit=PAGE_SIZE, cursor=cursor or None
+    )
+    scope = visible_warehouses(viewer.principal)
+    if scope is not None:
+        # a store's key lists its stores' orders only, as it may open only those (the order
+        # service's list has no warehouse scope yet): fill the page from a few more
+        found = await _in_scope(session, found, scope)
+        for _ in range(SCOPED_EXTRA_PAGES):
+            if len(found) >= PAGE_SIZE or next_cursor is None:
+                break
+            more, next_cursor = await orders_service.list_orders(
+                session,
+                principal=viewer.principal,
+                filters=filters,
+                limit=PAGE_SIZE,
+                cursor=next_cursor,
+            )
+            found += await _in_scope(session, more, scope)
     query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor" and v]
     return render(
         request,
@@ -258,6 +276,26 @@ async def orders(
         if reference
         else None,
     )
+
+
+SCOPED_EXTRA_PAGES = 4
+"""Pages of orders read beyond the first to fill a store key's page (the rest: Next page)."""
+
+
+async def _in_scope(session: Session, orders: list[Any], scope: frozenset[uuid.UUID]) -> list[Any]:
+    """The orders with a live shipment at one of ``scope``'s warehouses (the rule
+    ``GET /v1/orders/{id}`` applies to a scoped key, ``orders.locking.refuse_outside_scope``)."""
+    if not orders:
+        return []
+    parcels = await orders_service.shipments_for(session, order_ids=[o.id for o in orders])
+    return [
+        o
+        for o in orders
+        if any(
+            v.shipment.warehouse_id in scope and v.shipment.status != "cancelled"
+            for v in parcels[o.id]
+        )
+    ]
 
 
 def _allowed_moves(read: Any, role: Role) -> list[domain.Transition]:
@@ -332,10 +370,12 @@ async def move_order(request: Request, session: Session, order_id: uuid.UUID) ->
         raise ConsoleError(400, "Unknown target status.") from exc
     change = TransitionRequest(
         to=target,
-        reason=field(data, "reason")[:500] or None,
-        carrier=field(data, "carrier")[:64] or None,
-        tracking_number=field(data, "tracking_number")[:128] or None,
-        expected_version=int(v) if (v := field(data, "expected_version")).isdigit() else None,
+        reason=field(data, "reason") or None,  # the API's schema refuses what is too long
+        carrier=field(data, "carrier") or None,
+        tracking_number=field(data, "tracking_number") or None,
+        expected_version=whole_number(v, "Expected version")
+        if (v := field(data, "expected_version"))
+        else None,
     )
     await fulfilment.transition_order(
         session,
@@ -369,11 +409,12 @@ async def release_hold(
 ) -> Response:
     viewer = await viewer_for(request, session, ADMIN)
     data = await checked_form(request, viewer)
+    body = HoldRelease(note=field(data, "note") or None)
     await orders_service.release_hold(
         session,
         order_id=order_id,
         hold_id=hold_id,
-        note=field(data, "note")[:2000] or None,
+        note=body.note,
         principal=viewer.principal,
         request_id=request_id_var.get(),
     )
@@ -384,11 +425,12 @@ async def release_hold(
 async def reroute(request: Request, session: Session, order_id: uuid.UUID) -> Response:
     viewer = await viewer_for(request, session, ADMIN)
     data = await checked_form(request, viewer)
+    body = RerouteRequest(reason=field(data, "reason") or None)
     await orders_service.reroute_order(
         session,
         order_id=order_id,
         principal=viewer.principal,
-        reason=field(data, "reason")[:500] or None,
+        reason=body.reason,
         request_id=request_id_var.get(),
     )
     return redirect(f"{PREFIX}/orders/{order_id}?done=rerouted")
@@ -429,17 +471,22 @@ async def warehouse(
     wh = await _warehouse(session, viewer.principal, code)
     scanned = order.strip().lstrip("#")
     if scanned:  # an order number scanned from a packing slip: straight to its work
-        if not scanned.isdigit() or len(scanned) > 18:
-            raise ConsoleError(400, f"'{scanned}' is not an order number.")
+        number = whole_number(scanned, "Order number")
         found, _ = await orders_service.list_orders(
             session,
             principal=viewer.principal,
-            filters=orders_service.OrderFilter(number=int(scanned)),
+            filters=orders_service.OrderFilter(number=number),
             limit=1,
             cursor=None,
         )
-        if not found:
-            raise ConsoleError(404, f"No order number {scanned}.")
+        here = found and any(  # only an order with a shipment from here (no other store's)
+            view.shipment.warehouse_id == wh.id
+            for view in (await orders_service.shipments_for(session, order_ids=[found[0].id]))[
+                found[0].id
+            ]
+        )
+        if not here:
+            raise ConsoleError(404, f"No order number {number} with a shipment from {wh.code}.")
         return redirect(f"{PREFIX}/warehouse/{wh.code}/orders/{found[0].id}")
     queue = await orders_service.pick_queue(session, warehouse_code=wh.code, limit=50)
     return render(request, "warehouse.html", warehouse=wh, queue=queue, done=_done(request))
@@ -481,16 +528,13 @@ async def move_shipment(
         target = domain.ShipmentStatus(field(data, "to"))
     except ValueError as exc:
         raise ConsoleError(400, "Unknown shipment step.") from exc
+    parcels = (await orders_service.shipments_for(session, order_ids=[order_id]))[order_id]
+    shipment = next((v for v in parcels if v.shipment.id == shipment_id), None)
+    if shipment is None or shipment.shipment.warehouse_id != wh.id:  # the URL names it all
+        raise ConsoleError(404, f"This order has no such shipment from {wh.code}.")
     if target == domain.ShipmentStatus.PICKED:
         # the picker scanned each SKU off the shelf: all of the shipment's, and nothing else
-        expected = {
-            ln["sku"]
-            for view in (await orders_service.shipments_for(session, order_ids=[order_id]))[
-                order_id
-            ]
-            if view.shipment.id == shipment_id
-            for ln in view.lines
-        }
+        expected = {ln["sku"] for ln in shipment.lines}
         scanned = {s.strip() for s in data.get("sku", []) if s.strip()}
         if scanned != expected:
             wrong = sorted(scanned - expected)
@@ -507,8 +551,8 @@ async def move_shipment(
             )
     change = ShipmentTransitionRequest(
         to=target,
-        carrier=field(data, "carrier")[:64] or None,
-        tracking_number=field(data, "tracking_number")[:128] or None,
+        carrier=field(data, "carrier") or None,
+        tracking_number=field(data, "tracking_number") or None,
     )
     await fulfilment.transition_shipment(
         session,
@@ -687,10 +731,16 @@ async def inventory(
     if warehouse and warehouse not in codes:
         raise ConsoleError(404, f"No active warehouse '{warehouse}' you may see.")
     sku = sku.strip()
+    scope = visible_warehouses(viewer.principal)
     levels = [
         lv
         for lv in await inventory_service.list_levels(
-            session, warehouse_code=warehouse or None, sku=sku or None, limit=200, offset=0
+            session,
+            warehouse_code=warehouse or None,
+            sku=sku or None,
+            limit=200,
+            offset=0,
+            scope=scope,
         )
         if lv.warehouse_code in codes
     ]
@@ -703,6 +753,7 @@ async def inventory(
             reference_id=None,
             limit=50,
             before_id=None,
+            scope=scope,
         )
         if code in codes
     ]
@@ -760,6 +811,7 @@ async def adjust(request: Request, session: Session) -> Response:
         reason=body.reason,
         reference=body.reference,
         actor=viewer.principal.actor,
+        scope=visible_warehouses(viewer.principal),
     )
     code, sku = body.warehouse, body.sku
     if view.available > 0:  # as the API does: orders waiting for this SKU are filled now
@@ -814,7 +866,7 @@ async def integrations(
 
 
 @router.post("/integrations/deliveries/{delivery_id}/redeliver", response_class=HTMLResponse)
-async def redeliver(request: Request, session: Session, delivery_id: int) -> Response:
+async def redeliver(request: Request, session: Session, delivery_id: BigId) -> Response:
     viewer = await viewer_for(request, session, ADMIN)
     await checked_form(request, viewer)
     await outbound_service.redeliver(session, delivery_id=delivery_id)
@@ -822,7 +874,7 @@ async def redeliver(request: Request, session: Session, delivery_id: int) -> Res
 
 
 @router.post("/integrations/inbox/{inbox_id}/replay", response_class=HTMLResponse)
-async def replay(request: Request, session: Session, inbox_id: int) -> Response:
+async def replay(request: Request, session: Session, inbox_id: BigId) -> Response:
     viewer = await viewer_for(request, session, ADMIN)
     await checked_form(request, viewer)
     row = await inbound_service.replay(

@@ -15,14 +15,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, text, update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms.auth.service import Principal, authenticate, key_warehouses
+from oms.auth.service import Principal, authenticate, principal_of_key
 from oms.console.models import ConsoleSession
 from oms.shared.roles import Role
 
@@ -101,47 +100,29 @@ async def sign_in(
     return SignedIn(session_id=session_id, csrf_token=csrf, principal=principal)
 
 
-# The key's current state, read with the session: the console reads the api_keys row (id,
-# name, role, channel, revoked_at) as `oms.auth.service.authenticate` does, by primary key.
-_LOAD = text(
-    """SELECT s.csrf_token, s.expires_at, s.last_seen_at, k.id AS key_id, k.name, k.role,
-              k.channel
-       FROM console_sessions s JOIN api_keys k ON k.id = s.key_id
-       WHERE s.id_hash = :id_hash AND k.revoked_at IS NULL"""
-)
-
-
 async def load(
     session: AsyncSession, *, session_id: str, lifetime: Lifetime, now: datetime
 ) -> Viewer | None:
     """The viewer of a live session (and its idle clock restarted); None when the id is
-    unknown, the session expired (idle or absolute) or its key was revoked."""
+    unknown, the session expired (idle or absolute) or its key was revoked. The key's current
+    role, channel and warehouse scope come from ``oms.auth.service`` on every request."""
     if not session_id or len(session_id) > 128:
         return None
     id_hash = hash_id(session_id)
-    row = (await session.execute(_LOAD, {"id_hash": id_hash})).mappings().first()
+    row = await session.get(ConsoleSession, id_hash)
     if row is None:
         return None
-    if row["expires_at"] <= now or row["last_seen_at"] <= now - lifetime.idle:
+    if row.expires_at <= now or row.last_seen_at <= now - lifetime.idle:
         await session.execute(delete(ConsoleSession).where(ConsoleSession.id_hash == id_hash))
         return None
-    role = Role(row["role"])
-    if role not in CONSOLE_ROLES:
+    principal = await principal_of_key(session, key_id=row.key_id)
+    if principal is None or principal.role not in CONSOLE_ROLES:
         return None
-    if now - row["last_seen_at"] > timedelta(seconds=30):  # one write per half minute at most
+    if now - row.last_seen_at > timedelta(seconds=30):  # one write per half minute at most
         await session.execute(
             update(ConsoleSession).where(ConsoleSession.id_hash == id_hash).values(last_seen_at=now)
         )
-    key_id = uuid.UUID(str(row["key_id"]))
-    scope = await key_warehouses(session, key_id=key_id)  # a scoped fulfilment key's stores
-    principal = Principal(
-        key_id=key_id,
-        name=row["name"],
-        role=role,
-        channel=row["channel"],
-        warehouse_ids=frozenset(scope) if scope else None,
-    )
-    return Viewer(principal=principal, csrf_token=row["csrf_token"], expires_at=row["expires_at"])
+    return Viewer(principal=principal, csrf_token=row.csrf_token, expires_at=row.expires_at)
 
 
 async def sign_out(session: AsyncSession, *, session_id: str) -> None:

@@ -210,12 +210,32 @@ async def form(request: Request) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, value in parse_qsl(body, keep_blank_values=True)[:MAX_FORM_FIELDS]:
         out.setdefault(name, []).append(value)
+    refuse_nul(out.items())
     return out
+
+
+def refuse_nul(items: Iterable[tuple[str, str | list[str]]]) -> None:
+    """A 422 page for a NUL character in a form or query (Postgres cannot store it; the API
+    answers the same with ``invalid_character``)."""
+    for name, value in items:
+        values = [value] if isinstance(value, str) else value
+        if "\x00" in name or any("\x00" in v for v in values):
+            raise ConsoleError(
+                422, "Text cannot contain a NUL character (\\u0000).", title="Not valid"
+            )
 
 
 def field(data: dict[str, list[str]], name: str) -> str:
     """A form field's first value, stripped ('' when absent)."""
     return (data.get(name) or [""])[0].strip()
+
+
+def whole_number(value: str, name: str, *, digits: int = 18) -> int:
+    """A form or query value of ASCII digits (at most ``digits``) as an int; a 422 page
+    otherwise (``str.isdigit`` also accepts ``²``, which ``int`` refuses)."""
+    if not (value.isascii() and value.isdigit() and len(value) <= digits):
+        raise ConsoleError(422, f"{name}: '{value[:40]}' is not a whole number.")
+    return int(value)
 
 
 async def checked_form(request: Request, viewer: Viewer) -> dict[str, list[str]]:
@@ -258,6 +278,7 @@ class ConsoleRoute(APIRoute):
 
         async def console_handler(request: Request) -> Response:
             try:
+                refuse_nul(request.query_params.multi_items())
                 response = await handler(request)
             except SignInRequired:
                 target = PREFIX  # after a form: the form's URL takes POSTs only

@@ -17,6 +17,11 @@ change; otherwise the edit's 409 fails the delivery with its reason and nothing 
 * ``order.edited`` (Shopify ``orders/edited``): units added to or removed from lines named by
   the channel's line id. An id no line of the order carries fails the delivery (422
   ``unknown_line_items``), nothing applied.
+* Either is refused whole (422, the delivery failed with the reason, nothing applied) when it
+  is in another currency than the order (``currency_mismatch``: prices of another currency are
+  not this order's) or would leave a line with more units than an order line may have
+  (``invalid_line_change``: :data:`LINE_QUANTITY_MAX`, as ``POST /v1/orders`` and the edits
+  API).
 * The channel's time of each applied change is kept on the order (``channel_updated_at``): an
   update older than it, or an edit committed before it (already in an update applied), is
   acknowledged and not applied again. A shipped, delivered, returned or cancelled order takes
@@ -184,6 +189,28 @@ async def apply_event(
     return Applied("processed", row.id, detail)
 
 
+LINE_QUANTITY_MAX = 10_000
+"""The most units an order line may hold (``OrderLineCreate.quantity``, the edits API): a
+channel's change may not take a line past it either."""
+
+
+def _too_many(quantities: dict[uuid.UUID, int], lines: Sequence[Any], what: str) -> None:
+    """422 ``invalid_line_change`` naming the lines ``quantities`` takes past the limit."""
+    skus = {ln.id: ln for ln in lines}
+    over = [
+        {"line_id": str(lid), "sku": skus[lid].sku, "quantity": q}
+        for lid, q in quantities.items()
+        if q > LINE_QUANTITY_MAX
+    ]
+    if over:
+        raise Unprocessable(
+            f"{what} leaves more than {LINE_QUANTITY_MAX} units on a line: "
+            + ", ".join(f"{o['sku']} ({o['quantity']})" for o in over),
+            code="invalid_line_change",
+            lines=over,
+        )
+
+
 _NOT_APPLIED = (
     OrderStatus.SHIPPED.value,
     OrderStatus.DELIVERED.value,
@@ -238,6 +265,15 @@ async def _update(
             f"the update (of {event.channel_updated_at}) is older than the one applied "
             f"(of {order.channel_updated_at}); not applied"
         )
+    if data.currency != order.currency:
+        raise Unprocessable(
+            f"the update is in {data.currency}, the order in {order.currency}: its prices are "
+            "not this order's; nothing applied",
+            code="currency_mismatch",
+            title="Currency mismatch",
+            order_currency=order.currency,
+            update_currency=data.currency,
+        )
     ids = list(event.line_ids) if len(event.line_ids) == len(data.lines) else []
     lines = sorted(order.lines, key=lambda ln: ln.line_no)
     by_id = bool(ids) and None not in ids and all(ln.external_line_id for ln in lines)
@@ -257,6 +293,7 @@ async def _update(
     quantities: dict[uuid.UUID, int] = {}
     for k, group in matched.items():
         _spread(group, wanted.get(k, 0), quantities)
+    _too_many(quantities, lines, "the update")
     added = [i for k, idx in platform.items() if k not in matched for i in idx]
     add = tuple(data.lines[i] for i in added)
     address = data.shipping_address
@@ -343,6 +380,7 @@ async def _edited(
             too_few.append({"line_item_id": lid, "quantity": have, "delta": delta})
             continue
         _spread(matched[lid], have + delta, quantities)
+    _too_many(quantities, order.lines, edit)
     if too_few:
         raise Unprocessable(
             f"{edit} removes more units than these lines have: "

@@ -355,6 +355,15 @@ async def _apply(
         else:
             outcome[oid] = ("kept", None)
     notes = list(result.notes)
+    if moved and len(moved) < len(changes):
+        # part of the wave's plan cannot be applied (orders changed under it): the rest alone
+        # must still save, or nothing moves (the plan may make one order dearer for another)
+        delta = sum(c.cost_after - c.cost_before for _, c in moved)
+        if delta >= -1e-6:
+            notes.append("the orders the wave's plan relied on changed: every order kept")
+            for order, _ in moved:
+                outcome[order.id] = ("kept", "the wave's plan relied on orders that changed")
+            moved = []
     # 2. the stock rows of every SKU the moves may release or reserve, in the fixed order
     if moved:
         skus = {a.sku for _, c in moved for a in (*c.before, *c.after)}
@@ -413,11 +422,10 @@ async def _apply(
         )
     by_order = {c.order_id: c for c in result.changes}
     applied = bool(moved)
-    objective_after = result.objective_after if applied else result.objective_before
-    if result.applied and not applied:
-        skipped_moves = sum(1 for o, _ in outcome.values() if o == "skipped")
-        objective_after = result.objective_before
-        if skipped_moves and not notes:
+    # what the pool costs now: the moved orders' new plans, everyone else's as before
+    objective_after = result.objective_before + sum(c.cost_after - c.cost_before for _, c in moved)
+    if result.applied and not applied and not any(o == "moved" for o, _ in outcome.values()):
+        if not notes:
             notes.append("the orders to move changed while the wave solved")
     wave = Wave(
         id=wave_id,

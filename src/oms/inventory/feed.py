@@ -30,6 +30,7 @@ countries are left out: they depend on the order.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -39,10 +40,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from oms.db import driver_connection
+from oms.db import DriverConnection, driver_connection
 from oms.inventory import domain
 from oms.inventory.horizon import HORIZON
-from oms.outbox.service import record_event
+from oms.shared import events
+from oms.shared.clock import utcnow
 from oms.shared.errors import Unprocessable
 
 AVAILABILITY_CHANGED = "inventory.availability_changed"
@@ -341,6 +343,8 @@ class FeedRound:
     journal_rows: int = 0
     published: int = 0
     events: int = 0
+    more: bool = False
+    """A batch was full: more journal rows or due figures may be waiting."""
 
 
 async def publish_availability(
@@ -366,6 +370,7 @@ async def publish_availability(
         channels = await channel_map(session)
         journal = await conn.fetch(_JOURNAL, cursor.txid, cursor.change_id, batch)
         result.journal_rows = len(journal)
+        result.more = len(journal) == batch
         if journal:
             skus = sorted({r["sku"] for r in journal})
             pairs = [(c, s) for c in sorted(channels) for s in skus]
@@ -377,8 +382,10 @@ async def publish_availability(
         due = await conn.fetch(_DUE, now - interval, batch)
         if not due:
             return result
-        known = {(r["channel"], r["sku"]): r["published"] for r in due if r["channel"] in channels}
-        figures = await sellable(session, skus={s for _, s in known}, channels=channels)
+        result.more = result.more or len(due) == batch
+        skus_due = {r["sku"] for r in due if r["channel"] in channels}
+        figures = await sellable(session, skus=skus_due, channels=channels)
+        outbox: list[tuple[str, str, dict[str, Any]]] = []
         names: list[str] = []
         skus_: list[str] = []
         values: list[int | None] = []
@@ -393,22 +400,48 @@ async def publish_availability(
                 changed.append(False)
                 continue
             available = figures[key]
-            events = availability_events(
+            caused = availability_events(
                 channel=key[0], sku=key[1], previous=previous, available=available
             )
-            for type_, data in events:
-                await record_event(
-                    session,
-                    type=type_,
-                    aggregate_type="channel_stock",
-                    aggregate_id=f"{key[0]}:{key[1]}",
-                    data=data,
-                )
-            result.events += len(events)
-            result.published += 1 if events else 0
+            for type_, data in caused:
+                outbox.append((type_, key[1], data))
+            result.events += len(caused)
+            result.published += 1 if caused else 0
             names.append(key[0])
             skus_.append(key[1])
             values.append(available)
-            changed.append(bool(events))
+            changed.append(bool(caused))
         await conn.execute(_PUBLISHED, names, skus_, values, changed, now)
+        if outbox:
+            await _record(conn, outbox)
     return result
+
+
+_RECORD = """
+INSERT INTO outbox_events (event_id, type, aggregate_type, aggregate_id, payload, created_at)
+SELECT e.id, e.type, 'sku', e.sku,
+       jsonb_build_object('id', e.id::text, 'type', e.type, 'occurred_at', $5::text,
+                          'data', e.data::jsonb),
+       $6
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+     AS e(id, type, sku, data, n)
+ORDER BY e.n
+"""
+
+
+async def _record(conn: DriverConnection, rows: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+    """Record the events in the outbox in one statement (a round can publish thousands), in
+    the envelope :func:`oms.outbox.service.record_event` writes, each payload checked against
+    the registry (``oms.shared.events``) first; the aggregate is the SKU."""
+    for type_, _, data in rows:
+        events.check(type_, data)
+    at = utcnow()
+    await conn.execute(
+        _RECORD,
+        [uuid.uuid4() for _ in rows],
+        [t for t, _, _ in rows],
+        [sku for _, sku, _ in rows],
+        [json.dumps(data) for _, _, data in rows],
+        at.isoformat(),
+        at,
+    )

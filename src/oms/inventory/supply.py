@@ -47,8 +47,8 @@ async def reorder_inputs(
 ) -> list[ReorderInputs]:
     """The levels of these warehouses (of ``skus``, or all), each with the units expected and
     the units of allocations placed in each of the last ``window_days`` days (24-hour days
-    ending at ``now``; cancelled orders' released allocations count: they were demand). Three
-    queries."""
+    ending at ``now``; open or shipped: units released by a cancellation or an edit are not
+    demand). Three queries."""
     if not warehouse_ids:
         return []
     stmt = (
@@ -96,6 +96,7 @@ async def reorder_inputs(
         .where(
             Allocation.warehouse_id.in_(list(warehouse_ids)),
             Allocation.sku.in_(wanted),
+            Allocation.status.in_(("open", "consumed")),
             Allocation.placed_at > since,
             Allocation.placed_at <= now,
         )

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from oms.messages import metrics
 from oms.messages.models import Message, MessageAttempt
 from oms.messages.providers import SendOutcome
 
@@ -92,6 +93,8 @@ async def claim(
     }
     rows = (await session.execute(_CLAIM, params)).all()
     expired = [r for r in rows if r.prev_status == "sending"]
+    for r in expired:
+        metrics.ATTEMPTS.labels(r.channel, "lease_expired").inc()
     if expired:
         await session.execute(
             insert(MessageAttempt),

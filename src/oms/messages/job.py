@@ -1,10 +1,11 @@
 """The worker's message job: produce messages from the outbox, then send the due ones.
 
-``oms worker`` runs :meth:`MessageJob.run_once` in its loop (``oms.worker``); tests run it
-directly with their own providers and clock. Each step is its own short transaction and every
-send happens between transactions. Providers are read per round: a provider saved through the
-API (``PUT /v1/messages/providers/{channel}``), else the ``OMS_SMTP_*`` settings for email;
-a channel without a provider keeps its messages pending until one is configured.
+``oms worker`` runs it in its loop (``oms.worker``: :meth:`MessageJob.run_when_due`); tests run
+:meth:`MessageJob.run_once` directly with their own clock. Each step is its own short
+transaction and every send happens between transactions. Providers are read per round: a
+provider saved through the API (``PUT /v1/messages/providers/{channel}``), else the
+``OMS_SMTP_*`` settings for email. A channel without a provider gets no new messages; any it
+already had wait, unclaimed, until one is configured again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oms.config import Settings
-from oms.messages import delivery, producer, providers_config
+from oms.messages import delivery, metrics, producer, providers_config
 from oms.messages.providers import (
     EmailProvider,
     OutgoingEmail,
@@ -168,6 +169,7 @@ class MessageJob:
             return
         self.stats.attempts += 1
         self.stats.outcomes[result] = self.stats.outcomes.get(result, 0) + 1
+        metrics.ATTEMPTS.labels(item.channel, result).inc()
         log.info(
             "customer message attempt",
             extra={

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from oms.auth.service import Principal
 from oms.config import Settings
 from oms.messages import context as contexts
-from oms.messages import templates
+from oms.messages import metrics, templates
 from oms.messages.models import Message, MessageRelayState, ProducedEvent
 from oms.messages.rendering import TemplateRefused, render
 from oms.orders import service as orders_service
@@ -180,6 +180,7 @@ async def _produce_one(
             "attempts": 0,
             "next_attempt_at": now,
             "idempotency_key": idempotency_key(event_id, channel, address),
+            "last_error": None,
             "created_at": now,
             "updated_at": now,
         }
@@ -203,13 +204,16 @@ async def _produce_one(
                     "body_html": rendered.body_html,
                 }
         rows.append(row)
-    await session.execute(
-        pg_insert(Message).on_conflict_do_nothing(
-            index_elements=["event_id", "recipient", "channel"]
-        ),
-        rows,
-    )
-    for row in rows:
+    for row in rows:  # (one or two: email, SMS)
+        inserted = await session.scalar(
+            pg_insert(Message)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=["event_id", "recipient", "channel"])
+            .returning(Message.id)
+        )
+        if inserted is None:  # produced before (another worker, or before a crash)
+            continue
+        metrics.PRODUCED.labels(row["channel"], row["status"]).inc()
         if row["status"] != "pending":
             log.info(
                 "customer message not sent",

@@ -41,6 +41,7 @@ def _smtp_from_settings(settings: Settings) -> SmtpSettings | None:
         username=settings.smtp_username,
         password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
         timeout_s=settings.smtp_timeout_s,
+        ca_file=str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
     )
 
 
@@ -54,6 +55,7 @@ def _smtp_from_row(row: MessageProvider, settings: Settings) -> SmtpSettings:
         username=cfg.get("username"),
         password=row.secret,
         timeout_s=settings.smtp_timeout_s,
+        ca_file=str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
     )
 
 

@@ -29,8 +29,12 @@ from oms.messages.schemas import (
 from oms.shared.clock import utcnow
 from oms.shared.openapi import AUTH_PROBLEMS, problems
 from oms.shared.roles import Role
+from oms.tracking.redaction import TemplatePathRoute
 
 router = APIRouter(prefix="/v1", tags=["messages"])
+# an address in a path is personal data: these routes are logged by their template
+opt_outs = APIRouter(prefix="/v1", tags=["messages"], route_class=TemplatePathRoute)
+"""Mounted by ``oms.main`` next to ``router``."""
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 EventType = Annotated[
@@ -307,7 +311,24 @@ async def put_sms_provider(
     return _provider_read(view)
 
 
-@router.put(
+@router.get(
+    "/orders/{order_id}/messages",
+    response_model=list[MessageRead],
+    summary="The messages sent (or not) to an order's customer",
+    description=(
+        "Every message produced for the order's events, oldest first: channel, recipient, "
+        "language, status, and each attempt (outcome, provider id, error, duration)."
+    ),
+    responses=problems(404, *AUTH_PROBLEMS),
+)
+async def order_messages(
+    order_id: uuid.UUID, session: Session, principal: Admin
+) -> list[MessageRead]:
+    found = await service.messages_of(session, order_id=order_id)
+    return [MessageRead.model_validate(m) for m in found]
+
+
+@opt_outs.put(
     "/messages/opt-outs/{message_channel}/{address}",
     response_model=OptOutRead,
     summary="Opt a customer's address out of a channel",
@@ -324,7 +345,7 @@ async def opt_out(
     return OptOutRead.model_validate(found)
 
 
-@router.delete(
+@opt_outs.delete(
     "/messages/opt-outs/{message_channel}/{address}",
     response_model=OptOutRead,
     summary="Opt an address back in",
@@ -339,7 +360,7 @@ async def opt_in(
     )
 
 
-@router.get(
+@opt_outs.get(
     "/messages/opt-outs/{message_channel}/{address}",
     response_model=OptOutRead,
     summary="Whether an address is opted out",
@@ -352,20 +373,3 @@ async def get_opt_out(
     return OptOutRead.model_validate(
         await service.get_opt_out(session, channel=message_channel, address=address)
     )
-
-
-@router.get(
-    "/orders/{order_id}/messages",
-    response_model=list[MessageRead],
-    summary="The messages sent (or not) to an order's customer",
-    description=(
-        "Every message produced for the order's events, oldest first: channel, recipient, "
-        "language, status, and each attempt (outcome, provider id, error, duration)."
-    ),
-    responses=problems(404, *AUTH_PROBLEMS),
-)
-async def order_messages(
-    order_id: uuid.UUID, session: Session, principal: Admin
-) -> list[MessageRead]:
-    found = await service.messages_of(session, order_id=order_id)
-    return [MessageRead.model_validate(m) for m in found]

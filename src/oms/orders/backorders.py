@@ -4,9 +4,15 @@ a bulk load, the worker's sweep) is ``oms.flows.backorders``.
 
 Rules:
 
-* Only **placed** and **paid** orders are filled: once picking started, the order moves as a
-  whole (a new pending parcel would not match a picked order) and a cancelled, shipped or
-  returned order waits for nothing.
+* Orders not yet shipped whole are filled: **placed**, **paid**, **picked** and **packed**
+  (the statuses ``GET /v1/orders?blocked_by=backorder`` counts), whatever their other parcels
+  are doing (picked, packed, or some already shipped while others are not). A picked or packed
+  order that gets a new pending parcel steps back to paid (placed: unpaid cash on delivery),
+  as after a shipment exception (:func:`oms.orders.shipments.step_back_if_behind`): the new
+  parcel goes through the pick queue and the order moves forward again once it catches up.
+  A cancelled order waits for nothing; a **shipped** (every live parcel left), delivered,
+  returned or ready-for-pickup order is closed for fulfilment: units still backordered on it
+  are not reserved (a shipped order holds no reservation).
 * Order: **express before standard, then placement time** (then id): first in, first out.
 * Each fill is routed like a placement, by the pure router, for the missing units only: the
   channel's current policy (warehouse list, line splitting, shipment cap), the warehouses that
@@ -15,10 +21,11 @@ Rules:
   says now: the order was accepted with its backorders.
 * Units from a warehouse where the order already has a **pending** shipment join that shipment;
   otherwise a new pending shipment is created (the next ``seq``).
-* The line's ``backordered`` count goes down by the units reserved; ``orders.routing`` keeps its
-  placement explanation, with ``warehouses``, ``backorders`` and ``fully_filled`` brought up to
-  date; the fill's own explanation is stored on the history row (kind ``backorder_filled``),
-  and ``order.backorder_filled`` is recorded.
+* The line's ``backordered`` count goes down by the units reserved; ``orders.routing`` becomes
+  the order's plan as it is now (``change.kind`` ``backorder_filled``, the fill's explanation,
+  the placement plan kept under ``placement``: :func:`oms.orders.plans.store_current_routing`);
+  the history row (kind ``backorder_filled``, from and to status) and
+  ``order.backorder_filled`` (with ``previous_status`` when the order stepped back) record it.
 
 Locks: the order lock first (:func:`oms.orders.locking.lock_order`), state checked after it,
 then the stock rows through ``inventory.reserve`` (conditional on the units being available,
@@ -44,14 +51,20 @@ from oms.orders.domain import OrderStatus, Priority, ShipmentStatus
 from oms.orders.events import order_summary
 from oms.orders.locking import lock_order
 from oms.orders.models import Order, OrderEvent, OrderLine, Shipment
-from oms.orders.plans import route_address
+from oms.orders.plans import route_address, store_current_routing
+from oms.orders.shipments import step_back_if_behind
 from oms.outbox.service import record_event
 from oms.routing import service as routing_service
 from oms.routing.domain import RouteLine, RoutePlan
 from oms.shared.clock import utcnow
 
-FILLABLE = (OrderStatus.PLACED.value, OrderStatus.PAID.value)
-"""The statuses whose backorders are filled."""
+FILLABLE = (
+    OrderStatus.PLACED.value,
+    OrderStatus.PAID.value,
+    OrderStatus.PICKED.value,
+    OrderStatus.PACKED.value,
+)
+"""The statuses whose backorders are filled: not yet shipped whole."""
 
 MAX_FILL_ATTEMPTS = 3
 """Re-plans of one order when the stock moved between its plan and its reservation."""
@@ -64,7 +77,7 @@ class _StockMoved(Exception):
 async def waiting_orders(
     session: AsyncSession, *, skus: Collection[str], limit: int
 ) -> list[uuid.UUID]:
-    """Placed or paid orders with a backordered line of one of ``skus``, in fill order:
+    """Orders not yet shipped whole with a backordered line of one of ``skus``, in fill order:
     express first, then by placement time (no locks: each is locked when it is filled)."""
     if not skus:
         return []
@@ -81,7 +94,7 @@ async def waiting_orders(
 
 
 async def backordered_skus(session: AsyncSession, *, limit: int) -> list[str]:
-    """SKUs some placed or paid order waits for (what the worker's sweep looks at)."""
+    """SKUs some order not yet shipped whole waits for (what the worker's sweep looks at)."""
     stmt = (
         select(OrderLine.sku)
         .join(Order, Order.id == OrderLine.order_id)
@@ -215,18 +228,6 @@ async def _write_fill(
             }
         )
     remaining = {ln.id: ln.backordered - filled.get(ln.id, 0) for ln in order.lines}
-    routing = dict(order.routing or {})
-    warehouses = list(routing.get("warehouses", []))
-    warehouses += [codes[w] for w in plan.warehouses if codes[w] not in warehouses]
-    routing |= {
-        "warehouses": warehouses,
-        "fully_filled": not any(remaining.values()),
-        "backorders": [
-            {"line_id": str(ln.id), "sku": ln.sku, "quantity": remaining[ln.id]}
-            for ln in order.lines
-            if remaining[ln.id] > 0
-        ],
-    }
     if new_rows:
         # the new parcels' delivery promise, from now (ship_by, deliver_by; issue 18)
         await promising.promise_rows(session, plan, new_rows, order=order, at=now)
@@ -239,23 +240,34 @@ async def _write_fill(
     await session.execute(
         update(Order)
         .where(Order.id == order.id)
-        .values(routing=routing, live_shipments=live, version=order.version + 1, updated_at=now)
+        .values(live_shipments=live, version=order.version + 1, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    status = order.status
+    for line in order.lines:
+        set_committed_value(line, "backordered", remaining[line.id])
+    set_committed_value(order, "live_shipments", live)
+    set_committed_value(order, "version", order.version + 1)
+    # a picked or packed order with a new pending parcel is paid again (placed: unpaid COD)
+    stepped_back = await step_back_if_behind(session, order)
+    explanation = plan.explanation.to_dict()
+    await store_current_routing(
+        session, order=order, kind="backorder_filled", at=now, explanation=explanation
+    )
     backordered = {ln.sku: remaining[ln.id] for ln in order.lines if remaining[ln.id] > 0}
     data = {
         "fills": fills,
         "warehouses": [codes[w] for w in plan.warehouses],
         "backordered": backordered,
-        "explanation": plan.explanation.to_dict(),
+        "explanation": explanation,
     }
+    if stepped_back is not None:
+        data["order_status"] = {"from": stepped_back, "to": order.status}
     session.add(
         OrderEvent(
             order_id=order.id,
             kind="backorder_filled",
-            from_status=status,
-            to_status=status,
+            from_status=stepped_back or order.status,
+            to_status=order.status,
             actor=actor,
             actor_role=actor_role,
             reason="stock arrived for backordered lines",
@@ -265,11 +277,6 @@ async def _write_fill(
         )
     )
     await session.flush()
-    for line in order.lines:
-        set_committed_value(line, "backordered", remaining[line.id])
-    set_committed_value(order, "routing", routing)
-    set_committed_value(order, "live_shipments", live)
-    set_committed_value(order, "version", order.version + 1)
     await record_event(
         session,
         type="order.backorder_filled",
@@ -280,6 +287,7 @@ async def _write_fill(
             "fills": fills,
             "warehouses": data["warehouses"],
             "backordered": backordered,
+            **({} if stepped_back is None else {"previous_status": stepped_back}),
         },
     )
     # the contended stock rows last: their locks are held only until the commit

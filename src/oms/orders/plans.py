@@ -3,10 +3,10 @@ reservations, backorders per line, the stored routing decision). Placement write
 statement (``placement``), re-routing through the session (``reroute``); both start here.
 
 The stored routing decision (``orders.routing``, what ``GET /v1/orders/{id}/routing`` answers)
-is the order's *current* plan: placement and re-routing write it whole; a shipment exception,
-move, split or merge, an edit or a partial cancellation rewrites it (:func:`changed_routing`)
-to the warehouses and backorders the order has now, with the explanation of the latest routing
-decision, and keeps the plan decided at placement (or by the last full re-route) under
+is the order's *current* plan: placement writes it whole; a full re-route, a shipment
+exception, move, split or merge, an edit, a partial cancellation or a backorder fill rewrites
+it (:func:`changed_routing`) to the warehouses and backorders the order has now, with the
+explanation of the latest routing decision, and keeps the plan decided at placement under
 ``placement``."""
 
 from __future__ import annotations
@@ -270,6 +270,8 @@ async def insert_shipments(session: AsyncSession, shipments: Sequence[NewShipmen
                 "version": sh.version,
                 "created_at": sh.created_at,
                 "updated_at": sh.created_at,
+                "ship_by": sh.ship_by,  # the delivery promise, when the caller made one
+                "deliver_by": sh.deliver_by,
             }
             for sh in shipments
         ],
@@ -282,9 +284,12 @@ ROUTING_CHANGES = (
     "shipment_split",
     "shipment_merged",
     "order_edited",
+    "rerouted",
+    "backorder_filled",
 )
 """What may rewrite the stored routing decision after placement (``routing.change.kind``):
-shipment exceptions, moves, splits, merges; edits and partial cancellations (``edits``)."""
+shipment exceptions, moves, splits, merges; edits and partial cancellations (``edits``); a
+full re-route (``reroute``); backordered units filled as stock arrives (``backorders``)."""
 
 
 def changed_routing(
@@ -299,7 +304,7 @@ def changed_routing(
     """The routing document after ``kind`` changed the order's shipments: the current
     warehouses and backorders, the explanation of this change's routing decision (``None``:
     a split or merge decides nothing, the last explanation stays), what changed it and when,
-    and the plan of placement (or of the last full re-route) kept under ``placement``."""
+    and the plan of placement kept under ``placement``."""
     if kind not in ROUTING_CHANGES:
         raise ValueError(f"unknown routing change {kind!r}")
     before = dict(current or {})

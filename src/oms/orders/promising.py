@@ -144,7 +144,7 @@ async def plan_promises(
         for agg in await inventory_service.availability(session, skus=sorted(skus)):
             for item in agg.incoming_supply:
                 supplies[agg.sku].append(
-                    Supply(item["warehouse"], item["quantity"], date_of(item["expected_on"]))
+                    Supply(item["warehouse"], item["quantity"], _date_of(item["expected_on"]))
                 )
         ahead = await _waiting_units(session, skus)
         bands, _ = _bands(plan)
@@ -171,7 +171,7 @@ async def plan_promises(
     return PlanPromises(shipments=shipments, lines=lines, backorders=backorders)
 
 
-def date_of(value: str) -> date:
+def _date_of(value: str) -> date:
     return date.fromisoformat(value)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, selectinload
 
-from oms.auth.service import Principal, may_see_warehouse
+from oms.auth.service import Principal, may_see_warehouse, visible_warehouses
 from oms.inventory import service as inventory_service
 from oms.orders import holds
 from oms.orders.domain import OrderStatus, PaymentMethod, ShipmentStatus
@@ -118,6 +118,17 @@ async def list_orders(
         if filters.channel is not None and filters.channel != principal.channel:
             return [], None
         stmt = stmt.where(Order.channel == principal.channel)
+    scope = visible_warehouses(principal)
+    if scope is not None:  # store staff: orders with a live shipment at their locations (#19)
+        stmt = stmt.where(
+            select(Shipment.id)
+            .where(
+                Shipment.order_id == Order.id,
+                Shipment.warehouse_id.in_(list(scope)),
+                Shipment.status != ShipmentStatus.CANCELLED.value,
+            )
+            .exists()
+        )
     if filters.status:
         stmt = stmt.where(Order.status.in_([s.value for s in filters.status]))
     if filters.channel:

@@ -1,5 +1,9 @@
 """Re-routing a placed or paid order: its pending shipments are cancelled, its reservations
-released, and the order routed and reserved again from the stock of now."""
+released, and the order routed and reserved again from the stock of now.
+
+The stored routing decision becomes the re-route's plan (``change.kind`` ``rerouted``); the plan
+decided at placement stays readable under ``placement`` (:func:`oms.orders.plans.changed_routing`),
+as after a shipment exception, move or edit."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from oms.orders.locking import lock_order
 from oms.orders.models import Order, OrderEvent, OrderLine, Shipment
 from oms.orders.plans import (
     PlanRows,
+    changed_routing,
     insert_shipments,
     insufficient_stock,
     plan_rows,
@@ -44,10 +49,12 @@ async def _route_and_reserve(session: AsyncSession, *, order: Order) -> None:
     """Plan against a fresh snapshot, write the plan's rows and reserve; re-route if the stock
     moved (a concurrent order took it): the savepoint is rolled back and the order routed
     again, at most MAX_ROUTE_ATTEMPTS times."""
+    # a line cancelled whole stays on the order with 0 units: nothing of it to route
+    live_lines = [ln for ln in order.lines if ln.quantity > 0]
     route_lines = [
-        RouteLine(line_id=str(ln.id), sku=ln.sku, quantity=ln.quantity) for ln in order.lines
+        RouteLine(line_id=str(ln.id), sku=ln.sku, quantity=ln.quantity) for ln in live_lines
     ]
-    line_ids = {str(ln.id): ln.id for ln in order.lines}
+    line_ids = {str(ln.id): ln.id for ln in live_lines}
     first_seq = 1 + (
         await session.scalar(
             select(func.coalesce(func.max(Shipment.seq), 0)).where(Shipment.order_id == order.id)
@@ -77,20 +84,28 @@ async def _route_and_reserve(session: AsyncSession, *, order: Order) -> None:
 
 
 async def _write_rows(session: AsyncSession, *, order: Order, rows: PlanRows) -> None:
+    routing = changed_routing(
+        order.routing,
+        kind="rerouted",
+        at=utcnow(),
+        warehouses=rows.routing["warehouses"],
+        backorders=rows.routing["backorders"],
+        explanation=rows.routing["explanation"],
+    )
     await insert_shipments(session, rows.shipments)
     await session.execute(
         update(OrderLine),
         [{"id": line_id, "backordered": units} for line_id, units in rows.backordered.items()],
     )
     for line in order.lines:
-        set_committed_value(line, "backordered", rows.backordered[line.id])
+        set_committed_value(line, "backordered", rows.backordered.get(line.id, 0))
     await session.execute(
         update(Order)
         .where(Order.id == order.id)
-        .values(routing=rows.routing, live_shipments=len(rows.shipments))
+        .values(routing=routing, live_shipments=len(rows.shipments))
         .execution_options(synchronize_session=False)
     )
-    set_committed_value(order, "routing", rows.routing)
+    set_committed_value(order, "routing", routing)
     set_committed_value(order, "live_shipments", len(rows.shipments))
     # the contended stock rows last: their locks are held only until the commit
     if not await inventory_service.reserve(session, reservations=rows.reservations):

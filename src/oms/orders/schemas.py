@@ -452,7 +452,7 @@ class Backorder(BaseModel):
 
 
 class RoutingPlacement(BaseModel):
-    """The plan decided at placement (or by the last full re-route), kept as it was."""
+    """The plan decided at placement, kept as it was."""
 
     warehouses: list[str]
     fully_filled: bool
@@ -462,9 +462,10 @@ class RoutingPlacement(BaseModel):
 
 class RoutingChange(BaseModel):
     kind: str = Field(
-        description="What last changed the plan after placement: `shipment_exception`, "
-        "`shipment_moved`, `shipment_split`, `shipment_merged`, or `order_edited` (an edit or "
-        "a partial cancellation).",
+        description="What last changed the plan after placement: `rerouted` (a full "
+        "re-route), `shipment_exception`, `shipment_moved`, `shipment_split`, "
+        "`shipment_merged`, `order_edited` (an edit or a partial cancellation), "
+        "`backorder_filled` (stock arrived for backordered units) or `wave`.",
         examples=["shipment_exception"],
     )
     at: datetime
@@ -487,13 +488,13 @@ class OrderRoutingRead(BaseModel):
     change: RoutingChange | None = Field(
         default=None,
         description="What last rewrote this plan after placement; null while the plan is the "
-        "one placement (or a re-route) decided.",
+        "one placement decided.",
     )
     placement: RoutingPlacement | None = Field(
         default=None,
-        description="The plan decided at placement (or by the last full re-route), kept "
-        "readable once a shipment exception, move, split, merge or edit changed the current "
-        "plan; null while they are the same.",
+        description="The plan decided at placement, kept readable once a re-route, shipment "
+        "exception, move, split, merge, edit or backorder fill changed the current plan; "
+        "null while they are the same.",
     )
 
 

@@ -302,11 +302,12 @@ async def _history(
     )
 
 
-async def _step_back_if_behind(session: AsyncSession, order: Order) -> str | None:
-    """A picked order whose live shipments are no longer all picked (a new pending parcel, or
-    none left) goes back to paid (placed: cash on delivery not yet paid); returns the status
-    it left, or None. Not a transition of the state machine: the order's status follows its
-    shipments, as it does forward (``transitions.transition_shipment``)."""
+async def step_back_if_behind(session: AsyncSession, order: Order) -> str | None:
+    """A picked (or packed) order whose live shipments are no longer all that far (a new
+    pending parcel, or none left) goes back to paid (placed: cash on delivery not yet paid);
+    returns the status it left, or None. Shipment exceptions and backorder fills call it.
+    Not a transition of the state machine: the order's status follows its shipments, as it
+    does forward (``transitions.transition_shipment``)."""
     current = OrderStatus(order.status)
     if current not in domain.FULFILMENT_STATUSES:
         return None
@@ -467,7 +468,7 @@ async def report_exception(
     if emptied:
         await _cancel_shipment(session, shipment)
     await _add_live(session, order, len(rows.shipments) - int(emptied))
-    stepped_back = await _step_back_if_behind(session, order)
+    stepped_back = await step_back_if_behind(session, order)
     await store_current_routing(
         session,
         order=order,

@@ -422,7 +422,8 @@ async def advance_pickup(
     ``ready_for_pickup`` / ``delivered`` once every live shipment has got there.
 
     The caller holds the order lock (``lock_order_of_shipment``) and has checked the pickup's
-    own rules (the collection code). A held order's shipment is not made ready."""
+    own rules (the collection code). A held order's shipment is neither made ready nor
+    collected (409 ``order_on_hold``), as it is not shipped."""
     if order.fulfillment != "pickup" or target not in _PICKUP_STEPS:
         raise Conflict(
             "only a click-and-collect order's shipment is made ready for pickup or collected",
@@ -436,8 +437,7 @@ async def advance_pickup(
         raise _problem_for(exc) from exc
     if principal.role not in (Role.ADMIN, Role.FULFILLMENT):
         raise Forbidden("only fulfillment or admin keys move shipments", code="role_not_allowed")
-    if target is ShipmentStatus.READY_FOR_PICKUP:
-        await holds.refuse_if_held(session, order=order)
+    await holds.refuse_if_held(session, order=order)  # as picking, packing, shipping
     await _move_shipment(
         session,
         shipment=shipment,

@@ -190,8 +190,10 @@ def ship_date_from_supply(cal: WarehouseCalendar, at: datetime, expected_on: dat
 
 
 def end_of_day(cal: WarehouseCalendar, day: date) -> datetime:
-    """The instant the local ``day`` ends in the warehouse's zone (midnight after it)."""
-    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=cal.zone)
+    """The instant the local ``day`` ends in the warehouse's zone (the midnight after it), in
+    UTC. Where that midnight does not exist (a DST change at 00:00, e.g. America/Santiago), the
+    day ends at the jump: the offset before it applies (``fold=0``)."""
+    return datetime.combine(day + timedelta(days=1), time(0), tzinfo=cal.zone).astimezone(UTC)
 
 
 def transit_for(rows: Iterable[TransitRow], *, country: str, band: int) -> TransitTime | None:
@@ -227,7 +229,7 @@ def promise(
         deliver_by = add_carrier_days(ship, transit.max_days)
     return Promise(
         ship_date=ship,
-        ship_by=end_of_day(cal, ship).astimezone(UTC),
+        ship_by=end_of_day(cal, ship),
         deliver_from=deliver_from,
         deliver_by=deliver_by,
         source="stock" if expected_on is None else "incoming",

@@ -106,26 +106,54 @@ def _illegal(exc: domain.IllegalPOAction) -> Conflict:
     )
 
 
-async def _view(session: AsyncSession, po: PurchaseOrder) -> PurchaseOrderView:
-    lines = (
+async def _views(session: AsyncSession, orders: Sequence[PurchaseOrder]) -> list[PurchaseOrderView]:
+    """The orders with their lines, receipts, supplier and warehouse codes (four queries)."""
+    if not orders:
+        return []
+    ids = [po.id for po in orders]
+    lines: dict[uuid.UUID, list[PurchaseOrderLine]] = defaultdict(list)
+    for line in (
         await session.scalars(
             select(PurchaseOrderLine)
-            .where(PurchaseOrderLine.purchase_order_id == po.id)
-            .order_by(PurchaseOrderLine.line_no)
+            .where(PurchaseOrderLine.purchase_order_id.in_(ids))
+            .order_by(PurchaseOrderLine.purchase_order_id, PurchaseOrderLine.line_no)
             .execution_options(populate_existing=True)
         )
-    ).all()
-    receipts = (
+    ).all():
+        lines[line.purchase_order_id].append(line)
+    receipts: dict[uuid.UUID, list[PurchaseOrderReceipt]] = defaultdict(list)
+    for receipt in (
         await session.scalars(
             select(PurchaseOrderReceipt)
-            .where(PurchaseOrderReceipt.purchase_order_id == po.id)
+            .where(PurchaseOrderReceipt.purchase_order_id.in_(ids))
             .order_by(PurchaseOrderReceipt.created_at, PurchaseOrderReceipt.id)
         )
-    ).all()
-    supplier = await session.get(Supplier, po.supplier_id)
-    codes = await inventory_service.warehouse_codes(session, ids=[po.warehouse_id])
-    assert supplier is not None
-    return PurchaseOrderView(po, supplier.code, codes[po.warehouse_id], list(lines), list(receipts))
+    ).all():
+        receipts[receipt.purchase_order_id].append(receipt)
+    suppliers = dict(
+        (
+            await session.execute(
+                select(Supplier.id, Supplier.code).where(
+                    Supplier.id.in_({po.supplier_id for po in orders})
+                )
+            )
+        ).all()
+    )
+    codes = await inventory_service.warehouse_codes(session, ids=[po.warehouse_id for po in orders])
+    return [
+        PurchaseOrderView(
+            po,
+            suppliers[po.supplier_id],
+            codes[po.warehouse_id],
+            lines[po.id],
+            receipts[po.id],
+        )
+        for po in orders
+    ]
+
+
+async def _view(session: AsyncSession, po: PurchaseOrder) -> PurchaseOrderView:
+    return (await _views(session, [po]))[0]
 
 
 def payload(view: PurchaseOrderView, **extra: Any) -> dict[str, Any]:
@@ -296,8 +324,7 @@ async def list_purchase_orders(
                 select(PurchaseOrderLine.purchase_order_id).where(PurchaseOrderLine.sku == sku)
             )
         )
-    orders = (await session.scalars(stmt.limit(limit))).all()
-    return [await _view(session, po) for po in orders]
+    return await _views(session, (await session.scalars(stmt.limit(limit))).all())
 
 
 async def send_purchase_order(

@@ -327,7 +327,6 @@ class _Model:
         self.x: list[tuple[int, int, RouteLine, str, int]] = []
         self.rows: list[tuple[float, float, list[tuple[int, float]]]] = []
         self.stock: dict[tuple[str, str], int] = {}
-        self._y_of_x: dict[int, int] = {}  # unit column -> its parcel column
         inf = highspy.kHighsInf
         by_stock: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
         for oi, (o, op) in enumerate(zip(orders, opts, strict=True)):
@@ -348,7 +347,6 @@ class _Model:
                     if o.policy.allow_line_split:
                         cap = min(ln.quantity, have)
                         col = self._col(0.0, float(cap), False, float(now))
-                        self._y_of_x[col] = y[wid]
                         self.x.append((col, oi, ln, wid, 1))
                         self.rows.append((-inf, 0.0, [(col, 1.0), (y[wid], -float(cap))]))
                         entries.append((col, 1.0))
@@ -357,17 +355,12 @@ class _Model:
                         if have < ln.quantity:
                             continue
                         col = self._col(0.0, 1.0, True, 1.0 if now else 0.0)
-                        self._y_of_x[col] = y[wid]
                         self.x.append((col, oi, ln, wid, ln.quantity))
                         self.rows.append((-inf, 0.0, [(col, 1.0), (y[wid], -1.0)]))
                         entries.append((col, 1.0))
                         by_stock[(wid, ln.sku)].append((col, float(ln.quantity)))
                 total = float(ln.quantity) if o.policy.allow_line_split else 1.0
                 self.rows.append((total, total, entries))
-                # a valid cut that tightens the relaxation a lot: the line needs a parcel from
-                # at least one warehouse that can ship some of it
-                users = {self._y_of_x[c] for c, _ in entries}
-                self.rows.append((1.0, inf, [(c, 1.0) for c in sorted(users)]))
             limit = o.policy.max_shipments
             if limit is not None and len(y) > limit:
                 self.rows.append((-inf, float(limit), [(c, 1.0) for c in y.values()]))

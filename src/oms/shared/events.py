@@ -105,8 +105,11 @@ _SPECS = (
     EventSpec(
         "order.backorder_filled",
         "Stock arrived for an order's backordered lines: those units were reserved and routed "
-        "(``fills``: line, SKU, units, warehouse, shipment; ``backordered``: units still waiting)",
+        "(``fills``: line, SKU, units, warehouse, shipment; ``backordered``: units still waiting; "
+        "``previous_status`` when a picked or packed order stepped back to paid because of a "
+        "new pending parcel)",
         (*ORDER_FIELDS, "fills", "warehouses", "backordered"),
+        optional=("previous_status",),
     ),
     EventSpec(
         "order.held",

@@ -307,7 +307,8 @@ async def ship_transfer(
     "booked as a `transfer_short` movement at the destination. Then the destination's "
     "backorders of those SKUs are filled (as after any stock arrival; "
     "`backorder_units_filled`). 409 `illegal_transfer_transition`; 422 "
-    "`transfer_sku_unknown`. `transfer.received` is recorded." + _SCOPED,
+    "`transfer_sku_unknown`, `empty_receipt` (no units and no `close`). `transfer.received` "
+    "is recorded." + _SCOPED,
     responses=problems(404, 409, 422, *AUTH_PROBLEMS),
 )
 async def receive_transfer(

@@ -186,7 +186,9 @@ class TransferReceive(_Strict):
         },
     )
 
-    lines: list[TransferLineCreate] = Field(min_length=1, max_length=250)
+    lines: list[TransferLineCreate] = Field(
+        default_factory=list, max_length=250, description="Units arrived now (may be none)"
+    )
     close: bool = Field(
         default=False,
         description="Nothing more will come: units still missing are booked as `transfer_short`",

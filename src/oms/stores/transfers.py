@@ -236,6 +236,8 @@ async def receive_transfer(
     shipped quantity are recorded as ``transfer_over``; with ``close`` (or once every unit is
     accounted for) the transfer is received, the units still missing booked as
     ``transfer_short``."""
+    if not lines and not close:
+        raise Unprocessable("a receipt names units that arrived, or closes", code="empty_receipt")
     t = await _locked(session, transfer_id=transfer_id, principal=principal, end="to")
     _refuse(t, "received", ("shipped",))
     view = await _view(session, t)

@@ -12,9 +12,11 @@ from oms.shared.clock import utcnow
 from oms.shared.errors import ProblemError
 from oms.shared.openapi import problems
 from oms.tracking import page, service
+from oms.tracking.redaction import TemplatePathRoute
 from oms.tracking.schemas import TrackingRead
 
-router = APIRouter(tags=["tracking"])
+# the token is a credential: logged by the route's template, never as a working link
+router = APIRouter(tags=["tracking"], route_class=TemplatePathRoute)
 
 Token = Annotated[
     str,

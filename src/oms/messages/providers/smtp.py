@@ -30,6 +30,9 @@ class SmtpSettings:
     username: str | None = None
     password: str | None = None
     timeout_s: float = 30.0
+    ca_file: str | None = None
+    """CA certificates (PEM) to check the server's certificate with, for a relay whose
+    certificate a private CA signed; unset: the system's trusted CAs."""
 
     def __repr__(self) -> str:  # never the password, whatever logs the object
         return (
@@ -73,6 +76,7 @@ class SmtpProvider:
                 password=s.password,
                 use_tls=s.security == "tls",
                 start_tls=True if s.security == "starttls" else False,
+                cert_bundle=s.ca_file,
                 timeout=s.timeout_s,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
