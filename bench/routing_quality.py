@@ -973,6 +973,38 @@ def main_waves(args: argparse.Namespace) -> int:
     return 0
 
 
+def main_wave_timing(args: argparse.Namespace) -> int:
+    """Wave solve time for pools of exactly ``--wave-timing`` orders at 50 warehouses: per seed
+    and tightness, that many orders routed one by one, then one wave of all of them."""
+    cities, domestic, _ = GEOGRAPHIES["eu50"]
+    n = args.wave_timing
+    times: list[float] = []
+    statuses: dict[str, int] = {}
+    for rho in args.rhos:
+        for seed in args.seeds:
+            scen = generate(seed, 50, args.skus, n, rho, cities=cities, domestic_only=domestic)
+            _, _, secs, st, _ = route_sequence(scen, -1, args.wave_time_limit)
+            times += secs
+            for x in st:
+                statuses[x] = statuses.get(x, 0) + 1
+            print(f"rho {rho} seed {seed}: {secs[0]:.2f} s {st[0]}", flush=True)
+    ts = sorted(times)
+    out = {
+        "orders_per_wave": n,
+        "warehouses": 50,
+        "waves": len(ts),
+        "time_limit_s": args.wave_time_limit,
+        "p50_s": round(_pct(ts, 0.5), 3),
+        "p95_s": round(_pct(ts, 0.95), 3),
+        "max_s": round(ts[-1], 3),
+        "statuses": statuses,
+    }
+    print(json.dumps(out))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
 def waves_table(results: dict[str, Any], sizes: list[str]) -> str:
     """The study's summary as Markdown tables (what bench/results/routing-waves.md shows)."""
     out = [
@@ -1052,6 +1084,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--wave-time-limit", type=float, default=10.0)
     ap.add_argument(
+        "--wave-timing",
+        type=int,
+        default=0,
+        help="with --waves: only time single waves of this many orders at 50 warehouses",
+    )
+    ap.add_argument(
         "--tables-from",
         type=Path,
         nargs="+",
@@ -1072,6 +1110,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.waves:
         if args.json == ap.get_default("json"):
             args.json = Path(__file__).parent / "results" / "routing_waves.json"
+        if args.wave_timing:
+            return main_wave_timing(args)
         return main_waves(args)
 
     started = time.perf_counter()

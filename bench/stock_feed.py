@@ -25,7 +25,11 @@ subprocess, 20 warehouses, 10,000 SKUs in about 100,000 stock rows, the ``spread
      receiver (204), and a connector polling ``GET /v1/inventory/changes?channel=web``
      every 0.5 s from its cursor.
 
-3. Per variant: the median over the rounds of orders/s and of p50/p99 placement latency, and
+3. The journal trigger alone, which is all the feed adds to placement: one connection raising
+   one stock row's ``reserved`` per transaction, triggers off and on, interleaved (µs per
+   stock row changed; ``synchronous_commit`` off for that session so the flush does not drown
+   it).
+4. Per variant: the median over the rounds of orders/s and of p50/p99 placement latency, and
    the ratio of orders/s to ``off``; per round the journal rows written, the events recorded,
    the webhooks received and the change-feed rows read. A table on stdout and
    ``bench/results/stock-feed.json``.
@@ -232,6 +236,56 @@ async def _triggers(dsn: str, enabled: bool) -> None:
         await conn.close()
 
 
+_MICRO_TX = """
+UPDATE stock_levels SET reserved = reserved + 1, updated_at = now()
+WHERE warehouse_id = $1 AND sku = $2
+"""
+
+
+async def _trigger_micro(dsn: str, rounds: int, txs: int) -> dict[str, Any]:
+    """The journal trigger alone: one connection, ``txs`` transactions each raising one stock
+    row's ``reserved`` (what a one-line reservation does to its row), with the triggers off and
+    on, interleaved ``rounds`` times; synchronous_commit off so that the commit's flush does not
+    drown the difference. Microseconds per transaction, and the stock row restored."""
+    conn = await asyncpg.connect(dsn)
+    out: dict[str, list[float]] = {"off": [], "on": []}
+    try:
+        await conn.execute("SET synchronous_commit = off")
+        wid, sku, on_hand, reserved = await conn.fetchrow(
+            "SELECT warehouse_id, sku, on_hand, reserved FROM stock_levels "
+            "WHERE on_hand - reserved > $1 ORDER BY on_hand DESC LIMIT 1",
+            rounds * 2 * txs,
+        )
+        stmt = await conn.prepare(_MICRO_TX)
+        for r in range(rounds):
+            for variant in ("off", "on") if r % 2 == 0 else ("on", "off"):
+                await _triggers(dsn, variant == "on")
+                started = time.perf_counter()
+                for _ in range(txs):
+                    async with conn.transaction():
+                        await stmt.fetch(wid, sku)
+                out[variant].append((time.perf_counter() - started) / txs * 1e6)
+        await conn.execute(
+            "UPDATE stock_levels SET reserved = $3 WHERE warehouse_id = $1 AND sku = $2",
+            wid,
+            sku,
+            reserved,
+        )
+    finally:
+        await _triggers(dsn, True)
+        await conn.close()
+    off, on = statistics.median(out["off"]), statistics.median(out["on"])
+    return {
+        "transactions_per_round": txs,
+        "rounds": rounds,
+        "us_per_tx_off": [round(x, 1) for x in out["off"]],
+        "us_per_tx_on": [round(x, 1) for x in out["on"]],
+        "median_us_off": round(off, 1),
+        "median_us_on": round(on, 1),
+        "trigger_us_per_row": round(on - off, 1),
+    }
+
+
 def _subscription(base: str, token: str, sub_id: str, enabled: bool) -> None:
     resp = httpx.patch(
         f"{base}/v1/webhooks/subscriptions/{sub_id}",
@@ -416,31 +470,34 @@ def main(argv: list[str] | None = None) -> int:
                         }
                     )
             asyncio.run(_triggers(db.dsn, True))
+            log("the trigger alone (one connection, synchronous_commit off)")
+            report["trigger_micro"] = asyncio.run(_trigger_micro(db.dsn, 6, 2000))
             report["invariants"] = asyncio.run(invariants(db.dsn))
         finally:
             server.stop()
             receiver.close()
             report["server_log_tail"] = server.log.read_text(errors="replace")[-2000:]
             shutil.rmtree(workdir, ignore_errors=True)
-    report["machine"]["load_avg_after"] = os.getloadavg()
-    summary: dict[str, Any] = {}
-    for variant in VARIANTS:
-        runs = [x for x in report["runs"] if x["variant"] == variant]
-        summary[variant] = {
-            "orders_per_s": _median([x["orders_per_s"] for x in runs]),
-            "orders_per_s_rounds": [x["orders_per_s"] for x in runs],
-            "p50_ms": _median([x["p50_ms"] for x in runs if x["p50_ms"] is not None]),
-            "p99_ms": _median([x["p99_ms"] for x in runs if x["p99_ms"] is not None]),
-        }
-    off = summary["off"]["orders_per_s"] or 1.0
-    for variant in VARIANTS:
-        summary[variant]["ratio_to_off"] = round(summary[variant]["orders_per_s"] / off, 3)
-    report["summary"] = summary
-    print_report(report)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    log(f"wrote {out}")
+        # reported before the database is dropped (that can wait long for a checkpoint)
+        report["machine"]["load_avg_after"] = os.getloadavg()
+        summary: dict[str, Any] = {}
+        for variant in VARIANTS:
+            runs = [x for x in report["runs"] if x["variant"] == variant]
+            summary[variant] = {
+                "orders_per_s": _median([x["orders_per_s"] for x in runs]),
+                "orders_per_s_rounds": [x["orders_per_s"] for x in runs],
+                "p50_ms": _median([x["p50_ms"] for x in runs if x["p50_ms"] is not None]),
+                "p99_ms": _median([x["p99_ms"] for x in runs if x["p99_ms"] is not None]),
+            }
+        off = summary["off"]["orders_per_s"] or 1.0
+        for variant in VARIANTS:
+            summary[variant]["ratio_to_off"] = round(summary[variant]["orders_per_s"] / off, 3)
+        report["summary"] = summary
+        print_report(report)
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        log(f"wrote {out}")
     bad = any(report["invariants"].values()) or any(x["errors"] for x in report["runs"])
     return 1 if bad else 0
 
@@ -472,6 +529,12 @@ def print_report(report: dict[str, Any]) -> None:
     print(
         f"machine: {m['cpus']} CPUs, load average before {m['load_avg_before']}, "
         f"after {m.get('load_avg_after')} (shared: other work is noise)"
+    )
+    t = report["trigger_micro"]
+    print(
+        f"journal trigger alone: {t['median_us_off']} µs/tx off, {t['median_us_on']} µs/tx on "
+        f"(median of {t['rounds']} x {t['transactions_per_round']} one-row transactions): "
+        f"{t['trigger_us_per_row']} µs per stock row changed"
     )
     print(f"invariants (rows breaking each, all must be 0): {report['invariants']}")
 

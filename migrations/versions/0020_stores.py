@@ -215,9 +215,29 @@ def upgrade() -> None:
         _fk("api_key_warehouses", "warehouse_id", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("api_key_id", "warehouse_id", name=op.f("pk_api_key_warehouses")),
     )
+    # transfer to fulfil: a pickup order short at its store, the units coming by transfer
+    op.add_column("transfers", _uuid("order_id", nullable=True))
+    op.add_column("transfers", _uuid("shipment_id", nullable=True))
+    op.add_column("transfers", sa.Column("routing", postgresql.JSONB(astext_type=sa.Text()), nullable=True))
+    op.create_index(
+        "ix_transfers_shipment_id",
+        "transfers",
+        ["shipment_id"],
+        postgresql_where=sa.text("shipment_id IS NOT NULL"),
+    )
+    op.add_column(
+        "transfer_lines",
+        sa.Column("for_order", sa.Integer(), server_default="0", nullable=False),
+    )
+    op.create_check_constraint(
+        op.f("ck_transfer_lines_for_order_within_quantity"),
+        "transfer_lines",
+        "for_order BETWEEN 0 AND quantity",
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_transfers_shipment_id", table_name="transfers")
     op.drop_table("api_key_warehouses")
     op.drop_index("ix_till_sales_discrepancy", table_name="till_sales")
     op.drop_table("till_sales")

@@ -97,8 +97,10 @@ class SmsStub:
 
     requests: list[httpx.Request] = field(default_factory=list)
     fail: list[int] = field(default_factory=list)
+    seen: list[httpx.Request] = field(default_factory=list)  # refused ones too
 
     def handler(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
         if self.fail:
             return httpx.Response(self.fail.pop(0), json={"error": "busy"})
         self.requests.append(request)

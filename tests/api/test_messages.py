@@ -483,6 +483,8 @@ async def test_secrets_are_write_only_and_never_logged(
     await drain(job.run_once)
     assert len(smtp.handler.received) == 2 and len(sms.requests) == 1
     assert sms.requests[0].headers["Authorization"] == f"Bearer {SMS_TOKEN}"
+    # the refused attempt and its retry carry one Idempotency-Key: the provider can dedupe
+    assert len({r.headers["Idempotency-Key"] for r in sms.seen}) == 1 and len(sms.seen) == 2
     # every attempt was logged (with its extras), and no record carries a secret
     attempts = [r for r in caplog.records if getattr(r, "event", None) == "message.attempt"]
     assert len(attempts) == 4  # two emails, the refused SMS, the SMS

@@ -467,3 +467,33 @@ async def test_the_worker_announces_late_shipments_on_its_schedule(
         assert await relay.run_once() >= 1  # a worker round: the shipment is late
         assert (relay.stats.shipments_at_risk, relay.stats.shipments_late) == (0, 1)
         assert await relay.promises_and_reorder(force=True) == 0  # once
+
+
+async def test_a_rerouted_order_is_promised_again_from_the_reroute(
+    client: httpx.AsyncClient, keys: Keys, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    zone = zone_at_local_hours(6, 18)
+    await stock(sessionmaker, "MUC", {"MUG-01": 10}, latitude=48.137, longitude=11.575)
+    await put_calendar(client, keys, "MUC", timezone=zone, cutoff="01:00")  # past: tomorrow
+    resp = await client.post(
+        "/v1/orders",
+        json=order_body(
+            lines=[{"sku": "MUG-01", "quantity": 1, "unit_price": 850, "tax_rate_bps": 1900}]
+        ),
+        headers=auth(keys["storefront"]),
+    )
+    assert resp.status_code == 201
+    order = resp.json()
+    assert [s["warehouse"] for s in order["shipments"]] == ["BER"]
+    resp = await client.patch(
+        "/v1/warehouses/BER", json={"active": False}, headers=auth(keys["admin"])
+    )
+    assert resp.status_code == 200
+    resp = await client.post(
+        f"/v1/orders/{order['id']}/reroute", json={}, headers=auth(keys["admin"])
+    )
+    assert resp.status_code == 200, resp.text
+    live = [s for s in resp.json()["shipments"] if s["status"] == "pending"]
+    assert [s["warehouse"] for s in live] == ["MUC"]
+    end = datetime.combine(local_today(zone) + timedelta(days=2), time(0), tzinfo=ZoneInfo(zone))
+    assert datetime.fromisoformat(live[0]["ship_by"]) == end

@@ -370,6 +370,20 @@ async def test_reorder_suggestions_show_every_input(client: httpx.AsyncClient, k
         )
     ).json()
     assert s["inputs"]["on_order"] > 0 and s["inputs"]["crossed"] is False and s["quantity"] == 0
+    # a policy set again is replaced, not doubled
+    for window in (14, 21):
+        resp = await client.put(
+            "/v1/reorder-policies/BER/R-1",
+            json={"supplier": "ACME", "demand_window_days": window},
+            headers=auth(keys["admin"]),
+        )
+        assert resp.status_code == 200 and resp.json()["demand_window_days"] == window
+    policies = (await client.get("/v1/reorder-policies", headers=auth(keys["admin"]))).json()
+    assert [(p["sku"], p["demand_window_days"]) for p in policies] == [("R-1", 21)]
+    resp = await client.delete("/v1/reorder-policies/BER/R-1", headers=auth(keys["admin"]))
+    assert resp.status_code == 204
+    resp = await client.delete("/v1/reorder-policies/BER/R-1", headers=auth(keys["admin"]))
+    assert resp.status_code == 404 and resp.json()["code"] == "policy_not_found"
 
 
 async def test_automatic_drafts_are_created_once(

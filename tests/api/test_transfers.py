@@ -214,7 +214,10 @@ async def test_bad_transfers_are_refused(client: httpx.AsyncClient, keys: dict[s
 
 
 async def test_receipt_fills_backorders_at_the_destination(
-    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     resp = await client.put(
         "/v1/routing-policies/web", json={"allow_backorder": True}, headers=auth(keys["admin"])
@@ -224,7 +227,16 @@ async def test_receipt_fills_backorders_at_the_destination(
         pickup_store="STORE-A",
         lines=[{"sku": SKU, "quantity": 2, "unit_price": 100, "tax_rate_bps": 0}],
     )
+
+    async def count_dc(quantity: int) -> None:
+        async with sessionmaker() as session, session.begin():
+            await inventory.adjust_stock(
+                session, warehouse_code="DC-1", sku=SKU, kind="count", quantity=quantity, actor="t"
+            )
+
+    await count_dc(0)  # no location could send it: (else a transfer to fulfil is made)
     resp = await client.post("/v1/orders", json=body, headers=auth(keys["storefront"]))
+    await count_dc(50)
     assert resp.status_code == 201, resp.text
     waiting = resp.json()
     assert waiting["lines"][0]["backordered"] == 2 and waiting["shipments"] == []

@@ -6,6 +6,7 @@ on the transitions."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -229,3 +230,19 @@ def test_transition_events_follow_the_published_figure() -> None:
     assert types(5, 0) == ["inventory.availability_changed", "inventory.out_of_stock"]
     assert types(0, 2) == ["inventory.availability_changed", "inventory.back_in_stock"]
     assert types(5, 3) == ["inventory.availability_changed"]
+
+
+def test_a_channel_sells_from_the_warehouses_routing_may_use() -> None:
+    ids = [uuid.uuid4() for _ in range(4)]
+    warehouses = [
+        feed.WarehouseInfo(ids[0], "BER", active=True, is_pickup_store=False),
+        feed.WarehouseInfo(ids[1], "HAM", active=False, is_pickup_store=False),
+        feed.WarehouseInfo(ids[2], "STORE", active=True, is_pickup_store=True),
+        feed.WarehouseInfo(ids[3], "MUC", active=True, is_pickup_store=False),
+    ]
+    default = feed.channel_warehouses(warehouses, warehouse_codes=None, exclude_pickup_stores=True)
+    assert default == {ids[0], ids[3]}  # not the inactive one, not the pickup store
+    listed = feed.channel_warehouses(
+        warehouses, warehouse_codes=["HAM", "STORE", "MUC"], exclude_pickup_stores=False
+    )
+    assert listed == {ids[2], ids[3]}

@@ -521,3 +521,45 @@ async def test_a_huge_update_is_refused_cleanly(
     resp = await _shopify(client, "orders/updated", update)
     assert resp.status_code == 413, resp.text
     assert await _snapshot(engine, order_id) == before
+
+
+async def test_order_ids_that_are_not_ids_are_refused(
+    client: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine
+) -> None:
+    """An orders/edited (or orders/cancelled, orders/paid, refunds/create, WooCommerce update)
+    naming its order by an id longer than oms keeps (128 characters) or by an object: 422
+    ``invalid_payload``, not a 500 nor an event kept pending forever for an order that can
+    never arrive; an edit id is an id too."""
+    await _shopify_order(client, admin)
+    await _woo_connector(client, admin)
+    long_id, object_id = "9" * 200, {"id": 1}
+    cases: list[tuple[str, dict[str, Any]]] = []
+    for bad in (long_id, object_id):
+        edit = _edit("2022-04-06T09:00:00-04:00", removals=[(LINE_1, 1)])
+        edit["order_edit"]["order_id"] = bad
+        cases.append(("orders/edited", edit))
+        order = fixture_json("shopify_orders_create.json") | {"id": bad}
+        cases += [("orders/cancelled", order), ("orders/paid", order)]
+        refund = {"id": 1, "order_id": bad, "transactions": [_REFUND]}
+        cases.append(("refunds/create", refund))
+    edit = _edit("2022-04-06T09:00:00-04:00", removals=[(LINE_1, 1)])
+    edit["order_edit"]["id"] = "e" * 5000
+    cases.append(("orders/edited", edit))
+    for topic, payload in cases:
+        resp = await _shopify(client, topic, payload)
+        assert resp.status_code == 422, (topic, resp.text)
+        assert resp.json()["code"] == "invalid_payload", (topic, resp.text)
+    for bad in (long_id, object_id):
+        woo = fixture_json("woocommerce_order.json") | {"id": bad}
+        for status in ("processing", "cancelled"):
+            resp = await _woo(client, woo | {"status": status})
+            assert resp.status_code == 422, (bad, status, resp.text)
+            assert resp.json()["code"] == "invalid_payload"
+    async with engine.connect() as conn:
+        pending = (
+            await conn.execute(text("SELECT count(*) FROM webhook_inbox WHERE status = 'pending'"))
+        ).scalar_one()
+    assert pending == 0
+
+
+_REFUND = {"kind": "refund", "status": "success", "amount": "10.00", "currency": "USD"}

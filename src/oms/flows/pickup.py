@@ -54,10 +54,22 @@ async def make_ready(
     request_id: str | None,
 ) -> PickupResult:
     """The picked shipment is waiting at the counter: ``ready_for_pickup`` (the order too once
-    all its shipments are), a new collection code, the store's deadline, ``pickup.ready``."""
+    all its shipments are), a new collection code, the store's deadline, ``pickup.ready``.
+    409 ``awaiting_transfer`` (naming it) while a transfer to fulfil it has not been received."""
     order, shipment = await orders_service.lock_order_of_shipment(
         session, shipment_id=shipment_id, principal=principal
     )
+    awaited = await stores_service.awaited_transfers(session, shipment_id=shipment.id)
+    if awaited:  # a transfer to fulfil: the units it brings must have arrived
+        t = awaited[0]
+        raise Conflict(
+            f"the shipment waits for transfer {t.id} ({t.status}) to bring its units to "
+            f"{shipment.warehouse_code}: it can be made ready once the transfer is received",
+            code="awaiting_transfer",
+            current_status=shipment.status,
+            transfer_id=str(t.id),
+            transfer_status=t.status,
+        )
     await orders_service.advance_pickup(
         session,
         order=order,

@@ -32,7 +32,8 @@ from oms.inventory import service as inventory_service
 from oms.inventory.models import Allocation
 from oms.orders import domain
 from oms.orders import service as orders_service
-from oms.orders.domain import OrderStatus, PaymentMethod
+from oms.orders.domain import OrderStatus
+from oms.orders.domain import PaymentMethod as PaymentMethod  # (for the stores' router)
 from oms.orders.models import CustomerOrderTotal, Order, OrderEvent, OrderLine, Shipment
 from oms.orders.schemas import TransitionRequest
 from oms.outbox.service import record_event

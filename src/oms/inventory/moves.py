@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms.db import driver_connection
 from oms.inventory import domain
 from oms.inventory.levels import MAX_ON_HAND
-from oms.inventory.models import IncomingSupply, InventoryMovement, StockLevel
+from oms.inventory.models import Allocation, IncomingSupply, InventoryMovement, StockLevel
 from oms.shared.clock import utcnow
 from oms.shared.errors import Conflict
 
@@ -219,3 +219,128 @@ async def settle_incoming(session: AsyncSession, *, supply_id: uuid.UUID, remain
         .where(IncomingSupply.id == supply_id, IncomingSupply.status == "expected")
         .values(**values)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedOut:
+    """Units of an order line that left ``warehouse_id`` reserved for it (a transfer to fulfil)."""
+
+    order_line_id: uuid.UUID
+    sku: str
+    quantity: int
+
+
+async def take_out_reserved(
+    session: AsyncSession,
+    *,
+    warehouse_id: uuid.UUID,
+    order_id: uuid.UUID,
+    shipment_id: uuid.UUID,
+    skus: Sequence[str],
+    movement_type: str,
+    reference_type: str,
+    reference_id: str,
+    actor: str,
+) -> list[ReservedOut]:
+    """The units reserved at ``warehouse_id`` for a shipment of an order (``skus``) leave that
+    location: its open allocations there are closed (``released``, detached from the shipment:
+    the units are on their way, not the shipment's any more) and on hand and reserved both go
+    down, one ledger row per SKU. The stock rows are locked in the fixed order first. Returns
+    what left, per order line (nothing when the order no longer reserves units there)."""
+    levels = await _lock_levels(session, warehouse_id=warehouse_id, skus=skus)
+    allocs = list(
+        (
+            await session.scalars(
+                select(Allocation)
+                .where(
+                    Allocation.order_id == order_id,
+                    Allocation.shipment_id == shipment_id,
+                    Allocation.warehouse_id == warehouse_id,
+                    Allocation.sku.in_(list(levels)),
+                    Allocation.status == "open",
+                )
+                .order_by(Allocation.created_at, Allocation.id)
+            )
+        ).all()
+    )
+    if not allocs:
+        return []
+    now = utcnow()
+    await session.execute(
+        update(Allocation)
+        .where(Allocation.id.in_([a.id for a in allocs]))
+        .values(status="released", closed_at=now, shipment_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    per_sku: dict[str, int] = {}
+    per_line: dict[tuple[uuid.UUID, str], int] = {}
+    for a in allocs:
+        per_sku[a.sku] = per_sku.get(a.sku, 0) + a.quantity
+        per_line[(a.order_line_id, a.sku)] = per_line.get((a.order_line_id, a.sku), 0) + a.quantity
+    for sku in sorted(per_sku, key=lambda s: domain.stock_lock_key(warehouse_id, s)):
+        qty = per_sku[sku]
+        await session.execute(
+            update(StockLevel)
+            .where(StockLevel.warehouse_id == warehouse_id, StockLevel.sku == sku)
+            .values(reserved=StockLevel.reserved - qty)
+            .execution_options(synchronize_session=False)
+        )
+        await _write(
+            session,
+            warehouse_id=warehouse_id,
+            sku=sku,
+            delta=-qty,
+            movement_type=movement_type,
+            reference_type=reference_type,
+            reference_id=reference_id,
+            reason=f"reserved for order {order_id}",
+            actor=actor,
+        )
+    return [ReservedOut(line, sku, q) for (line, sku), q in per_line.items()]
+
+
+async def reserve_arrived(
+    session: AsyncSession,
+    *,
+    warehouse_id: uuid.UUID,
+    order_id: uuid.UUID,
+    shipment_id: uuid.UUID,
+    units: Sequence[ReservedOut],
+) -> None:
+    """Reserve units that have just been booked in at ``warehouse_id`` (its stock rows are
+    locked by that booking) for a shipment of an order: open allocations (with the order's
+    placement time, channel and currency) and ``reserved`` raised. Safety stock does not hold
+    them back: they came for this order."""
+    wanted = [u for u in units if u.quantity > 0]
+    if not wanted:
+        return
+    now = utcnow()
+    conn = await driver_connection(session)
+    await conn.execute(
+        """
+        INSERT INTO allocations (id, order_id, order_line_id, shipment_id, warehouse_id, sku,
+                                 quantity, status, created_at, placed_at, channel, currency)
+        SELECT a.id, o.id, a.line_id, $2, $3, a.sku, a.qty, 'open', $4, o.created_at,
+               o.channel, o.currency
+        FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::int[]) AS a(id, line_id, sku, qty)
+        JOIN orders o ON o.id = $1
+        """,
+        order_id,
+        shipment_id,
+        warehouse_id,
+        now,
+        [uuid.uuid4() for _ in wanted],
+        [u.order_line_id for u in wanted],
+        [u.sku for u in wanted],
+        [u.quantity for u in wanted],
+    )
+    per_sku: dict[str, int] = {}
+    for u in wanted:
+        per_sku[u.sku] = per_sku.get(u.sku, 0) + u.quantity
+    for sku in sorted(per_sku, key=lambda s: domain.stock_lock_key(warehouse_id, s)):
+        await session.execute(
+            update(StockLevel)
+            .where(StockLevel.warehouse_id == warehouse_id, StockLevel.sku == sku)
+            .values(reserved=StockLevel.reserved + per_sku[sku], updated_at=now)
+            .execution_options(synchronize_session=False)
+        )

@@ -38,12 +38,15 @@ from oms.inventory.levels import (
     update_level_settings,
 )
 from oms.inventory.moves import (  # transfers and till sales (#19)
+    ReservedOut,
     Taken,
     Units,
     expect_incoming,
     put_in,
+    reserve_arrived,
     settle_incoming,
     take_out,
+    take_out_reserved,
 )
 from oms.inventory.rejections import (
     ShipmentUnits,
@@ -137,4 +140,7 @@ __all__ = [
     "put_in",
     "settle_incoming",
     "take_out",
+    "ReservedOut",
+    "reserve_arrived",
+    "take_out_reserved",
 ]

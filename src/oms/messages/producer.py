@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +31,7 @@ from oms.config import Settings
 from oms.messages import context as contexts
 from oms.messages import metrics, templates
 from oms.messages.models import Message, MessageRelayState, ProducedEvent
-from oms.messages.rendering import TemplateRefused, render
+from oms.messages.rendering import TemplateRefused, TemplateSource, render
 from oms.orders import service as orders_service
 from oms.outbox.models import OutboxEvent
 from oms.shared.errors import NotFound
@@ -86,10 +87,12 @@ async def produce(
     ).all()
     if events:
         wanted = await templates.rule_event_types(session) if channels else set()
+        batch_cache = _BatchCache()
         for ev in events:
             if ev.type in wanted:
                 await _produce_one(
                     session,
+                    cache=batch_cache,
                     settings=settings,
                     channels=channels,
                     outbox_id=ev.id,
@@ -106,9 +109,21 @@ async def produce(
     return len(events)
 
 
+@dataclass
+class _BatchCache:
+    """What every event of one batch shares: read once per batch, not once per event."""
+
+    key: bytes | None = None
+    rules: dict[str, tuple[dict[str, Any], str | None]] = field(default_factory=dict)
+    templates: dict[tuple[str, str, tuple[str, ...]], tuple[str, TemplateSource] | None] = field(
+        default_factory=dict
+    )
+
+
 async def _produce_one(
     session: AsyncSession,
     *,
+    cache: _BatchCache,
     settings: Settings,
     channels: frozenset[str],
     outbox_id: int,
@@ -126,7 +141,9 @@ async def _produce_one(
         )
     except (NotFound, ValueError):
         return
-    rules, channel_language = await templates.rule_for(session, sales_channel=order.channel)
+    if order.channel not in cache.rules:
+        cache.rules[order.channel] = await templates.rule_for(session, sales_channel=order.channel)
+    rules, channel_language = cache.rules[order.channel]
     wanted = rules.get(event_type) or {}
     recipients = {
         "email": order.customer_email if wanted.get("email") else None,
@@ -150,7 +167,11 @@ async def _produce_one(
             )
         except (NotFound, ValueError):
             pickup = None
-    link = await tracking.link_for(session, settings=settings, order_id=order.id, now=now)
+    if cache.key is None:
+        cache.key = await tracking.signing_key(session, settings=settings)
+    link = await tracking.link_for(
+        session, settings=settings, order_id=order.id, now=now, key=cache.key
+    )
     context = contexts.build(
         pickup=pickup,
         order=order,
@@ -184,9 +205,12 @@ async def _produce_one(
             "created_at": now,
             "updated_at": now,
         }
-        found = await templates.effective_template(
-            session, event_type=event_type, channel=channel, languages=languages
-        )
+        wanted_template = (event_type, channel, tuple(languages))
+        if wanted_template not in cache.templates:
+            cache.templates[wanted_template] = await templates.effective_template(
+                session, event_type=event_type, channel=channel, languages=languages
+            )
+        found = cache.templates[wanted_template]
         if (channel, address) in out:
             row |= {"status": "skipped", "last_error": "the customer opted out of " + channel}
         elif found is None:

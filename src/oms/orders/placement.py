@@ -41,6 +41,7 @@ from oms.shared import events, metrics
 from oms.shared.clock import utcnow
 from oms.shared.errors import Conflict, Forbidden
 from oms.shared.sqlfiles import sql_file
+from oms.stores import service as stores_service
 
 log = logging.getLogger("oms.orders")
 
@@ -223,6 +224,12 @@ async def place_order_with_shipments(
             channel=data.channel,
             pickup_code=data.pickup_store,
         )
+        fulfil = None  # #19: a pickup order short at its store (only then) takes a transfer
+        if data.pickup_store is not None and not plan.fully_filled and not plan.unknown_skus:
+            fulfil = await stores_service.transfer_to_fulfil(
+                session, plan=plan, lines=route_lines, store_code=data.pickup_store
+            )
+            plan = plan if fulfil is None else fulfil.plan
         if not plan.acceptable or plan.unknown_skus:
             await _raise_if_duplicate(
                 session, channel=data.channel, reference=data.external_reference
@@ -233,6 +240,8 @@ async def place_order_with_shipments(
                 )
             raise insufficient_stock(plan)
         rows = plan_rows(plan, order_id=order_id, line_ids=line_ids, first_seq=1, now=now)
+        if fulfil is not None:  # the short units reserved at their sources, explained
+            fulfil.apply(rows)
         for line in lines:
             line.backordered = rows.backordered[line.id]
         order.routing = rows.routing
@@ -255,6 +264,8 @@ async def place_order_with_shipments(
                         await holds.hold_new_order(
                             session, order=order, holds=new_holds, request_id=request_id
                         )
+                    if fulfil is not None:
+                        await fulfil.write(session, order_id=order_id, actor=principal.actor)
                     if not await inventory_service.reserve(session, reservations=rows.reservations):
                         raise _StockMoved
             except _StockMoved:  # the savepoint is rolled back: writes undone, row locks released
@@ -263,6 +274,8 @@ async def place_order_with_shipments(
         number = await _write(session, order, rows, body, principal, request_id, idempotency)
         if new_holds:
             await holds.hold_new_order(session, order=order, holds=new_holds, request_id=request_id)
+        if fulfil is not None:
+            await fulfil.write(session, order_id=order_id, actor=principal.actor)
         if not rows.reservations:  # a backorder of everything: no stock to lock
             break
         if await inventory_service.reserve_then_commit(session, reservations=rows.reservations):

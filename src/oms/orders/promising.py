@@ -58,18 +58,19 @@ async def promise_new_shipments(
     plan: RoutePlan,
     shipments: Sequence[NewShipment],
     *,
-    order: NewOrder,
+    order: Order | NewOrder,
+    at: datetime | None = None,
 ) -> None:
-    """Set ``ship_by`` and ``deliver_by`` on the shipments placement is about to write for
-    ``order`` (promised from its placement time; from the cached tables: no round trip once
-    they are loaded)."""
+    """Set ``ship_by`` and ``deliver_by`` on the shipments about to be written for ``order``:
+    promised from ``at`` (default: its placement time), from the cached tables (no round trip
+    once they are loaded). Placement and full re-routes call it."""
     if not shipments:
         return
     tables = await promises_service.tables(session)
     promises = shipment_promises(
         tables,
         plan,
-        at=order.created_at,
+        at=order.created_at if at is None else at,
         country=order.ship_country,
         pickup=order.fulfillment == "pickup",
     )

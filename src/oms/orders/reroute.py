@@ -16,6 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from oms.auth.service import Principal
 from oms.inventory import service as inventory_service
+from oms.orders import promising
 from oms.orders.domain import OrderStatus, ShipmentStatus
 from oms.orders.events import order_summary
 from oms.orders.locking import lock_order
@@ -73,6 +74,10 @@ async def _route_and_reserve(session: AsyncSession, *, order: Order) -> None:
             raise insufficient_stock(plan)
         rows = plan_rows(
             plan, order_id=order.id, line_ids=line_ids, first_seq=first_seq, now=utcnow()
+        )
+        # the new parcels' delivery promise, from now (issue 18)
+        await promising.promise_new_shipments(
+            session, plan, rows.shipments, order=order, at=utcnow()
         )
         try:
             async with session.begin_nested():

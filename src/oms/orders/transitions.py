@@ -35,6 +35,7 @@ from oms.shared import metrics
 from oms.shared.clock import utcnow
 from oms.shared.errors import Conflict, Forbidden, ProblemError, Unprocessable
 from oms.shared.roles import Role
+from oms.stores import service as stores_service
 
 log = logging.getLogger("oms.orders")
 
@@ -312,6 +313,8 @@ async def transition_order(
                 )
     elif change.to is OrderStatus.CANCELLED:
         await inventory_service.release(session, order_id=order_id)
+        if pickup:  # #19: its transfers to fulfil (drafts cancelled; shipped units: ordinary)
+            await stores_service.order_cancelled(session, order_id=order_id)
         now = utcnow()
         await session.execute(
             update(Shipment)

@@ -82,6 +82,8 @@ async def get_calendar(code: str, session: Session, _: Reader) -> CalendarRead:
     "/warehouses/{code}/calendar",
     status_code=204,
     summary="Remove a warehouse's calendar (back to the default)",
+    description="New promises use the default calendar (Monday to Friday, cut-off 14:00 UTC, "
+    "one handling day). 404 `calendar_not_found` when it has none.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def delete_calendar(code: str, session: Session, _: Admin) -> None:
@@ -126,6 +128,8 @@ async def list_transit(session: Session, _: Reader) -> list[TransitRead]:
     "/transit-times/{country}",
     status_code=204,
     summary="Remove the transit times to a country",
+    description="Promises to it fall back to the `*` rows, or have no delivery window. 404 "
+    "`transit_not_found`.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def delete_transit(country: Country, session: Session, _: Admin) -> None:

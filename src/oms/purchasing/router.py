@@ -121,6 +121,7 @@ async def create_supplier(body: SupplierCreate, session: Session, _: Admin) -> S
     "/suppliers",
     response_model=list[SupplierRead],
     summary="List suppliers",
+    description="Every supplier by code, with its terms (fulfillment and admin keys).",
     responses=problems(*AUTH_PROBLEMS),
 )
 async def list_suppliers(session: Session, _: Stocker) -> list[SupplierRead]:
@@ -131,6 +132,8 @@ async def list_suppliers(session: Session, _: Stocker) -> list[SupplierRead]:
     "/suppliers/{code}",
     response_model=SupplierRead,
     summary="Get a supplier",
+    description="A supplier's terms: lead time, minimum order, pack size. 404 "
+    "`supplier_not_found`.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def get_supplier(code: str, session: Session, _: Stocker) -> SupplierRead:
@@ -187,6 +190,8 @@ async def create_purchase_order(
     "/purchase-orders",
     response_model=list[PurchaseOrderRead],
     summary="List purchase orders, newest first",
+    description="Filter by `status`, `supplier`, `warehouse` (404 when unknown) or `sku`. Each "
+    "order with its lines (ordered, received, still expected) and receipts.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def list_purchase_orders(
@@ -213,6 +218,8 @@ async def list_purchase_orders(
     "/purchase-orders/{po_id}",
     response_model=PurchaseOrderRead,
     summary="Get a purchase order with its lines and receipts",
+    description="Automatic drafts carry the reorder suggestion they came from (`explanation`). "
+    "404 `purchase_order_not_found`.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def get_purchase_order(po_id: uuid.UUID, session: Session, _: Stocker) -> PurchaseOrderRead:
@@ -345,6 +352,7 @@ async def put_sku_policy(
     "/reorder-policies",
     response_model=list[ReorderPolicyRead],
     summary="List reorder policies",
+    description="Every policy: per warehouse (`sku` null) or per SKU of a warehouse.",
     responses=problems(*AUTH_PROBLEMS),
 )
 async def list_policies(session: Session, _: Stocker) -> list[ReorderPolicyRead]:
@@ -355,6 +363,8 @@ async def list_policies(session: Session, _: Stocker) -> list[ReorderPolicyRead]
     "/reorder-policies/{warehouse}",
     status_code=204,
     summary="Remove a warehouse's reorder policy",
+    description="Its SKUs without a policy of their own get no suggestions any more. 404 "
+    "`policy_not_found`.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def delete_warehouse_policy(warehouse: str, session: Session, _: Admin) -> None:
@@ -365,6 +375,7 @@ async def delete_warehouse_policy(warehouse: str, session: Session, _: Admin) ->
     "/reorder-policies/{warehouse}/{sku:path}",
     status_code=204,
     summary="Remove a SKU's reorder policy",
+    description="The warehouse's policy, if any, applies to the SKU again. 404 `policy_not_found`.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def delete_sku_policy(warehouse: str, sku: SkuPath, session: Session, _: Admin) -> None:

@@ -64,7 +64,16 @@ _PURCHASE_ORDER = (
     "lines",
 )
 _PICKUP = ("shipment_id", "order_id", "store", "status", "collect_by")
-_TRANSFER = ("transfer_id", "from_warehouse", "to_warehouse", "status", "expected_on", "lines")
+_TRANSFER = (
+    "transfer_id",
+    "from_warehouse",
+    "to_warehouse",
+    "status",
+    "expected_on",
+    "lines",
+    "order_id",  # a transfer to fulfil a pickup order: the order and its shipment, else null
+    "shipment_id",
+)
 
 
 def _order(type_: str, description: str) -> EventSpec:
@@ -193,6 +202,12 @@ _SPECS = (
         _TRANSFER,
     ),
     EventSpec("transfer.cancelled", "A transfer was cancelled before it shipped", _TRANSFER),
+    EventSpec(
+        "transfer.requested",
+        "A pickup order's store lacked units: this draft transfer (``order_id``, "
+        "``shipment_id``) brings them from another location, reserved there for the order",
+        _TRANSFER,
+    ),
     EventSpec(
         "store.stock_discrepancy",
         "A till sale sold units the store's stock did not hold (``uncovered`` per SKU): the "

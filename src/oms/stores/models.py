@@ -87,6 +87,11 @@ class Transfer(Base):
         CheckConstraint("from_warehouse_id <> to_warehouse_id", name="two_locations"),
         Index("ix_transfers_from_status", "from_warehouse_id", "status"),
         Index("ix_transfers_to_status", "to_warehouse_id", "status"),
+        Index(  # a pickup shipment's transfers to fulfil (the ready gate, cancellation)
+            "ix_transfers_shipment_id",
+            "shipment_id",
+            postgresql_where=text("shipment_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -102,6 +107,12 @@ class Transfer(Base):
     shipped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    order_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    """A transfer to fulfil: the pickup order (and its shipment at the destination) whose
+    short units it carries; null for a transfer between locations on its own."""
+    shipment_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    routing: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """Why this source was chosen (the router's explanation), for a transfer to fulfil."""
 
 
 class TransferLine(Base):
@@ -114,6 +125,7 @@ class TransferLine(Base):
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("received >= 0 AND short >= 0 AND over >= 0", name="counts_non_negative"),
         CheckConstraint("received - over + short <= quantity", name="within_quantity"),
+        CheckConstraint("for_order BETWEEN 0 AND quantity", name="for_order_within_quantity"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -126,6 +138,9 @@ class TransferLine(Base):
     over: Mapped[int] = mapped_column(Integer, server_default="0")
     incoming_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     """The expected receipt at the destination (``incoming_supply``) while in transit."""
+    for_order: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Units of the line the order of a transfer to fulfil still waits for: reserved for it at
+    the source until shipped, then in transit, then reserved at the destination on receipt."""
 
 
 class TillSale(Base):

@@ -14,7 +14,6 @@ from oms.flows import pickup as pickup_flow
 from oms.flows import pos as pos_flow
 from oms.flows import transfers as transfer_flow
 from oms.inventory import service as inventory_service
-from oms.orders.domain import PaymentMethod
 from oms.shared.logging import request_id_var
 from oms.shared.openapi import AUTH_PROBLEMS, problems
 from oms.shared.roles import Role
@@ -90,7 +89,8 @@ def _pickup_read(result: pickup_flow.PickupResult) -> PickupRead:
     "(`GET /v1/stores/{code}/policy`); `pickup.ready` carries the code, the deadline and the "
     "customer's contact for the customer's message (the code is never in an answer). 409 "
     "`not_a_pickup` (the order ships), `illegal_shipment_transition` (not picked), "
-    "`order_on_hold`." + _SCOPED,
+    "`order_on_hold`, `awaiting_transfer` (a transfer bringing its units, `transfer_id`, "
+    "has not been received)." + _SCOPED,
     responses=problems(404, 409, *AUTH_PROBLEMS),
 )
 async def ready(
@@ -244,6 +244,9 @@ def _transfer_read(view: service.TransferView, filled: int = 0) -> TransferRead:
         received_at=t.received_at,
         cancelled_at=t.cancelled_at,
         backorder_units_filled=filled,
+        order_id=t.order_id,
+        shipment_id=t.shipment_id,
+        routing=t.routing,
     )
 
 
@@ -282,13 +285,15 @@ async def create_transfer(body: TransferCreate, session: Session, principal: Sta
     "movement per SKU; never units reserved for open orders: 409 `insufficient_stock` with "
     "`short_lines`, and nothing moves) and are in transit: incoming at the destination on "
     "`expected_on` (shown by `GET /v1/inventory/availability`). 409 "
-    "`illegal_transfer_transition`. `transfer.shipped` is recorded." + _SCOPED,
+    "`illegal_transfer_transition`. `transfer.shipped` is recorded. A transfer to fulfil a "
+    "pickup order (`order_id`) takes the units reserved for it at the source; they are "
+    "backordered on the order until received." + _SCOPED,
     responses=problems(404, 409, *AUTH_PROBLEMS),
 )
 async def ship_transfer(
     transfer_id: uuid.UUID, session: Session, principal: Staff, body: TransferShip | None = None
 ) -> TransferRead:
-    view = await service.ship_transfer(
+    view = await transfer_flow.ship(
         session,
         transfer_id=transfer_id,
         expected_on=body.expected_on if body else None,
@@ -330,7 +335,8 @@ async def receive_transfer(
     response_model=TransferRead,
     summary="Cancel a draft transfer",
     description="Only a draft (nothing has moved): 409 `illegal_transfer_transition` "
-    "otherwise. `transfer.cancelled` is recorded." + _SCOPED,
+    "otherwise; 409 `transfer_fulfils_order` for a transfer to fulfil a pickup order (it is "
+    "cancelled with its order). `transfer.cancelled` is recorded." + _SCOPED,
     responses=problems(404, 409, *AUTH_PROBLEMS),
 )
 async def cancel_transfer(
@@ -409,7 +415,7 @@ def _sale(body: TillSaleCreate) -> pos_flow.Sale:
             pos_flow.SaleLine(ln.sku, ln.quantity, ln.unit_price, ln.tax_rate_bps, ln.name)
             for ln in body.lines
         ],
-        payment_method=PaymentMethod(body.payment_method.value),
+        payment_method=pos_flow.PaymentMethod(body.payment_method.value),
         customer_id=body.customer_id,
         customer_email=body.customer_email,
         sold_at=body.sold_at,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -252,6 +252,19 @@ class TransferRead(BaseModel):
     cancelled_at: datetime | None
     backorder_units_filled: int = Field(
         default=0, description="On a receipt: backordered units at the destination it filled"
+    )
+    order_id: uuid.UUID | None = Field(
+        default=None,
+        description="A transfer to fulfil: the click-and-collect order whose short units it "
+        "brings to its pickup store (created with the order; cancelled with it while a draft)",
+    )
+    shipment_id: uuid.UUID | None = Field(
+        default=None, description="... and that order's pickup shipment, which waits for it"
+    )
+    routing: dict[str, Any] | None = Field(
+        default=None,
+        description="A transfer to fulfil: why this source was chosen (the router's "
+        "explanation: `summary`, `deciding_rule`, `runner_up`, `candidates`...)",
     )
 
 

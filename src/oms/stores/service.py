@@ -2,12 +2,19 @@
 
 Where things are: click and collect, each store's pickup terms and the pickups waiting at a
 store (``pickups``; the order moves are ``oms.flows.pickup``'s), transfers of stock between
-locations (``transfers``), the tables (``models``). Every function takes the request's session
+locations (``transfers``), a pickup order's short units brought by transfer
+(``fulfil``), the tables (``models``). Every function takes the request's session
 and never commits.
 """
 
 from __future__ import annotations
 
+from oms.stores.fulfil import (
+    FulfilTransfer,
+    awaited_transfers,
+    linked_order,
+    transfer_to_fulfil,
+)
 from oms.stores.keys import key_scope, scope_key
 from oms.stores.pickups import (
     PickupTerms,
@@ -31,12 +38,18 @@ from oms.stores.transfers import (
     get_transfer,
     in_transit,
     list_transfers,
+    order_cancelled,
     receive_transfer,
     ship_transfer,
     transfer_payload,
 )
 
 __all__ = [
+    "FulfilTransfer",
+    "awaited_transfers",
+    "linked_order",
+    "order_cancelled",
+    "transfer_to_fulfil",
     "PickupTerms",
     "TransferView",
     "UncollectedAction",

@@ -12,6 +12,7 @@ locked (``FOR UPDATE``) before its stock rows, which are locked in the fixed ord
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -34,6 +35,9 @@ class TransferView:
     lines: list[TransferLine]
     from_code: str
     to_code: str
+    for_order: tuple[inventory_service.ReservedOut, ...] = ()
+    """A transfer to fulfil: the order's units this step moved (shipped out of the source's
+    reservation, or arrived at the destination for the order)."""
 
 
 def in_transit(line: TransferLine, status: str) -> int:
@@ -63,6 +67,8 @@ def transfer_payload(view: TransferView) -> dict[str, Any]:
             }
             for ln in view.lines
         ],
+        "order_id": str(t.order_id) if t.order_id else None,
+        "shipment_id": str(t.shipment_id) if t.shipment_id else None,
     }
 
 
@@ -192,26 +198,54 @@ async def ship_transfer(
     t = await _locked(session, transfer_id=transfer_id, principal=principal, end="from")
     _refuse(t, "shipped", ("draft",))
     view = await _view(session, t)
-    await inventory_service.take_out(
-        session,
-        warehouse_id=t.from_warehouse_id,
-        units=[inventory_service.Units(ln.sku, ln.quantity) for ln in view.lines],
-        movement_type="transfer_out",
-        reference_type="transfer",
-        reference_id=str(t.id),
-        actor=principal.actor,
-    )
+    ref: dict[str, Any] = {
+        "reference_type": "transfer",
+        "reference_id": str(t.id),
+        "actor": principal.actor,
+    }
+    moved: list[inventory_service.ReservedOut] = []
+    if t.order_id is not None and t.shipment_id is not None:
+        # a transfer to fulfil: the units reserved at the source for the pickup shipment leave
+        # (every row of the transfer locked first, in the fixed order)
+        moved = await inventory_service.take_out_reserved(
+            session,
+            warehouse_id=t.from_warehouse_id,
+            order_id=t.order_id,
+            shipment_id=t.shipment_id,
+            skus=[ln.sku for ln in view.lines],
+            movement_type="transfer_out",
+            **ref,
+        )
+    reserved: dict[str, int] = {}
+    for m in moved:
+        reserved[m.sku] = reserved.get(m.sku, 0) + m.quantity
+    for ln in view.lines:  # units no longer reserved for the order (edited) travel as any
+        ln.for_order = min(ln.for_order, reserved.get(ln.sku, 0))
+    ordinary = [
+        inventory_service.Units(ln.sku, ln.quantity - reserved.get(ln.sku, 0))
+        for ln in view.lines
+        if ln.quantity > reserved.get(ln.sku, 0)
+    ]
+    if ordinary:
+        await inventory_service.take_out(
+            session,
+            warehouse_id=t.from_warehouse_id,
+            units=ordinary,
+            movement_type="transfer_out",
+            **ref,
+        )
     now = utcnow()
     t.expected_on = expected_on or t.expected_on or now.date()
     for ln in view.lines:
-        ln.incoming_id = await inventory_service.expect_incoming(
-            session,
-            warehouse_id=t.to_warehouse_id,
-            sku=ln.sku,
-            quantity=ln.quantity,
-            expected_on=t.expected_on,
-            reference=f"transfer:{t.id}",
-        )
+        if ln.quantity > ln.for_order:  # the order's units are not incoming for sale
+            ln.incoming_id = await inventory_service.expect_incoming(
+                session,
+                warehouse_id=t.to_warehouse_id,
+                sku=ln.sku,
+                quantity=ln.quantity - ln.for_order,
+                expected_on=t.expected_on,
+                reference=f"transfer:{t.id}",
+            )
     t.status, t.shipped_at, t.updated_at = "shipped", now, now
     await session.flush()
     await record_event(
@@ -221,7 +255,7 @@ async def ship_transfer(
         aggregate_id=str(t.id),
         data=transfer_payload(view),
     )
-    return view
+    return dataclasses.replace(view, for_order=tuple(moved))
 
 
 async def receive_transfer(
@@ -250,6 +284,7 @@ async def receive_transfer(
     ref = {"reference_type": "transfer", "reference_id": str(t.id), "actor": principal.actor}
     good: list[inventory_service.Units] = []
     over: list[inventory_service.Units] = []
+    handed: list[inventory_service.ReservedOut] = []
     for u in lines:
         ln = by_sku[u.sku]
         expected = in_transit(ln, t.status)
@@ -260,6 +295,10 @@ async def receive_transfer(
             good.append(inventory_service.Units(u.sku, ok))
         if extra:
             over.append(inventory_service.Units(u.sku, extra))
+        to_order = min(ok, ln.for_order)
+        if to_order:  # a transfer to fulfil: these arrived for the order (reserved by the flow)
+            ln.for_order -= to_order
+            handed.append(inventory_service.ReservedOut(uuid.UUID(int=0), u.sku, to_order))
     if good:
         await inventory_service.put_in(
             session, warehouse_id=t.to_warehouse_id, units=good, movement_type="transfer_in", **ref
@@ -290,6 +329,7 @@ async def receive_transfer(
         )
         for ln in missing:
             ln.short += in_transit(ln, t.status)
+            ln.for_order = 0  # what never came is the order's backorder now
     for ln in view.lines:
         if ln.incoming_id is not None:
             await inventory_service.settle_incoming(
@@ -307,7 +347,7 @@ async def receive_transfer(
         aggregate_id=str(t.id),
         data=transfer_payload(view),
     )
-    return view
+    return dataclasses.replace(view, for_order=tuple(handed))
 
 
 async def cancel_transfer(
@@ -316,6 +356,18 @@ async def cancel_transfer(
     """A draft transfer is cancelled (nothing had moved)."""
     t = await _locked(session, transfer_id=transfer_id, principal=principal, end="from")
     _refuse(t, "cancelled", ("draft",))
+    if t.order_id is not None:
+        raise Conflict(
+            f"this transfer brings the units of order {t.order_id} to its pickup store: it is "
+            "cancelled with the order",
+            code="transfer_fulfils_order",
+            current_status=t.status,
+            order_id=str(t.order_id),
+        )
+    return await _cancel(session, t)
+
+
+async def _cancel(session: AsyncSession, t: Transfer) -> TransferView:
     now = utcnow()
     t.status, t.cancelled_at, t.updated_at = "cancelled", now, now
     await session.flush()
@@ -363,3 +415,42 @@ async def list_transfers(
     if status is not None:
         stmt = stmt.where(Transfer.status == status)
     return [await _view(session, t) for t in (await session.scalars(stmt)).all()]
+
+
+async def order_cancelled(session: AsyncSession, *, order_id: uuid.UUID) -> int:
+    """The order a transfer fulfils was cancelled (under its lock; its reservations already
+    released): a draft transfer is cancelled (``transfer.cancelled``); units already shipped
+    arrive at the destination as ordinary stock (incoming there from now). Returns how many
+    transfers were cancelled."""
+    linked = list(
+        (
+            await session.scalars(
+                select(Transfer)
+                .where(Transfer.order_id == order_id, Transfer.status.in_(("draft", "shipped")))
+                .order_by(Transfer.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        ).all()
+    )
+    cancelled = 0
+    for t in linked:
+        if t.status == "draft":
+            await _cancel(session, t)
+            cancelled += 1
+            continue
+        view = await _view(session, t)
+        for ln in view.lines:
+            if ln.for_order and ln.incoming_id is None:
+                ln.incoming_id = await inventory_service.expect_incoming(
+                    session,
+                    warehouse_id=t.to_warehouse_id,
+                    sku=ln.sku,
+                    quantity=ln.for_order,
+                    expected_on=t.expected_on or utcnow().date(),
+                    reference=f"transfer:{t.id}",
+                )
+            ln.for_order = 0
+        t.updated_at = utcnow()
+    await session.flush()
+    return cancelled

@@ -64,10 +64,16 @@ async def signing_key(session: AsyncSession, *, settings: Settings) -> bytes:
 
 
 async def link_for(
-    session: AsyncSession, *, settings: Settings, order_id: uuid.UUID, now: datetime
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    order_id: uuid.UUID,
+    now: datetime,
+    key: bytes | None = None,
 ) -> str:
-    """The customer's tracking page for ``order_id``, valid ``tracking_link_ttl_days``."""
-    key = await signing_key(session, settings=settings)
+    """The customer's tracking page for ``order_id``, valid ``tracking_link_ttl_days``
+    (``key``: :func:`signing_key`, when the caller read it already)."""
+    key = key or await signing_key(session, settings=settings)
     expires = now + timedelta(days=settings.tracking_link_ttl_days)
     base = settings.public_base_url.rstrip("/")
     return f"{base}/track/{tokens.sign(order_id, expires, key)}"

@@ -272,6 +272,26 @@ def line_item_id(value: Any) -> str | None:
     return out
 
 
+EXTERNAL_REFERENCE_MAX = 128
+"""The longest platform order id oms keeps (``OrderCreate.external_reference``)."""
+
+
+def platform_id(value: Any, what: str) -> str:
+    """A platform's id of an order (or of an edit) as oms keeps it: a string or an integer,
+    whole (an id is never cut); 422 for a missing, empty, non-scalar or over-long one (never an
+    event kept pending for an order that cannot exist)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidPayload(f"{what} must be a string or an integer")
+    out = str(value).strip()
+    if not out:
+        raise InvalidPayload(f"{what} is empty")
+    if len(out) > EXTERNAL_REFERENCE_MAX:
+        raise InvalidPayload(
+            f"{what} {out[:40]!r}... is longer than {EXTERNAL_REFERENCE_MAX} characters"
+        )
+    return out
+
+
 def platform_time(value: Any) -> datetime | None:
     """A platform's ISO 8601 time (``2025-03-01T10:00:00-05:00``; WooCommerce's ``*_gmt``
     fields have no offset and are UTC), or None when missing or unreadable."""

@@ -55,6 +55,7 @@ from oms.webhooks.inbound.adapters.base import (
     load_object,
     map_skus,
     payment_method,
+    platform_id,
     platform_time,
     rate_to_bps,
     split_line,
@@ -186,16 +187,17 @@ def map_order_lines(
     gateways = list(order.get("payment_gateway_names") or [])
     if order.get("gateway"):
         gateways.append(str(order["gateway"]))
+    reference = platform_id(order.get("id"), "the order's id")
     attributes = {
         "source": "shopify",
-        "source_order_id": str(order["id"]),
+        "source_order_id": reference,
         "source_order_name": order.get("name"),
         "source_total": str(order.get("total_price")),
         "financial_status": order.get("financial_status"),
         "taxes_included": taxes_included,
     }
     body = {
-        "external_reference": str(order["id"]),
+        "external_reference": reference,
         "currency": currency,
         "customer": guest_customer(
             str(customer_id) if customer_id is not None else None, email, phone
@@ -216,8 +218,7 @@ def map_edit(payload: dict[str, Any]) -> InboundEvent:
     edit = payload.get("order_edit")
     if not isinstance(edit, dict):
         raise InvalidPayload("the orders/edited body has no order_edit object")
-    if edit.get("order_id") in (None, ""):
-        raise InvalidPayload("the order edit names no order_id")
+    reference = platform_id(edit.get("order_id"), "order_edit.order_id")
     items = edit.get("line_items") or {}
     if not isinstance(items, dict):
         raise InvalidPayload("order_edit.line_items must be an object")
@@ -244,16 +245,16 @@ def map_edit(payload: dict[str, Any]) -> InboundEvent:
         return InboundEvent(type=None, ignored="the order edit changes no line items")
     return InboundEvent(
         type=EventType.ORDER_EDITED,
-        external_reference=str(edit["order_id"]),
+        external_reference=reference,
         line_changes=tuple(changes),
         channel_updated_at=platform_time(edit.get("committed_at"))
         or platform_time(edit.get("created_at")),
-        edit_id=None if edit.get("id") is None else str(edit["id"]),
+        edit_id=None if edit.get("id") is None else platform_id(edit["id"], "order_edit.id"),
     )
 
 
 def _paid_reference(order: dict[str, Any]) -> str:
-    return f"shopify:order:{order['id']}:paid"
+    return f"shopify:order:{platform_id(order.get('id'), 'the order id')}:paid"
 
 
 _RISK_RANK = {"low": 1, "medium": 2, "high": 3}
@@ -369,14 +370,14 @@ class ShopifyAdapter:
         if topic == "orders/cancelled":
             return InboundEvent(
                 type=EventType.ORDER_CANCELLED,
-                external_reference=str(payload["id"]),
+                external_reference=platform_id(payload.get("id"), "the order's id"),
                 reason=text(payload.get("cancel_reason"), 500) or "cancelled in Shopify",
             )
         if topic == "orders/paid":
             currency = str(payload["currency"]).upper()
             return InboundEvent(
                 type=EventType.PAYMENT_CAPTURED,
-                external_reference=str(payload["id"]),
+                external_reference=platform_id(payload.get("id"), "the order's id"),
                 payment=PaymentFact(
                     amount=_money(payload["total_price"], currency, "total_price"),
                     currency=currency,
@@ -397,7 +398,7 @@ class ShopifyAdapter:
             amount = sum(_money(t["amount"], currency, "refund amount") for t in refunds)
             return InboundEvent(
                 type=EventType.PAYMENT_REFUNDED,
-                external_reference=str(payload["order_id"]),
+                external_reference=platform_id(payload.get("order_id"), "the refund's order_id"),
                 payment=PaymentFact(
                     amount=amount, currency=currency, reference=f"shopify:refund:{payload['id']}"
                 ),

@@ -49,6 +49,7 @@ from oms.webhooks.inbound.adapters.base import (
     load_object,
     map_skus,
     payment_method,
+    platform_id,
     platform_time,
     rate_to_bps,
     split_line,
@@ -150,17 +151,18 @@ def map_order_lines(
         line_ids += [line_item_id(item.get("id"))] * len(mapped)
     billing = order.get("billing") or {}
     customer_id = order.get("customer_id") or None
+    reference = platform_id(order.get("id"), "the order's id")
     attributes = {
         "source": "woocommerce",
-        "source_order_id": str(order["id"]),
-        "source_order_number": str(order.get("number") or order["id"]),
+        "source_order_id": reference,
+        "source_order_number": str(order.get("number") or reference),
         "source_status": order.get("status"),
         "source_total": str(order.get("total")),
         "shipping_tax": str(order.get("shipping_tax") or "0"),
         "payment_method_title": text(order.get("payment_method_title"), 200),
     }
     body = {
-        "external_reference": str(order["id"]),
+        "external_reference": reference,
         "currency": currency,
         "customer": guest_customer(
             str(customer_id) if customer_id else None,
@@ -241,7 +243,7 @@ class WooCommerceAdapter:
         if topic != "order.updated":
             return InboundEvent(type=None, ignored=f"topic '{topic}' needs no action in oms")
         status = payload.get("status")
-        reference = str(payload["id"])
+        reference = platform_id(payload.get("id"), "the order's id")
         currency = str(payload.get("currency") or "").upper()
         if status == "cancelled":
             return InboundEvent(
