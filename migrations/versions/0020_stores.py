@@ -218,7 +218,9 @@ def upgrade() -> None:
     # transfer to fulfil: a pickup order short at its store, the units coming by transfer
     op.add_column("transfers", _uuid("order_id", nullable=True))
     op.add_column("transfers", _uuid("shipment_id", nullable=True))
-    op.add_column("transfers", sa.Column("routing", postgresql.JSONB(astext_type=sa.Text()), nullable=True))
+    op.add_column(
+        "transfers", sa.Column("routing", postgresql.JSONB(astext_type=sa.Text()), nullable=True)
+    )
     op.create_index(
         "ix_transfers_shipment_id",
         "transfers",

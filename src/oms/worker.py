@@ -116,6 +116,7 @@ class Relay:
             client=client,
             worker=self.name,
             clock=clock,
+            resolver=resolver,  # the SMS provider's URL: the same target policy as webhooks
         )
         self._sent = asyncio.Event()
         self._fanned_at = float("-inf")

@@ -96,13 +96,20 @@ def make_job(
     sms_client: httpx.AsyncClient,
     clock: Clock,
 ) -> Any:
+    async def local_dns(host: str, port: int) -> list[str]:
+        assert host == "sms.test"
+        return ["127.0.0.1"]
+
     def make(name: str = "worker-1") -> MessageJob:
+        # the SMS stub is on 127.0.0.1: allowed by the local-development setting
+        settings = app.state.settings.model_copy(update={"webhook_allow_private_targets": True})
         return MessageJob(
             sessionmaker=sessionmaker,
-            settings=app.state.settings,
+            settings=settings,
             client=sms_client,
             worker=name,
             clock=clock,
+            resolver=local_dns,
         )
 
     return make

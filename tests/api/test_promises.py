@@ -497,3 +497,297 @@ async def test_a_rerouted_order_is_promised_again_from_the_reroute(
     assert [s["warehouse"] for s in live] == ["MUC"]
     end = datetime.combine(local_today(zone) + timedelta(days=2), time(0), tzinfo=ZoneInfo(zone))
     assert datetime.fromisoformat(live[0]["ship_by"]) == end
+
+
+# ---- parcels made after placement get a promise (issue 18 gaps) ------------------------------
+
+
+async def _promise_events(engine: AsyncEngine, order_id: str) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT payload->'data' FROM outbox_events "
+                    "WHERE type = 'shipment.promise_changed' AND aggregate_id = :o ORDER BY id"
+                ),
+                {"o": order_id},
+            )
+        ).all()
+    return [r[0] for r in rows]
+
+
+async def _two_warehouses(
+    client: httpx.AsyncClient, keys: Keys, sessionmaker: async_sessionmaker[AsyncSession]
+) -> tuple[str, date]:
+    """BER ships today (cut-off 23:00 local), MUC (band 1, ~500 km) tomorrow (cut-off 01:00
+    local, passed); transit in DE: band 0 1-2 days, band 1 2-3 days. MUC stocks MUG-01."""
+    zone = zone_at_local_hours(6, 18)
+    await put_calendar(client, keys, "BER", timezone=zone, cutoff="23:00")
+    await stock(sessionmaker, "MUC", {"MUG-01": 10}, latitude=48.137, longitude=11.575)
+    await put_calendar(client, keys, "MUC", timezone=zone, cutoff="01:00")
+    await put_transit(client, keys, "DE", (0, 1, 2), (1, 2, 3))
+    return zone, local_today(zone)
+
+
+async def _place_mugs(client: httpx.AsyncClient, keys: Keys, quantity: int) -> dict[str, Any]:
+    lines = [{"sku": "MUG-01", "quantity": quantity, "unit_price": 850, "tax_rate_bps": 1900}]
+    resp = await client.post(
+        "/v1/orders", json=order_body(lines=lines), headers=auth(keys["storefront"])
+    )
+    assert resp.status_code == 201, resp.text
+    order: dict[str, Any] = resp.json()
+    assert [s["warehouse"] for s in order["shipments"]] == ["BER"]
+    return order
+
+
+def _promised(order: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {
+        s["id"]: (s["ship_by"], s["deliver_by"])
+        for s in order["shipments"]
+        if s["status"] != "cancelled"
+    }
+
+
+async def test_a_split_keeps_the_promise_a_merge_keeps_the_earlier_one(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    await _two_warehouses(client, keys, sessionmaker)
+    order = await _place_mugs(client, keys, 3)
+    first = order["shipments"][0]
+    promised = (first["ship_by"], first["deliver_by"])
+    assert None not in promised
+    fh = auth(keys["fulfillment"])
+    resp = await client.post(
+        f"/v1/shipments/{first['id']}/split",
+        json={"lines": [{"order_line_id": order["lines"][0]["id"], "quantity": 1}]},
+        headers=fh,
+    )
+    assert resp.status_code == 201, resp.text
+    split = resp.json()
+    assert _promised(split["order"]) == {first["id"]: promised, split["shipment_id"]: promised}
+    # the split parcel was promised a later date meanwhile (made up here): merged into the
+    # first one, the parcel keeps the earlier promise of the two
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE shipments SET ship_by = ship_by + interval '3 days', "
+                "deliver_by = deliver_by + 3 WHERE id = :s"
+            ),
+            {"s": split["shipment_id"]},
+        )
+    resp = await client.post(
+        f"/v1/shipments/{split['shipment_id']}/merge", json={"shipment_id": first["id"]}, headers=fh
+    )
+    assert resp.status_code == 200, resp.text
+    merged = resp.json()
+    assert _promised(merged["order"]) == {split["shipment_id"]: promised}
+    assert await _promise_events(engine, order["id"]) == []  # no promise moved later
+
+
+async def test_a_move_is_promised_afresh_and_a_later_promise_is_announced(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    zone, today = await _two_warehouses(client, keys, sessionmaker)
+    order = await _place_mugs(client, keys, 2)
+    first = order["shipments"][0]
+    resp = await client.post(
+        f"/v1/shipments/{first['id']}/move", json={"warehouse": "MUC"}, headers=auth(keys["admin"])
+    )
+    assert resp.status_code == 200, resp.text
+    moved = resp.json()
+    tomorrow_end = datetime.combine(today + timedelta(days=2), time(0), tzinfo=ZoneInfo(zone))
+    new = next(s for s in moved["order"]["shipments"] if s["id"] == moved["shipment_id"])
+    assert datetime.fromisoformat(new["ship_by"]) == tomorrow_end
+    assert new["deliver_by"] == carrier_days(today + timedelta(days=1), 3).isoformat()
+    (event,) = await _promise_events(engine, order["id"])
+    assert event["shipment_id"] == moved["shipment_id"]
+    assert event["cause"] == "shipment_moved"
+    assert (event["previous_ship_by"], event["previous_deliver_by"]) == (
+        datetime.fromisoformat(first["ship_by"]).isoformat(),
+        first["deliver_by"],
+    )
+    assert event["deliver_by"] == new["deliver_by"]
+    history = (
+        await client.get(f"/v1/orders/{order['id']}/history", headers=auth(keys["admin"]))
+    ).json()
+    changed = [h for h in history if h["kind"] == "promise_changed"]
+    assert len(changed) == 1
+    assert changed[0]["data"]["shipments"][0]["shipment_id"] == moved["shipment_id"]
+
+
+async def test_an_exception_replan_is_promised_from_now(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    zone, today = await _two_warehouses(client, keys, sessionmaker)
+    order = await _place_mugs(client, keys, 2)
+    first = order["shipments"][0]
+    resp = await client.post(
+        f"/v1/shipments/{first['id']}/exceptions",
+        json={
+            "lines": [
+                {"order_line_id": order["lines"][0]["id"], "quantity": 1, "reason": "damaged"}
+            ]
+        },
+        headers=auth(keys["fulfillment"]),
+    )
+    assert resp.status_code == 201, resp.text
+    exc = resp.json()
+    (replanned,) = exc["replan"]["shipments"]
+    assert replanned["warehouse"] == "MUC"
+    promised = _promised(exc["order"])
+    assert promised[first["id"]] == (first["ship_by"], first["deliver_by"])  # units found stay
+    ship_by, deliver_by = promised[replanned["shipment_id"]]
+    assert datetime.fromisoformat(ship_by) == datetime.combine(
+        today + timedelta(days=2), time(0), tzinfo=ZoneInfo(zone)
+    )
+    assert deliver_by == carrier_days(today + timedelta(days=1), 3).isoformat()
+    (event,) = await _promise_events(engine, order["id"])
+    assert (event["shipment_id"], event["cause"]) == (
+        replanned["shipment_id"],
+        "shipment_exception",
+    )
+    # the SLA tracks the new parcel: late once its own ship_by has passed
+    stats = await check_sla(
+        sessionmaker,
+        now=datetime.fromisoformat(ship_by) + timedelta(minutes=1),
+        at_risk_lead=timedelta(hours=1),
+    )
+    assert stats.late == 2  # the first parcel (its promise passed a day before) and the new one
+
+
+async def test_an_edit_promises_its_new_parcels_from_now(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    _zone, today = await _two_warehouses(client, keys, sessionmaker)
+    order = await _place_mugs(client, keys, 1)
+    first = order["shipments"][0]
+    resp = await client.post(
+        f"/v1/orders/{order['id']}/edits",
+        json={
+            "expected_version": order["version"],
+            "lines": [{"line_id": order["lines"][0]["id"], "quantity": 2}],
+        },
+        headers=auth(keys["storefront"]),
+    )
+    assert resp.status_code == 200, resp.text
+    got = (await client.get(f"/v1/orders/{order['id']}", headers=auth(keys["admin"]))).json()
+    live = [s for s in got["shipments"] if s["status"] == "pending"]
+    assert [s["id"] for s in live] != [first["id"]]  # re-planned into a new parcel
+    assert [(s["ship_by"], s["deliver_by"]) for s in live] == [
+        (first["ship_by"], carrier_days(today, 2).isoformat())
+    ]
+    assert await _promise_events(engine, order["id"]) == []  # same day: not later
+
+
+async def test_fulfilment_report_counts_late_by_the_promise(
+    client: httpx.AsyncClient, keys: Keys, engine: AsyncEngine
+) -> None:
+    placed = []
+    for _ in range(6):
+        resp = await client.post("/v1/orders", json=order_body(), headers=auth(keys["storefront"]))
+        assert resp.status_code == 201
+        placed.append(resp.json())
+    passed, passed_too, old_but_promised, old_unpromised, on_time, shipped = placed
+    for step in ({"to": "paid"}, {"to": "picked"}, {"to": "packed"}):
+        resp = await client.post(
+            f"/v1/orders/{shipped['id']}/transitions", json=step, headers=auth(keys["admin"])
+        )
+        assert resp.status_code == 200, resp.text
+    resp = await client.post(
+        f"/v1/orders/{shipped['id']}/transitions",
+        json={"to": "shipped", "carrier": "DHL", "tracking_number": "T1"},
+        headers=auth(keys["admin"]),
+    )
+    assert resp.status_code == 200, resp.text
+    async with engine.begin() as conn:
+        for o in (passed, passed_too):  # young, but their promise has passed: late
+            await conn.execute(
+                text(
+                    "UPDATE shipments SET ship_by = now() - interval '1 hour' WHERE order_id = :o"
+                ),
+                {"o": o["id"]},
+            )
+        for o in (old_but_promised, old_unpromised):  # placed 3 days ago
+            await conn.execute(
+                text("UPDATE orders SET created_at = now() - interval '3 days' WHERE id = :o"),
+                {"o": o["id"]},
+            )
+        await conn.execute(  # old, no promise: late by its age
+            text("UPDATE shipments SET ship_by = NULL, deliver_by = NULL WHERE order_id = :o"),
+            {"o": old_unpromised["id"]},
+        )
+        await conn.execute(  # shipped within the hour, but after its promise: shipped late
+            text(
+                "UPDATE shipments SET ship_by = shipped_at - interval '1 minute' "
+                "WHERE order_id = :o"
+            ),
+            {"o": shipped["id"]},
+        )
+    window = {
+        "from": (datetime.now(UTC) - timedelta(days=5)).isoformat(),
+        "to": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        "late_after_hours": 48,
+    }
+    resp = await client.get("/v1/reports/fulfilment", params=window, headers=auth(keys["admin"]))
+    assert resp.status_code == 200, resp.text
+    late = resp.json()["late"]
+    # by age alone: 2 open (the old ones), 0 shipped late; by the promise where there is one:
+    # the two passed ones and the old one without a promise, and the one shipped after it
+    assert (late["open"], late["shipped_late"], late["total"]) == (3, 1, 4)
+    listed = await client.get("/v1/reports/late-orders", params=window, headers=auth(keys["admin"]))
+    assert {i["id"] for i in listed.json()["items"]} == {
+        passed["id"],
+        passed_too["id"],
+        old_unpromised["id"],
+    }
+    assert on_time["id"] not in {i["id"] for i in listed.json()["items"]}
+
+
+async def test_a_wave_keeps_the_promise_of_the_parcels_it_replaces(
+    client: httpx.AsyncClient, keys: Keys, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """Two orders routed across each other; the wave swaps their warehouses: each new parcel
+    keeps the date its order was promised."""
+    munich_at = {"latitude": 48.137, "longitude": 11.576}
+    resp = await client.put(
+        "/v1/wave-policies/web", json={"enabled": True}, headers=auth(keys["admin"])
+    )
+    assert resp.status_code == 200, resp.text
+    await stock(sessionmaker, "BRL", {"WAVE-01": 1}, **BERLIN)
+    await stock(sessionmaker, "MNC", {}, **munich_at)
+
+    async def place(city: str, point: dict[str, float]) -> dict[str, Any]:
+        body = order_body(
+            shipping_address={"lines": ["Street 1"], "city": city, "country": "DE", **point},
+            lines=[{"sku": "WAVE-01", "quantity": 1, "unit_price": 850, "tax_rate_bps": 700}],
+        )
+        resp = await client.post("/v1/orders", json=body, headers=auth(keys["storefront"]))
+        assert resp.status_code == 201, resp.text
+        got: dict[str, Any] = resp.json()
+        return got
+
+    munich = await place("Munich", munich_at)  # takes Berlin's unit (Munich has none yet)
+    await stock(sessionmaker, "MNC", {"WAVE-01": 1})
+    berlin = await place("Berlin", {"latitude": 52.52, "longitude": 13.405})
+    before = {o["id"]: _promised(o) for o in (munich, berlin)}
+    resp = await client.post("/v1/waves", json={"channel": "web"}, headers=auth(keys["admin"]))
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["moved"] == 2
+    for oid, promised in before.items():
+        got = (await client.get(f"/v1/orders/{oid}", headers=auth(keys["admin"]))).json()
+        after = _promised(got)
+        assert after.keys() != promised.keys()  # new parcels
+        assert list(after.values()) == list(promised.values())
+        assert None not in next(iter(after.values()))[:1]

@@ -189,3 +189,40 @@ async def test_only_fulfilment_keys_are_scoped(
     assert resp.status_code == 404 and resp.json()["code"] == "warehouse_not_found"
     resp = await client.put(url, json={"warehouses": []}, headers=auth(keys["fulfillment"]))
     assert resp.status_code == 403
+
+
+async def test_a_scoped_key_lists_and_reads_only_its_locations_orders(
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """``GET /v1/orders`` (every page, every filter), a customer's orders and an order's
+    history: a store key gets the orders with a shipment at its locations, nothing else."""
+    token, _ = await _staff_key(client, keys, sessionmaker, "STORE-A")
+    staff = auth(token)
+    at_a = [await _paid_pickup(client, keys, "STORE-A") for _ in range(2)]
+    at_b = [await _paid_pickup(client, keys, "STORE-B") for _ in range(3)]
+    mine = {o["id"] for o in at_a}
+
+    seen: list[str] = []
+    cursor: str | None = None
+    for _ in range(10):  # one order a page: the scope holds across pages
+        params: dict[str, Any] = {"limit": 1} | ({"cursor": cursor} if cursor else {})
+        page = await client.get("/v1/orders", params=params, headers=staff)
+        assert page.status_code == 200, page.text
+        seen += [o["id"] for o in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(mine)
+    for params in ({"status": "paid"}, {"channel": "web"}, {"customer_id": "cus_1"}):
+        listed = await client.get("/v1/orders", params=params, headers=staff)
+        assert {o["id"] for o in listed.json()["items"]} == mine, params
+    customer = await client.get("/v1/customers/cus_1/orders", headers=staff)
+    assert {o["id"] for o in customer.json()["items"]} == mine
+    everyone = await client.get("/v1/orders", headers=auth(keys["fulfillment"]))
+    assert len(everyone.json()["items"]) == 5  # an unscoped key lists them all
+
+    assert (await client.get(f"/v1/orders/{at_a[0]['id']}/history", headers=staff)).is_success
+    resp = await client.get(f"/v1/orders/{at_b[0]['id']}/history", headers=staff)
+    assert resp.status_code == 404 and resp.json()["code"] == "order_not_found"

@@ -7,6 +7,7 @@ ordinary stock. Stock, ledger, order and outbox invariants checked after each st
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from tests.api.test_transfers import IN_TRANSIT_SQL
 from tests.helpers import auth, order_body, stock
 from tests.races.conftest import check_order_invariants, stock_baseline, stock_violations_since
 
@@ -53,6 +55,13 @@ async def _level(engine: AsyncEngine, wh: str) -> tuple[int, int]:
             )
         ).one()
     return int(row.on_hand), int(row.reserved)
+
+
+async def _transfers_whole(engine: AsyncEngine) -> None:
+    """Every transfer's lines agree with the ledger at both ends and with what is expected
+    at the destination (``tests.api.test_transfers.IN_TRANSIT_SQL``)."""
+    async with engine.connect() as conn:
+        assert (await conn.execute(text(IN_TRANSIT_SQL))).scalar_one() == 0
 
 
 async def _rows(engine: AsyncEngine, sql: str, **params: Any) -> list[Any]:
@@ -154,6 +163,7 @@ async def test_short_pickup_order_is_placed_with_an_explained_transfer(
     assert requested.d["order_id"] == order["id"] and requested.d["from_warehouse"] == NEAR
     await check_order_invariants(engine, order["id"])
     assert await stock_violations_since(engine, baseline) == []
+    await _transfers_whole(engine)
 
 
 async def test_ready_waits_for_the_transfer_then_collected(
@@ -234,8 +244,11 @@ async def test_ready_waits_for_the_transfer_then_collected(
         o=uuid.UUID(order["id"]),
     )
     kinds = [h.kind for h in history]
-    assert kinds.index("transfer_shipped") < kinds.index("transfer_received")
+    steps = ("transfer_requested", "transfer_shipped", "transfer_received")
+    assert [k for k in kinds if k in steps] == list(steps)
+    assert kinds[0] == "transition"  # placement first, as for any order
     await check_order_invariants(engine, order["id"])
+    await _transfers_whole(engine)
 
 
 async def test_cancel_before_the_transfer_ships_cancels_it(
@@ -263,6 +276,7 @@ async def test_cancel_before_the_transfer_ships_cancels_it(
     assert resp.status_code == 409 and resp.json()["code"] == "illegal_transfer_transition"
     await check_order_invariants(engine, order["id"])
     assert await stock_violations_since(engine, baseline) == []
+    await _transfers_whole(engine)
 
 
 async def test_cancel_after_the_transfer_shipped_units_arrive_as_stock(
@@ -294,6 +308,7 @@ async def test_cancel_after_the_transfer_shipped_units_arrive_as_stock(
     assert await _level(engine, STORE) == (3, 0)  # ordinary stock: sellable
     await check_order_invariants(engine, order["id"])
     assert await stock_violations_since(engine, baseline) == []
+    await _transfers_whole(engine)
 
 
 async def test_no_source_holds_the_units_refused_as_before(
@@ -317,3 +332,48 @@ async def test_a_pickup_order_the_store_fills_takes_no_transfer(
     assert await _rows(engine, "SELECT id FROM transfers") == []
     assert await _level(engine, STORE) == (1, 1)
     await check_order_invariants(engine, order["id"])
+
+
+@pytest.mark.parametrize("step", ["ship", "receive"])
+async def test_cancel_racing_the_transfer_keeps_stock_whole(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine, step: str
+) -> None:
+    """The order's cancellation and its transfer's shipment (or receipt) sent at once, with a
+    shipping order for the same SKU placed alongside: both take the order lock first, so one
+    runs after the other; every answer is a success or a 409, and the invariants hold."""
+    baseline = await stock_baseline(engine)
+    orders = [await _place(client, keys, quantity=2) for _ in range(3)]  # 1 from the store...
+    transfers = [await _transfer_of(engine, o["id"]) for o in orders]
+    if step == "receive":
+        for t in transfers:
+            assert (await _post(client, keys, f"/v1/transfers/{t}/ship")).status_code == 200
+    move = {"ship": None, "receive": {"lines": [{"sku": SKU, "quantity": 1}]}}[step]
+    shipped_order = order_body(
+        lines=[{"sku": SKU, "quantity": 1, "unit_price": 2500, "tax_rate_bps": 1900}]
+    )
+    calls = []
+    for o, t in zip(orders, transfers, strict=True):
+        calls += [
+            _post(client, keys, f"/v1/orders/{o['id']}/transitions", {"to": "cancelled"}, "admin"),
+            _post(client, keys, f"/v1/transfers/{t}/{step}", move),
+            client.post("/v1/orders", json=shipped_order, headers=auth(keys["storefront"])),
+        ]
+    answers = await asyncio.gather(*calls)
+    assert all(a.status_code in (200, 201, 409) for a in answers), [a.text for a in answers]
+    for o in orders:
+        await check_order_invariants(engine, o["id"])
+    await _transfers_whole(engine)
+    assert await stock_violations_since(engine, baseline) == []
+    total = sum(on_hand for on_hand, _ in [await _level(engine, w) for w in (STORE, NEAR, FAR)])
+    shipped = await _rows(
+        engine,
+        "SELECT coalesce(sum(quantity), 0) AS q FROM inventory_movements WHERE quantity < 0 "
+        "AND movement_type NOT IN ('transfer_out')",
+    )
+    in_transit = await _rows(
+        engine,
+        "SELECT coalesce(sum(l.quantity - (l.received - l.over) - l.short), 0) AS q "
+        "FROM transfer_lines l JOIN transfers t ON t.id = l.transfer_id WHERE t.status = 'shipped'",
+    )
+    # nothing left the company but through a shipment: 15 units = on hand + in transit
+    assert total + int(in_transit[0].q) - int(shipped[0].q) == 15

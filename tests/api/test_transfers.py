@@ -265,8 +265,9 @@ IN_TRANSIT_SQL = """
     WHERE (l.quantity - (l.received - l.over) - l.short) < 0
        OR (t.status = 'shipped' AND (l.quantity - (l.received - l.over) - l.short) <>
            coalesce((SELECT i.quantity FROM incoming_supply i
-                     WHERE i.id = l.incoming_id AND i.status = 'expected'), 0))
-       OR (t.status <> 'draft' AND -l.quantity <> (
+                     WHERE i.id = l.incoming_id AND i.status = 'expected'), 0)
+           + l.for_order)  -- a transfer to fulfil: the order's units are not incoming for sale
+       OR (t.status IN ('shipped', 'received') AND -l.quantity <> (
            SELECT coalesce(sum(m.quantity), 0) FROM inventory_movements m
            WHERE m.reference_type = 'transfer' AND m.reference_id = t.id::text
              AND m.warehouse_id = t.from_warehouse_id AND m.sku = l.sku))

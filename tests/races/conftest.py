@@ -90,6 +90,7 @@ class RaceOrder:
     return_id: str | None = None
     return_lines: dict[str, str] = field(default_factory=dict)  # "shirt" -> return line id
     hold_id: str | None = None  # the hold standing on it (state "held")
+    transfer_id: str | None = None  # #19: the transfer bringing its short units to the store
 
 
 STATES: tuple[str, ...] = (
@@ -98,6 +99,10 @@ STATES: tuple[str, ...] = (
     "paid",  # a captured payment of the total made it paid
     "ready_for_pickup",  # #19: a click-and-collect order at STORE-R, paid, picked, ready for
     # pickup (a collection code sent); off the chain (built by Harness.place_pickup)
+    "transfer_awaited",  # #19: a paid click-and-collect order at STORE-R, short 1 T-shirt there:
+    # a draft transfer from BER brings it (reserved at BER); off the chain
+    "transfer_in_transit",  # ... that transfer shipped (the T-shirt backordered while on the
+    # way); off the chain
     "held",  # paid, with a hold (fraud_review) standing; off the chain (see OFF_CHAIN)
     "backordered",  # paid, placed with its mug backordered (none in stock): one shipment; off
     # the chain (built by Harness.place_backordered)
@@ -113,7 +118,9 @@ STATES: tuple[str, ...] = (
 )
 
 
-OFF_CHAIN: frozenset[str] = frozenset({"held", "backordered", "split", "ready_for_pickup"})
+OFF_CHAIN: frozenset[str] = frozenset(
+    {"held", "backordered", "split", "ready_for_pickup", "transfer_awaited", "transfer_in_transit"}
+)
 """States built from the one before them in STATES, but not on the way to the later ones."""
 
 PICKUP_STORE = "STORE-R"
@@ -294,19 +301,22 @@ class Harness:
             lines={"shirt": by_sku[shirt]["id"], "mug": by_sku[mug]["id"]},
         )
 
-    async def place_pickup(self) -> RaceOrder:
+    async def place_pickup(self, store_shirts: int = 100) -> RaceOrder:
         """#19: two fresh SKUs stocked at the pickup store STORE-R, ordered for click and
-        collect there: one shipment, at the store."""
+        collect there: one shipment, at the store. With fewer than 2 ``store_shirts``, BER
+        holds the T-shirts the store lacks: a transfer to fulfil (``transfer_id``) brings them."""
         n = next(_serial_numbers)
         shirt, mug = f"RACE-SHIRT-{n}", f"RACE-MUG-{n}"
         await stock(
             self.sessionmaker,
             PICKUP_STORE,
-            {shirt: 100, mug: 100},
+            {shirt: store_shirts, mug: 100},
             latitude=52.53,
             longitude=13.41,
             is_pickup_store=True,
         )
+        if store_shirts < 2:
+            await stock(self.sessionmaker, "BER", {shirt: 10})
         body = order_body(
             pickup_store=PICKUP_STORE,
             lines=[
@@ -317,6 +327,17 @@ class Harness:
         placed = await self.ok("/v1/orders", "storefront", body)
         assert [s["warehouse"] for s in placed["shipments"]] == [PICKUP_STORE], placed
         by_sku = {ln["sku"]: ln["id"] for ln in placed["lines"]}
+        transfer_id = None
+        if store_shirts < 2:
+            async with self.engine.connect() as conn:
+                transfer_id = str(
+                    (
+                        await conn.execute(
+                            text("SELECT id FROM transfers WHERE order_id = :o"),
+                            {"o": uuid.UUID(placed["id"])},
+                        )
+                    ).scalar_one()
+                )
         return RaceOrder(
             id=placed["id"],
             total=placed["totals"]["total"],
@@ -324,6 +345,7 @@ class Harness:
             mug=mug,
             shipments=[s["id"] for s in placed["shipments"]],
             lines={"shirt": by_sku[shirt], "mug": by_sku[mug]},
+            transfer_id=transfer_id,
         )
 
     async def collection_code(self, order: RaceOrder) -> str:
@@ -353,6 +375,8 @@ class Harness:
             order = await self.place_backordered()
         elif state == "ready_for_pickup":
             order = await self.place_pickup()
+        elif state in ("transfer_awaited", "transfer_in_transit"):
+            order = await self.place_pickup(store_shirts=1)
         else:
             order = await self.place(**place)
         for step in steps[1:]:
@@ -401,6 +425,10 @@ class Harness:
             ok(await self.receive_return(order))
         elif step == "backordered":
             pass  # placed so by place_backordered
+        elif step == "transfer_awaited":
+            pass  # placed so by place_pickup(store_shirts=1)
+        elif step == "transfer_in_transit":
+            ok(await self.post(f"/v1/transfers/{order.transfer_id}/ship", "fulfillment"))
         elif step == "ready_for_pickup":
             ok(await self.order_to(order, "picked"))
             ok(await self.post(f"/v1/pickups/{order.shipments[0]}/ready", "fulfillment"))

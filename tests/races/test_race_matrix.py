@@ -267,6 +267,16 @@ async def _pickup_expire(h: Harness, o: RaceOrder) -> httpx.Response:
     )
 
 
+def _transfer(step: str) -> Callable[[Harness, RaceOrder], Awaitable[httpx.Response]]:
+    """#19: ship the order's transfer to fulfil, or receive the T-shirt it carries."""
+
+    async def call(h: Harness, o: RaceOrder) -> httpx.Response:
+        body = {"lines": [{"sku": o.shirt, "quantity": 1}]} if step == "receive" else None
+        return await h.post(f"/v1/transfers/{o.transfer_id}/{step}", "fulfillment", body)
+
+    return call
+
+
 async def _po_receipt(h: Harness, o: RaceOrder) -> httpx.Response:
     """#18: a purchase order for the backordered mug at HAM, drafted, sent and received (the
     receipt goes through the ledger and fills the waiting order, as any receipt)."""
@@ -351,6 +361,15 @@ OPS: tuple[Op, ...] = (
     Op("collect", _states("ready_for_pickup"), _collect),
     Op("pickup-expire", _states("ready_for_pickup"), _pickup_expire),
     Op("pickup-cancelled", _states("ready_for_pickup"), _order_to("cancelled")),
+    # a click-and-collect order short at its store, its transfer to fulfil from BER shipped,
+    # received at the store, or the order cancelled (which cancels a draft transfer)
+    Op("transfer-ship", _states("transfer_awaited"), _transfer("ship")),
+    Op("transfer-receive", _states("transfer_in_transit"), _transfer("receive")),
+    Op(
+        "transfer-order-cancelled",
+        _states("transfer_awaited", "transfer_in_transit"),
+        _order_to("cancelled"),
+    ),
     # -- #20 (waves) --
     Op("wave", _states("placed", "authorized", "paid", "split", "picked_one", "held"), _wave),
     # -- #22 (messages) --

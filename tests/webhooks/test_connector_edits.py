@@ -563,3 +563,63 @@ async def test_order_ids_that_are_not_ids_are_refused(
 
 
 _REFUND = {"kind": "refund", "status": "success", "amount": "10.00", "currency": "USD"}
+
+
+async def test_an_update_that_only_geocodes_the_address_changes_nothing(
+    client: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine
+) -> None:
+    """Shopify geocodes a shipping address after the order is created: the next
+    orders/updated carries the same address with a latitude and longitude. That is not an
+    address change: the paid order keeps its shipments (no re-plan, no new parcel ids), and a
+    picked one does not fail the delivery with units_not_editable."""
+    order_id = await _shopify_order(client, admin)
+    paid = await _shopify(client, "orders/paid", fixture_json("shopify_orders_create.json"))
+    assert paid.status_code == 200, paid.text
+    update = fixture_json("shopify_orders_create.json")
+    update["updated_at"] = "2022-04-06T10:00:05-04:00"
+    update["shipping_address"] |= {"latitude": 38.2, "longitude": -85.7}
+    before = await _snapshot(engine, order_id)
+    resp = await _shopify(client, "orders/updated", update)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["detail"] == "no change to the lines or the shipping address"
+    assert await _snapshot(engine, order_id) == before
+    picked = await client.post(
+        f"/v1/orders/{order_id}/transitions", json={"to": "picked"}, headers=admin
+    )
+    assert picked.status_code == 200, picked.text
+    update["updated_at"] = "2022-04-06T11:00:05-04:00"
+    update["shipping_address"] |= {"latitude": 38.21, "longitude": -85.71}
+    resp = await _shopify(client, "orders/updated", update)
+    assert resp.status_code == 200, resp.text
+    assert await _last_inbox(engine) == ("processed", None)
+    # a real change of the address still is one (refused on a picked order, with the reason)
+    update["updated_at"] = "2022-04-06T12:00:05-04:00"
+    update["shipping_address"]["address1"] = "1 Other Street"
+    resp = await _shopify(client, "orders/updated", update)
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["code"] == "units_not_editable"
+
+
+async def test_two_updates_at_once_end_in_the_newer(
+    client: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine
+) -> None:
+    """Two orders/updated of one order delivered at the same moment (the older one retried
+    late): serialized per order, whichever is applied first, the order ends as the newer one
+    says; every answer a 2xx."""
+    await make_connector(client, admin, name="shop", fmt="shopify", secret="shpss_c1")
+    for n in range(4):
+        shopify_id = 850_982_000 + n
+        placed = fixture_json("shopify_orders_create.json") | {"id": shopify_id}
+        created = await _shopify(client, "orders/create", placed)
+        assert created.status_code == 200, created.text
+        older = json.loads(json.dumps(placed)) | {"updated_at": "2022-04-06T10:00:00-04:00"}
+        older["line_items"][1] |= {"quantity": 2, "current_quantity": 2}
+        newer = json.loads(json.dumps(placed)) | {"updated_at": "2022-04-06T10:05:00-04:00"}
+        newer["line_items"][0]["current_quantity"] = 0
+        newer["line_items"][1] |= {"quantity": 3, "current_quantity": 3}
+        pair = [_shopify(client, "orders/updated", u) for u in (older, newer)]
+        answers = await asyncio.gather(*(pair if n % 2 else reversed(pair)))
+        assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+        order = await _order(client, admin, created.json()["order_id"])
+        assert [ln["quantity"] for ln in order["lines"]] == [0, 3]
+    await assert_stock_invariants(engine)

@@ -8,12 +8,13 @@ Changes from the sales channel, applied as edits (``orders.edit_order``: only un
 change; otherwise the edit's 409 fails the delivery with its reason and nothing is applied):
 
 * ``order.updated`` (Shopify ``orders/updated``, WooCommerce ``order.updated``): the lines and
-  address as they are now. Lines are matched by the channel's line id when every line of the
-  order has one (kept at intake), else by SKU (orders placed before oms kept the ids); more
-  units go to the last line of a match, fewer are taken from the last; a line the channel no
-  longer has keeps 0 units; a new one is added with its id. A WooCommerce update of a paid
-  order carries its payment too: recorded (once, by reference) after the edit, since it pays
-  the new total.
+  address as they are now (an address that differs only by its coordinates, geocoded by the
+  platform after the order was created, is no change). Lines are matched by the channel's
+  line id when every line of the order has one (kept at intake), else by SKU (orders placed
+  before oms kept the ids); more units go to the last line of a match, fewer are taken from
+  the last; a line the channel no longer has keeps 0 units; a new one is added with its id. A
+  WooCommerce update of a paid order carries its payment too: recorded (once, by reference)
+  after the edit, since it pays the new total.
 * ``order.edited`` (Shopify ``orders/edited``): units added to or removed from lines named by
   the channel's line id. An id no line of the order carries fails the delivery (422
   ``unknown_line_items``), nothing applied.
@@ -229,6 +230,20 @@ def _stale(seen: datetime | None, at: datetime | None, *, or_equal: bool) -> boo
     return at <= seen if or_equal else at < seen
 
 
+_COORDINATES = ("latitude", "longitude")
+
+
+def _same_place(new: dict[str, Any], current: dict[str, Any]) -> bool:
+    """The same address but for its coordinates: a platform geocodes an address after the
+    order was created (Shopify's ``latitude``/``longitude`` arrive in a later update), which is
+    no change of where the order goes (no re-plan, nothing refused on a picked order)."""
+
+    def place(address: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in address.items() if k not in _COORDINATES}
+
+    return place(new) == place(current)
+
+
 def _spread(lines: Sequence[Any], want: int, quantities: dict[uuid.UUID, int]) -> None:
     """``want`` units over the order lines of one match: more go to its last line, fewer are
     taken from the last ones first."""
@@ -297,7 +312,7 @@ async def _update(
     added = [i for k, idx in platform.items() if k not in matched for i in idx]
     add = tuple(data.lines[i] for i in added)
     address = data.shipping_address
-    same_address = address.model_dump(mode="json") == orders_service.address_of(order)
+    same_address = _same_place(address.model_dump(mode="json"), orders_service.address_of(order))
     if not quantities and not add and same_address:
         if event.channel_updated_at is not None:
             await orders_service.record_channel_update(

@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from oms.inventory import service as inventory_service
+from oms.orders import promising
 from oms.orders import service as orders_service
 from oms.orders.domain import OrderStatus, ShipmentStatus
 from oms.orders.models import Order, OrderEvent, Shipment
@@ -227,6 +228,7 @@ async def _move(
     """Cancel the order's pending shipments and give back its units, write the wave's
     shipments; returns the reservations to make (the caller reserves them all at once)."""
     await inventory_service.release(session, order_id=order.id)
+    promised = await promising.pending_promise(session, order_id=order.id)  # the wave keeps it
     await session.execute(
         update(Shipment)
         .where(Shipment.order_id == order.id, Shipment.status == ShipmentStatus.PENDING.value)
@@ -250,6 +252,7 @@ async def _move(
         )
         for seq, wid in enumerate(used, start=first_seq)
     }
+    promising.set_promise(shipments.values(), promised)
     await insert_shipments(session, list(shipments.values()))
     await session.execute(
         update(Order)

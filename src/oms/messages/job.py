@@ -30,6 +30,7 @@ from oms.messages.providers import (
     SmsProvider,
 )
 from oms.shared.clock import utcnow
+from oms.shared.targets import Resolver, TargetGuard, system_resolver
 
 log = logging.getLogger("oms.messages")
 
@@ -42,7 +43,8 @@ class MessageStats:
 
 
 class MessageJob:
-    """``email`` / ``sms``: providers to use instead of the configured ones (tests)."""
+    """``email`` / ``sms``: providers to use instead of the configured ones (tests);
+    ``resolver``: the DNS seam of the SMS provider's target check (as the webhook relay's)."""
 
     def __init__(
         self,
@@ -55,6 +57,7 @@ class MessageJob:
         email: EmailProvider | None = None,
         sms: SmsProvider | None = None,
         batch: int = 20,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
@@ -65,6 +68,9 @@ class MessageJob:
         self.sms = sms
         self.batch = batch
         self.stats = MessageStats()
+        self.guard = TargetGuard(
+            allow_private=settings.webhook_allow_private_targets, resolver=resolver
+        )
         self._ran_at = float("-inf")
         self._busy = False
         self.policy = delivery.RetryPolicy(
@@ -106,7 +112,7 @@ class MessageJob:
             return self.email, self.sms
         async with self.sessionmaker() as session, session.begin():
             email, sms = await providers_config.load(
-                session, settings=self.settings, client=self.client
+                session, settings=self.settings, client=self.client, guard=self.guard
             )
         return self.email or email, self.sms or sms
 

@@ -18,6 +18,8 @@ from oms.messages.models import MessageProvider
 from oms.messages.providers import EmailProvider, SmsProvider
 from oms.messages.providers.sms_http import HttpSmsProvider, HttpSmsSettings
 from oms.messages.providers.smtp import SmtpProvider, SmtpSettings
+from oms.shared.errors import Unprocessable
+from oms.shared.targets import TargetGuard, TargetRefused, check_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +73,17 @@ def _sms_from_row(row: MessageProvider, settings: Settings) -> HttpSmsSettings:
 
 
 async def load(
-    session: AsyncSession, *, settings: Settings, client: httpx.AsyncClient
+    session: AsyncSession, *, settings: Settings, client: httpx.AsyncClient, guard: TargetGuard
 ) -> tuple[EmailProvider | None, SmsProvider | None]:
-    """The providers to send with now (None: the channel has none)."""
+    """The providers to send with now (None: the channel has none); ``guard`` checks and pins
+    the SMS provider's address at every send."""
     email_row = await session.get(MessageProvider, "email")
     sms_row = await session.get(MessageProvider, "sms")
     smtp = _smtp_from_row(email_row, settings) if email_row else _smtp_from_settings(settings)
     email = SmtpProvider(smtp) if smtp else None
-    sms = HttpSmsProvider(_sms_from_row(sms_row, settings), client) if sms_row else None
+    sms = (
+        HttpSmsProvider(_sms_from_row(sms_row, settings), client, guard=guard) if sms_row else None
+    )
     return email, sms
 
 
@@ -109,6 +114,20 @@ async def describe(session: AsyncSession, *, channel: str, settings: Settings) -
     return ProviderView(channel, "none", {}, False, None)
 
 
+def check_sms_url(url: str, *, allow_private: bool) -> None:
+    """422 ``sms_url_not_allowed`` for an SMS provider URL oms may never send to (an internal
+    address, credentials in it): the outbound-target policy of webhooks (``check_url``)."""
+    try:
+        check_url(url, allow_private=allow_private)
+    except TargetRefused as exc:
+        raise Unprocessable(
+            f"this URL may not receive SMS requests: {exc.detail}",
+            code="sms_url_not_allowed",
+            title="SMS provider URL not allowed",
+            reason=exc.reason,
+        ) from None
+
+
 async def put(
     session: AsyncSession,
     *,
@@ -116,9 +135,13 @@ async def put(
     values: dict[str, Any],
     secret: str | None,
     keep_secret: bool,
+    allow_private: bool,
     now: datetime,
 ) -> None:
-    """Save a channel's provider. ``keep_secret``: the secret was not sent, keep the stored one."""
+    """Save a channel's provider. ``keep_secret``: the secret was not sent, keep the stored one.
+    ``allow_private``: ``webhook_allow_private_targets`` (an SMS URL may be internal)."""
+    if channel == "sms":
+        check_sms_url(str(values["url"]), allow_private=allow_private)
     insert = pg_insert(MessageProvider).values(
         channel=channel, settings=values, secret=secret, updated_at=now
     )

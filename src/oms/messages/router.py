@@ -275,6 +275,7 @@ async def put_email_provider(
         values=values,
         secret=body.password,
         keep_secret="password" not in body.model_fields_set,
+        allow_private=True,  # (SMTP relays are often local: the host is not a URL target)
         now=utcnow(),
     )
     view = await service.describe_provider(
@@ -290,7 +291,12 @@ async def put_email_provider(
     description=(
         "A provider taking one JSON POST per message (`to`, `from`, `text`; `Authorization: "
         "Bearer <token>`, `Idempotency-Key`), answering 2xx with the message's id in "
-        "`id_field`. `token` is write-only: omitted keeps the stored one, `null` clears it."
+        "`id_field`. `token` is write-only: omitted keeps the stored one, `null` clears it. "
+        "The URL is held to the policy of webhook targets: 422 `sms_url_not_allowed` (with the "
+        "`reason`) for credentials in it or a host that is a loopback, private, link-local or "
+        "cloud metadata address (allowed, but metadata, with "
+        "`OMS_WEBHOOK_ALLOW_PRIVATE_TARGETS`); the name is resolved and checked again at every "
+        "send, and the request goes to the checked address."
     ),
     responses=problems(*AUTH_PROBLEMS),
 )
@@ -303,6 +309,7 @@ async def put_sms_provider(
         values=body.model_dump(exclude={"token"}),
         secret=body.token,
         keep_secret="token" not in body.model_fields_set,
+        allow_private=request.app.state.settings.webhook_allow_private_targets,
         now=utcnow(),
     )
     view = await service.describe_provider(

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms.auth.service import Principal
 from oms.inventory import service as inventory_service
-from oms.orders import domain
+from oms.orders import domain, promising
 from oms.orders.domain import OrderStatus, ShipmentStatus
 from oms.orders.events import order_summary
 from oms.orders.locking import lock_order, version_conflict
@@ -500,7 +500,14 @@ async def _write(
         backordered.update(rows.backordered)
         reservations = rows.reservations
         explanation = rows.routing["explanation"]
+        # the re-planned parcels: a fresh promise from now, to the (new) address
+        await promising.promise_new_shipments(
+            session, plan, rows.shipments, order=order, at=now, country=dest.country
+        )
         await insert_shipments(session, rows.shipments)
+        await promising.announce_promise_changes(
+            session, order=order, before=affected, shipments=rows.shipments, cause="order_edited"
+        )
         planned = [
             {
                 "id": str(sh.id),

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from oms.orders.models import Order, Shipment
-    from oms.orders.plans import NewOrder
+    from oms.orders.plans import NewOrder, NewShipment
 
 
 def order_summary(order: Order | NewOrder) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def order_summary(order: Order | NewOrder) -> dict[str, Any]:
     }
 
 
-def shipment_payload(shipment: Shipment) -> dict[str, Any]:
+def shipment_payload(shipment: Shipment | NewShipment) -> dict[str, Any]:
     """The data carried by shipment.* events."""
     return {
         "shipment_id": str(shipment.id),

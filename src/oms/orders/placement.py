@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms.auth.service import Principal
@@ -21,7 +21,7 @@ from oms.orders import domain, hold_rules, holds, promising, views
 from oms.orders.domain import OrderStatus
 from oms.orders.events import order_summary
 from oms.orders.idempotency import StoredResponse, claim_idempotency_key
-from oms.orders.models import Order
+from oms.orders.models import Order, OrderEvent
 from oms.orders.plans import (
     NewOrder,
     NewOrderLine,
@@ -265,7 +265,7 @@ async def place_order_with_shipments(
                             session, order=order, holds=new_holds, request_id=request_id
                         )
                     if fulfil is not None:
-                        await fulfil.write(session, order_id=order_id, actor=principal.actor)
+                        await _transfer_requested(session, order, fulfil, principal, request_id)
                     if not await inventory_service.reserve(session, reservations=rows.reservations):
                         raise _StockMoved
             except _StockMoved:  # the savepoint is rolled back: writes undone, row locks released
@@ -275,7 +275,7 @@ async def place_order_with_shipments(
         if new_holds:
             await holds.hold_new_order(session, order=order, holds=new_holds, request_id=request_id)
         if fulfil is not None:
-            await fulfil.write(session, order_id=order_id, actor=principal.actor)
+            await _transfer_requested(session, order, fulfil, principal, request_id)
         if not rows.reservations:  # a backorder of everything: no stock to lock
             break
         if await inventory_service.reserve_then_commit(session, reservations=rows.reservations):
@@ -316,6 +316,32 @@ async def place_order_with_shipments(
 
     after_commit(session, _committed)
     return PlacedOrder(order, shipments, body)
+
+
+async def _transfer_requested(
+    session: AsyncSession,
+    order: NewOrder,
+    fulfil: stores_service.FulfilTransfer,
+    principal: Principal,
+    request_id: str | None,
+) -> None:
+    """#19: the draft transfers bringing a pickup order's short units to its store, and the
+    history row saying so (only for such an order; written before the reservation)."""
+    await fulfil.write(session, order_id=order.id, actor=principal.actor)
+    await session.execute(
+        insert(OrderEvent).values(
+            order_id=order.id,
+            kind="transfer_requested",
+            from_status=order.status,
+            to_status=order.status,
+            actor=principal.actor,
+            actor_role=principal.role.value,
+            reason=f"{order.pickup_warehouse_code} lacks units: they come by transfer",
+            data={"transfers": fulfil.routing_entries()},
+            request_id=request_id,
+            created_at=order.created_at,
+        )
+    )
 
 
 async def _write(

@@ -6,19 +6,23 @@ backordered units, from the incoming supply they wait for). The dates are comput
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from oms.inventory import service as inventory_service
-from oms.orders.domain import OrderStatus
-from oms.orders.models import Order, OrderLine
+from oms.orders.domain import OrderStatus, ShipmentStatus
+from oms.orders.events import shipment_payload
+from oms.orders.models import Order, OrderEvent, OrderLine, Shipment
 from oms.orders.plans import NewOrder, NewShipment
+from oms.outbox.service import record_event
 from oms.promises import service as promises_service
 from oms.promises.domain import (
     Promise,
@@ -29,6 +33,7 @@ from oms.promises.domain import (
     promise_shipments,
 )
 from oms.routing.domain import RoutePlan
+from oms.shared.clock import utcnow
 
 
 def _bands(plan: RoutePlan) -> tuple[dict[str, int], dict[str, str]]:
@@ -60,10 +65,12 @@ async def promise_new_shipments(
     *,
     order: Order | NewOrder,
     at: datetime | None = None,
+    country: str | None = None,
 ) -> None:
     """Set ``ship_by`` and ``deliver_by`` on the shipments about to be written for ``order``:
-    promised from ``at`` (default: its placement time), from the cached tables (no round trip
-    once they are loaded). Placement and full re-routes call it."""
+    promised from ``at`` (default: its placement time) to ``country`` (default: the order's),
+    from the cached tables (no round trip once they are loaded). Placement, full re-routes,
+    shipment exceptions and moves, and edits call it."""
     if not shipments:
         return
     tables = await promises_service.tables(session)
@@ -71,7 +78,7 @@ async def promise_new_shipments(
         tables,
         plan,
         at=order.created_at if at is None else at,
-        country=order.ship_country,
+        country=order.ship_country if country is None else country,
         pickup=order.fulfillment == "pickup",
     )
     for sh in shipments:
@@ -99,6 +106,137 @@ async def promise_rows(
     for row in rows:
         p = promises.get(str(row["warehouse_id"]))
         row["ship_by"], row["deliver_by"] = (None, None) if p is None else (p.ship_by, p.deliver_by)
+
+
+# ---- promises of parcels made after placement (issue 18) ---------------------------------------
+
+
+def earliest_promise(
+    shipments: Iterable[Shipment | NewShipment],
+) -> tuple[datetime | None, date | None]:
+    """The earliest ``ship_by`` and ``deliver_by`` among ``shipments`` (``None`` where none has
+    one): what the customer was promised for the units they carry."""
+    parcels = list(shipments)
+    ship_by = [sh.ship_by for sh in parcels if sh.ship_by is not None]
+    deliver_by = [sh.deliver_by for sh in parcels if sh.deliver_by is not None]
+    return min(ship_by, default=None), min(deliver_by, default=None)
+
+
+def keep_promise(shipments: Sequence[NewShipment], *, of: Iterable[Shipment | NewShipment]) -> None:
+    """Give the parcels about to be written the promise of the parcels whose units they carry
+    (the earliest of them): a split or a wave does not move the date the customer was
+    promised."""
+    set_promise(shipments, earliest_promise(of))
+
+
+async def pending_promise(
+    session: AsyncSession, *, order_id: uuid.UUID
+) -> tuple[datetime | None, date | None]:
+    """The earliest promise of the order's pending parcels (what a wave that replaces them
+    keeps: :func:`set_promise`)."""
+    row = (
+        await session.execute(
+            select(func.min(Shipment.ship_by), func.min(Shipment.deliver_by)).where(
+                Shipment.order_id == order_id, Shipment.status == ShipmentStatus.PENDING.value
+            )
+        )
+    ).one()
+    return row[0], row[1]
+
+
+def set_promise(
+    shipments: Iterable[NewShipment], promise: tuple[datetime | None, date | None]
+) -> None:
+    """Give the parcels about to be written this (kept) promise."""
+    for sh in shipments:
+        sh.ship_by, sh.deliver_by = promise
+
+
+async def merge_promise(session: AsyncSession, *, into: Shipment, other: Shipment) -> None:
+    """A merge: the parcel kept carries the units of both, so it keeps the earlier promise of
+    the two (no unit's promise moves later)."""
+    ship_by, deliver_by = earliest_promise([into, other])
+    if (ship_by, deliver_by) == (into.ship_by, into.deliver_by):
+        return
+    await session.execute(
+        update(Shipment)
+        .where(Shipment.id == into.id)
+        .values(ship_by=ship_by, deliver_by=deliver_by)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(into, "ship_by", ship_by)
+    set_committed_value(into, "deliver_by", deliver_by)
+
+
+def _later(
+    new: tuple[datetime | None, date | None], old: tuple[datetime | None, date | None]
+) -> bool:
+    """Whether promise ``new`` is later than ``old``: by ``deliver_by`` when both have one,
+    else by the ship date (``ship_by``)."""
+    (new_ship, new_deliver), (old_ship, old_deliver) = new, old
+    if new_deliver is not None and old_deliver is not None:
+        return new_deliver > old_deliver
+    if new_deliver is None and old_deliver is None and new_ship and old_ship:
+        return new_ship > old_ship
+    return False
+
+
+def _iso(value: date | datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+async def announce_promise_changes(
+    session: AsyncSession,
+    *,
+    order: Order,
+    before: Iterable[Shipment],
+    shipments: Sequence[NewShipment],
+    cause: str,
+    actor: str | None = None,
+    request_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """After a re-plan (``cause``: ``shipment_exception``, ``shipment_moved``,
+    ``order_edited``, ``rerouted``): each new parcel promised later than the parcels it
+    replaces (``before``; their earliest promise) is announced as ``shipment.promise_changed``,
+    and the order's history gets one ``promise_changed`` row listing them. Returns them."""
+    previous = earliest_promise(before)
+    if previous == (None, None):
+        return []  # nothing was promised for these units (e.g. added by an edit)
+    changes: list[dict[str, Any]] = []
+    for sh in shipments:
+        if not _later((sh.ship_by, sh.deliver_by), previous):
+            continue
+        change = {
+            "ship_by": _iso(sh.ship_by),
+            "deliver_by": _iso(sh.deliver_by),
+            "previous_ship_by": _iso(previous[0]),
+            "previous_deliver_by": _iso(previous[1]),
+            "cause": cause,
+        }
+        changes.append({"shipment_id": str(sh.id), **change})
+        await record_event(
+            session,
+            type="shipment.promise_changed",
+            aggregate_type="order",
+            aggregate_id=str(order.id),
+            data={**shipment_payload(sh), **change},
+        )
+    if changes:  # a Core insert: an edit's preview rolls its savepoint back, leaving nothing
+        await session.execute(
+            insert(OrderEvent).values(
+                order_id=order.id,
+                kind="promise_changed",
+                from_status=order.status,
+                to_status=order.status,
+                actor=actor or "oms",
+                actor_role=None,
+                reason=f"delivery promise later after {cause}",
+                data={"cause": cause, "shipments": changes},
+                request_id=request_id,
+                created_at=utcnow(),
+            )
+        )
+    return changes
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,6 +166,7 @@ async def order_history(
     channel = await session.scalar(select(Order.channel).where(Order.id == order_id))
     if channel is None or not visible(principal, channel):
         raise not_found(order_id)
+    await refuse_outside_scope(session, order_id=order_id, principal=principal, every=False)
     rows = await session.scalars(
         select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.id)
     )

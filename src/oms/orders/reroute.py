@@ -46,7 +46,7 @@ class _StockMoved(Exception):
     """A reservation lost a race after routing: roll back the savepoint and route again."""
 
 
-async def _route_and_reserve(session: AsyncSession, *, order: Order) -> None:
+async def _route_and_reserve(session: AsyncSession, *, order: Order) -> PlanRows:
     """Plan against a fresh snapshot, write the plan's rows and reserve; re-route if the stock
     moved (a concurrent order took it): the savepoint is rolled back and the order routed
     again, at most MAX_ROUTE_ATTEMPTS times."""
@@ -84,7 +84,7 @@ async def _route_and_reserve(session: AsyncSession, *, order: Order) -> None:
                 await _write_rows(session, order=order, rows=rows)
         except _StockMoved:
             continue
-        return
+        return rows
     raise stock_contention()
 
 
@@ -167,7 +167,16 @@ async def reroute_order(
         .where(Shipment.order_id == order_id, Shipment.status == ShipmentStatus.PENDING.value)
         .values(status=ShipmentStatus.CANCELLED.value, cancelled_at=now, updated_at=now)
     )
-    await _route_and_reserve(session, order=order)
+    rows = await _route_and_reserve(session, order=order)
+    await promising.announce_promise_changes(
+        session,
+        order=order,
+        before=active,
+        shipments=rows.shipments,
+        cause="rerouted",
+        actor=principal.actor,
+        request_id=request_id,
+    )
     after = list(order.routing["warehouses"]) if order.routing else []
     data = {"from_warehouses": before, "to_warehouses": after}
     session.add(

@@ -45,13 +45,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from oms.auth.service import Principal
 from oms.inventory import service as inventory_service
-from oms.orders import domain, views
+from oms.orders import domain, promising, views
 from oms.orders.domain import OrderStatus, ShipmentStatus
 from oms.orders.events import shipment_payload
 from oms.orders.exception_models import EXCEPTION_REASONS, ShipmentException
@@ -59,6 +59,7 @@ from oms.orders.holds import holds_for
 from oms.orders.locking import lock_order_of_shipment, not_found, visible
 from oms.orders.models import Order, OrderEvent, OrderLine, Shipment
 from oms.orders.plans import (
+    NewShipment,
     PlanRows,
     insert_shipments,
     plan_rows,
@@ -256,6 +257,10 @@ async def _plan_and_reserve(
             raise problem
         rows = plan_rows(
             plan, order_id=order.id, line_ids=line_ids, first_seq=first_seq, now=utcnow()
+        )
+        # a re-planned parcel gets a fresh promise, from now (README: Delivery promises)
+        await promising.promise_new_shipments(
+            session, plan, rows.shipments, order=order, at=utcnow()
         )
         try:
             async with session.begin_nested():
@@ -541,6 +546,15 @@ async def report_exception(
     }
     if stepped_back is not None:
         summary["order_status"] = {"from": stepped_back, "to": order.status}
+    await promising.announce_promise_changes(
+        session,
+        order=order,
+        before=[shipment],
+        shipments=rows.shipments,
+        cause="shipment_exception",
+        actor=principal.actor,
+        request_id=request_id,
+    )
     await _history(
         session,
         order=order,
@@ -632,6 +646,15 @@ async def move_shipment(
         session, order=order, units=units, excluded=others, refuse=refuse
     )
     new = rows.shipments[0]
+    await promising.announce_promise_changes(
+        session,
+        order=order,
+        before=[shipment],
+        shipments=rows.shipments,
+        cause="shipment_moved",
+        actor=principal.actor,
+        request_id=request_id,
+    )
     await store_current_routing(
         session,
         order=order,
@@ -693,19 +716,16 @@ async def split_shipment(
     await _touch(session, order)
     now = utcnow()
     new_id = uuid.uuid4()
-    await session.execute(
-        insert(Shipment).values(
-            id=new_id,
-            order_id=order.id,
-            seq=await _next_seq(session, order.id),
-            warehouse_id=shipment.warehouse_id,
-            warehouse_code=shipment.warehouse_code,
-            status=ShipmentStatus.PENDING.value,
-            version=1,
-            created_at=now,
-            updated_at=now,
-        )
+    parcel = NewShipment(
+        id=new_id,
+        order_id=order.id,
+        seq=await _next_seq(session, order.id),
+        warehouse_id=shipment.warehouse_id,
+        warehouse_code=shipment.warehouse_code,
+        created_at=now,
     )
+    promising.keep_promise([parcel], of=[shipment])  # the date the customer was promised
+    await insert_shipments(session, [parcel])
     await inventory_service.move_units(
         session, from_shipment_id=shipment.id, to_shipment_id=new_id, units=units
     )
@@ -777,6 +797,7 @@ async def merge_shipments(
         session, from_shipment_id=other.id, to_shipment_id=shipment.id
     )
     await _cancel_shipment(session, other)
+    await promising.merge_promise(session, into=shipment, other=other)
     await _add_live(session, order, -1)
     await store_current_routing(
         session, order=order, kind="shipment_merged", at=utcnow(), explanation=None

@@ -441,9 +441,10 @@ FULFILMENT_DOC = """Over the orders placed in the window:
 * `returns`: units returned / units shipped, for the window's orders. Returned units are the
   lines of returns (RMAs) that were not rejected; an order moved to `returned` without any
   return record counts all its shipped units.
-* `late`: orders not cancelled and still not shipped `late_after_hours` after placement at
-  `as_of` (now) (`open`), plus orders that shipped later than that (`shipped_late`);
-  `rate` = total / sales.
+* `late`: orders not cancelled and still not shipped at `as_of` (now) that are late (`open`),
+  plus orders that shipped late (`shipped_late`); `rate` = total / sales. Late by the delivery
+  promise where the order has one (a shipment not shipped by its `ship_by`, as in
+  `/late-orders`), else by age: `late_after_hours` after placement.
 
 Ratios are null when their denominator is zero. CSV: one row, nested fields flattened as
 `time_to_paid_median_s`."""

@@ -179,8 +179,15 @@ class Returns(BaseModel):
 
 class Late(BaseModel):
     after_hours: float = Field(description="An order is late when not shipped this long after")
-    open: int = Field(description="Not cancelled, not shipped, placed before as_of - after_hours")
-    shipped_late: int = Field(description="Shipped more than after_hours after placement")
+    open: int = Field(
+        description="Not cancelled, not shipped, and past its promise (a shipment not shipped "
+        "yet whose ship_by is before as_of) or, without a promise, placed before "
+        "as_of - after_hours"
+    )
+    shipped_late: int = Field(
+        description="Shipped after its promise (a shipment shipped after its ship_by) or, "
+        "without a promise, more than after_hours after placement"
+    )
     total: int = Field(description="open + shipped_late")
     rate: Rate = Field(description="total / sales")
 

@@ -228,6 +228,21 @@ _SPECS = (
         (*_SHIPMENT, "ship_by", "deliver_by"),
     ),
     EventSpec(
+        "shipment.promise_changed",
+        "A parcel made by a re-plan (``cause``: a shipment exception or move, an order edit, a "
+        "re-route) is promised later than the parcel(s) it replaces: the new ``ship_by`` and "
+        "``deliver_by`` beside the previous ones (``deliver_by`` compared; ``ship_by`` when "
+        "neither has a delivery date)",
+        (
+            *_SHIPMENT,
+            "ship_by",
+            "deliver_by",
+            "previous_ship_by",
+            "previous_deliver_by",
+            "cause",
+        ),
+    ),
+    EventSpec(
         "purchase_order.drafted",
         "A purchase order was drafted (by hand, or by the reorder job when a reorder point was "
         "crossed)",

@@ -214,7 +214,7 @@ async def transfer_to_fulfil(
         return None
     snapshot = await inventory_service.routing_snapshot(session, skus={ln.sku for ln in lines})
     store = next((w for w in snapshot if w.code == store_code), None)
-    if store is None:
+    if store is None or not store.active:  # a closed store takes no transfer
         return None
     point = None
     if store.latitude is not None and store.longitude is not None:

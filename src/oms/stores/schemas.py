@@ -232,6 +232,9 @@ class TransferRead(BaseModel):
                     "received_at": None,
                     "cancelled_at": None,
                     "backorder_units_filled": 0,
+                    "order_id": None,
+                    "shipment_id": None,
+                    "routing": None,
                 }
             ]
         }

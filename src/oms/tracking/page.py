@@ -20,6 +20,12 @@ HEADERS = {
     "img-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
 }
 
+API_HEADERS = {
+    k: HEADERS[k]
+    for k in ("Cache-Control", "Referrer-Policy", "X-Robots-Tag", "X-Content-Type-Options")
+}
+"""The tracking JSON's headers: the page's, but those about rendering HTML."""
+
 LABELS: dict[str, dict[str, str]] = {
     "en": {
         "title": "Order {number}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import HTMLResponse
 
 from oms.deps import Session
@@ -46,10 +46,18 @@ _DESCRIPTION = (
     description=_DESCRIPTION,
     responses=problems(404, 410, 422, 503, bearer=False, d410="The tracking link has expired"),
 )
-async def tracking_json(token: Token, request: Request, session: Session) -> TrackingRead:
-    found = await service.view(
-        session, settings=request.app.state.settings, token=token, now=utcnow()
-    )
+async def tracking_json(
+    token: Token, request: Request, response: Response, session: Session
+) -> TrackingRead:
+    # the URL is the credential: no shared cache keeps the answer (nor its errors), no Referer
+    try:
+        found = await service.view(
+            session, settings=request.app.state.settings, token=token, now=utcnow()
+        )
+    except ProblemError as exc:
+        exc.headers = {**page.API_HEADERS, **exc.headers}
+        raise
+    response.headers.update(page.API_HEADERS)
     return TrackingRead.model_validate(found.data)
 
 

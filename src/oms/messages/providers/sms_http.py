@@ -5,15 +5,23 @@ and ``Idempotency-Key`` (the same on every attempt of a message: a provider that
 sends once even when oms retries). A 2xx answer is a success, its JSON ``id_field`` (default
 ``id``) the provider id; 429, 5xx, timeouts and connection errors are retried; any other answer
 is final. The HTTP client is injected (tests pass ``httpx.MockTransport`` or a local server).
+
+The URL is held to the outbound-target policy of webhooks (:mod:`oms.shared.targets`): refused
+when saved if it spells an internal address, and at every send its host is resolved, every
+address checked, and the request sent to the checked address (``Host`` and TLS name stay the
+name). A refused send connects to nothing; it is retried (fixing the URL, the DNS or the setting
+resumes sending) until the message runs out of attempts.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import httpx
 
 from oms.messages.providers import OutgoingSms, SendOutcome
+from oms.shared.targets import TargetGuard, TargetRefused, TargetUnresolved
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +40,12 @@ class HttpSmsSettings:
 
 
 class HttpSmsProvider:
-    def __init__(self, settings: HttpSmsSettings, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, settings: HttpSmsSettings, client: httpx.AsyncClient, *, guard: TargetGuard
+    ) -> None:
         self.settings = settings
         self.client = client
+        self.guard = guard
 
     async def send(self, sms: OutgoingSms) -> SendOutcome:
         s = self.settings
@@ -43,7 +54,21 @@ class HttpSmsProvider:
             headers["Authorization"] = f"Bearer {s.token}"
         body = {"to": sms.to, "from": s.sender, "text": sms.text}
         try:
-            resp = await self.client.post(s.url, json=body, headers=headers, timeout=s.timeout_s)
+            async with asyncio.timeout(s.timeout_s):  # the DNS answer included
+                target = await self.guard.pin(s.url)
+                resp = await self.client.post(
+                    target.url,
+                    json=body,
+                    headers=headers | target.headers,
+                    extensions=target.extensions,
+                    timeout=s.timeout_s,
+                )
+        except TargetRefused as exc:
+            return SendOutcome(ok=False, error=f"refused: {exc.detail}", retry=True)
+        except TargetUnresolved as exc:
+            return SendOutcome(ok=False, error=str(exc), retry=True)
+        except TimeoutError:
+            return SendOutcome(ok=False, error=f"timed out after {s.timeout_s:g} s", retry=True)
         except httpx.HTTPError as exc:
             return SendOutcome(ok=False, error=f"{type(exc).__name__}: {exc}", retry=True)
         if resp.is_success:

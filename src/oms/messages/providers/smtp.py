@@ -1,6 +1,6 @@
 """The built-in email provider: SMTP with STARTTLS or implicit TLS and AUTH (aiosmtplib).
 
-One SMTP session per message, bounded by ``timeout_s``. A 4xx reply (greylisting, "try again
+One SMTP session per message, bounded as a whole by ``timeout_s``. A 4xx reply (greylisting, "try again
 later", a full queue) or a connection problem is retried later; a 5xx reply for the recipient
 or the message is final, except authentication failures (530/534/535), retried so that fixing
 the password resumes sending. The server's final reply (e.g. ``250 2.0.0 Ok: queued as
@@ -9,6 +9,7 @@ the password resumes sending. The server's final reply (e.g. ``250 2.0.0 Ok: que
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -68,17 +69,21 @@ class SmtpProvider:
         except (ValueError, TypeError) as exc:  # e.g. an address the email library refuses
             return SendOutcome(ok=False, error=f"message refused: {exc}", retry=False)
         try:
-            _, reply = await aiosmtplib.send(
-                msg,
-                hostname=s.host,
-                port=s.port,
-                username=s.username,
-                password=s.password,
-                use_tls=s.security == "tls",
-                start_tls=True if s.security == "starttls" else False,
-                cert_bundle=s.ca_file,
-                timeout=s.timeout_s,
-            )
+            # aiosmtplib's own timeout bounds each command; this bounds the whole session, which
+            # the message's lease counts on (a server answering each command just in time
+            # would otherwise hold the send, lease expired, while another worker sends again)
+            async with asyncio.timeout(s.timeout_s):
+                _, reply = await aiosmtplib.send(
+                    msg,
+                    hostname=s.host,
+                    port=s.port,
+                    username=s.username,
+                    password=s.password,
+                    use_tls=s.security == "tls",
+                    start_tls=True if s.security == "starttls" else False,
+                    cert_bundle=s.ca_file,
+                    timeout=s.timeout_s,
+                )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
@@ -88,6 +93,8 @@ class SmtpProvider:
         except aiosmtplib.SMTPResponseException as exc:
             retry = exc.code < 500 or exc.code in _AUTH_CODES
             return SendOutcome(ok=False, error=f"{exc.code} {exc.message}", retry=retry)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        except TimeoutError:
+            return SendOutcome(ok=False, error=f"timed out after {s.timeout_s:g} s", retry=True)
+        except (aiosmtplib.SMTPException, OSError) as exc:
             return SendOutcome(ok=False, error=f"{type(exc).__name__}: {exc}", retry=True)
         return SendOutcome(ok=True, provider_id=reply.strip()[:256] or None)
