@@ -27,6 +27,7 @@ import asyncio
 import json
 import random
 import select
+import shutil
 import sys
 import tempfile
 import time
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             server.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
     result |= {"command": " ".join(["bench/keepalive.py", *(argv or sys.argv[1:])])}
     result |= {"server_env": env, "probe_idle_s": CLIENT_EXPIRY_S - PROBE_MARGIN_S}
     print(json.dumps(result, indent=2))

@@ -288,6 +288,20 @@ async def _trigger_micro(dsn: str, rounds: int, txs: int) -> dict[str, Any]:
     }
 
 
+async def _drop_backlog(dsn: str) -> int:
+    """Deliveries a round's subscriber left unsent are marked dead, so that they are not sent
+    during the next round (whatever its variant): each round pays for its own subscribers."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        status = await conn.execute(
+            "UPDATE webhook_deliveries SET status = 'dead' "
+            "WHERE status IN ('pending', 'delivering', 'failed')"
+        )
+        return int(status.split()[-1])
+    finally:
+        await conn.close()
+
+
 def _subscription(base: str, token: str, sub_id: str, enabled: bool) -> None:
     resp = httpx.patch(
         f"{base}/v1/webhooks/subscriptions/{sub_id}",
@@ -450,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                         connector.join(timeout=15)
                         cursor = connector.cursor
                     worker.stop()
+                    left = asyncio.run(_drop_backlog(db.dsn))
                     worker_log = worker.log.read_text(errors="replace")
                     errors, oos = errors_of(result)
                     place = result["ops"].get("place", {})
@@ -465,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                             "journal_rows": after["journal"] - before["journal"],
                             "events": after["events"] - before["events"],
                             "webhooks_received": receiver.counts["received"] - received,
+                            "webhooks_left_unsent": left,
                             "feed_rows_read": connector.rows if connector else 0,
                             "feed_errors": connector.errors if connector else 0,
                             "cpu": result["cpu"],
@@ -510,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
 def print_report(report: dict[str, Any]) -> None:
     head = (
         f"{'round':>5} {'variant':<8} {'orders/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
-        f"{'journal':>8} {'events':>7} {'hooks':>6} {'feed rows':>9}"
+        f"{'journal':>8} {'events':>7} {'hooks':>6} {'unsent':>6} {'feed rows':>9}"
     )
     print(head)
     print("-" * len(head))
@@ -519,7 +535,7 @@ def print_report(report: dict[str, Any]) -> None:
             f"{x['round']:>5} {x['variant']:<8} {x['orders_per_s']:>9.1f} "
             f"{(x['p50_ms'] or 0):>7.1f} {(x['p99_ms'] or 0):>7.1f} {x['errors']:>6} "
             f"{x['journal_rows']:>8} {x['events']:>7} {x['webhooks_received']:>6} "
-            f"{x['feed_rows_read']:>9}"
+            f"{x['webhooks_left_unsent']:>6} {x['feed_rows_read']:>9}"
         )
     print()
     print(

@@ -1,12 +1,14 @@
 """Customer messages and tracking links under attack (review of #22): the SMS provider URL is
 held to the outbound-target policy of webhooks (no internal addresses, checked when saved and
-pinned at every send), templates cannot spin or bloat the worker, a hanging SMTP server does
-not hold other messages, the tracking JSON is not cached, bad input is a 4xx."""
+pinned at every send), templates cannot spin or bloat the API or the worker, a silent or slow
+SMTP server (or an endless SMS answer) costs one bounded attempt, backoff stays within its cap,
+the tracking JSON is not cached, bad input is a 4xx."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -17,9 +19,14 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from oms.messages import delivery
+from oms.messages.context import sample
 from oms.messages.job import MessageJob
-from oms.messages.providers import OutgoingEmail
-from oms.messages.providers.smtp import SmtpProvider, SmtpSettings
+from oms.messages.providers import OutgoingEmail, OutgoingSms
+from oms.messages.providers.sms_http import HttpSmsProvider, HttpSmsSettings
+from oms.messages.providers.smtp import SmtpProvider, SmtpSettings, build_message
+from oms.messages.rendering import TemplateSource, render
+from oms.shared.targets import TargetGuard
 from oms.tracking import service as tracking
 from tests.api.messages_support import (
     SMS_TOKEN,
@@ -410,3 +417,83 @@ async def test_a_silent_or_dead_smtp_server_is_a_bounded_retryable_failure() -> 
     dead_port = server.port  # closed now: nothing listens
     outcome = await _smtp(dead_port).send(_mail())
     assert not outcome.ok and outcome.retry
+
+
+def test_backoff_stays_within_its_bounds_at_any_attempt() -> None:
+    """Capped means capped (the jitter included), and a large attempt number (a generous
+    ``OMS_MESSAGE_MAX_ATTEMPTS``) neither overflows nor stops the attempt being recorded."""
+    policy = delivery.RetryPolicy(max_attempts=5000, backoff_base_s=30.0, backoff_max_s=3600.0)
+    for attempt in (1, 2, 8, 60, 1100, 5000):
+        for _ in range(50):
+            delay = delivery.backoff(attempt, policy).total_seconds()
+            assert 0 < delay <= 3600.0, (attempt, delay)
+    first = [delivery.backoff(1, policy).total_seconds() for _ in range(50)]
+    assert all(24.0 <= d <= 36.0 for d in first)
+
+
+async def test_channel_bound_keys_cannot_preview_nor_read_message_logs(
+    client: httpx.AsyncClient, keys: dict[str, str], admin: dict[str, str]
+) -> None:
+    """Previews render a real order's data: admin only, so a storefront key bound to one sales
+    channel never reads another channel's customer through them."""
+    resp = await client.post("/v1/orders", json=order_body(channel="b2b"), headers=admin)
+    assert resp.status_code == 201, resp.text
+    order = resp.json()
+    bound = auth(keys["storefront_web"])
+    preview = await client.post(
+        "/v1/messages/preview",
+        json={"order_id": order["id"], "event_type": "order.placed", "channel": "email"},
+        headers=bound,
+    )
+    assert preview.status_code == 403 and preview.json()["code"] == "role_not_allowed"
+    log = await client.get(f"/v1/orders/{order['id']}/messages", headers=bound)
+    assert log.status_code == 403
+    assert "Ada" not in preview.text + log.text
+
+
+def test_no_header_can_be_injected_through_a_name_or_an_address() -> None:
+    """A customer name with CR/LF in a subject collapses to one line; an address with CR/LF
+    (or two addresses) is refused by the message builder, not sent to someone else."""
+    context = sample("order.placed")
+    context["order"]["customer_name"] = "Ada\r\nBcc: victim@evil.example\r\n"
+    rendered = render(
+        TemplateSource("Hi {{ order.customer_name }}", "x", None), context, channel="email"
+    )
+    assert rendered.subject == "Hi Ada Bcc: victim@evil.example"
+    settings = SmtpSettings(host="h", port=25, security="none", sender="o@shop.example")
+    for to in ("a@example.com\r\nBcc: victim@evil.example", "a@example.com\nX: y"):
+        with pytest.raises(ValueError, match="linefeed|carriage"):
+            build_message(
+                settings,
+                OutgoingEmail(to=to, subject="s", text="t", html=None, message_id="<m@x>"),
+            )
+
+
+async def test_an_sms_provider_answering_without_end_is_read_only_so_far() -> None:
+    """The provider's answer is read up to a bound (its id, or an error's first characters),
+    not whole: an endpoint streaming megabytes cannot fill the worker's memory."""
+
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(400):  # 100 MB, produced as it is read
+            yield b"x" * 250_000
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, content=endless())
+
+    async def public(host: str, port: int) -> list[str]:
+        return ["93.184.215.14"]
+
+    settings = HttpSmsSettings(url="https://sms.example.com/send", token=SMS_TOKEN)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        provider = HttpSmsProvider(
+            settings, http, guard=TargetGuard(allow_private=False, resolver=public)
+        )
+        tracemalloc.start()
+        try:
+            outcome = await provider.send(OutgoingSms(to="+39333", text="t", idempotency_key="k"))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert not outcome.ok and outcome.retry and outcome.error is not None
+    assert outcome.error.startswith("HTTP 500: xxx") and len(outcome.error) < 400
+    assert peak < 5_000_000, peak

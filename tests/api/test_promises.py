@@ -791,3 +791,57 @@ async def test_a_wave_keeps_the_promise_of_the_parcels_it_replaces(
         assert after.keys() != promised.keys()  # new parcels
         assert list(after.values()) == list(promised.values())
         assert None not in next(iter(after.values()))[:1]
+
+
+async def test_an_address_edit_promises_afresh_and_announces_a_later_promise(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    _zone, today = await _two_warehouses(client, keys, sessionmaker)
+    await put_transit(client, keys, "FR", (0, 4, 6))
+    order = await _place_mugs(client, keys, 1)
+    first = order["shipments"][0]
+    paris = {"lines": ["1 Rue de Rivoli"], "city": "Paris", "postal_code": "75001"}
+    edit = {
+        "expected_version": order["version"],
+        "shipping_address": paris | {"country": "FR", "latitude": 48.86, "longitude": 2.35},
+    }
+    url, front = f"/v1/orders/{order['id']}/edits", auth(keys["storefront"])
+    preview = await client.post(f"{url}?dry_run=true", json=edit, headers=front)
+    assert preview.status_code == 200, preview.text
+    assert await _promise_events(engine, order["id"]) == []  # a preview records nothing
+    resp = await client.post(url, json=edit, headers=front)
+    assert resp.status_code == 200, resp.text
+    got = (await client.get(f"/v1/orders/{order['id']}", headers=auth(keys["admin"]))).json()
+    (live,) = [s for s in got["shipments"] if s["status"] == "pending"]
+    assert live["deliver_by"] == carrier_days(today, 6).isoformat()  # France's transit
+    (event,) = await _promise_events(engine, order["id"])
+    assert (event["shipment_id"], event["cause"]) == (live["id"], "order_edited")
+    assert (event["previous_deliver_by"], event["deliver_by"]) == (
+        first["deliver_by"],
+        live["deliver_by"],
+    )
+    history = (await client.get(f"/v1/orders/{order['id']}/history", headers=front)).json()
+    assert [h["kind"] for h in history].count("promise_changed") == 1
+
+
+async def test_a_reroute_to_a_later_promise_is_announced(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    _zone, today = await _two_warehouses(client, keys, sessionmaker)
+    order = await _place_mugs(client, keys, 1)
+    admin = auth(keys["admin"])
+    resp = await client.patch("/v1/warehouses/BER", json={"active": False}, headers=admin)
+    assert resp.status_code == 200
+    resp = await client.post(f"/v1/orders/{order['id']}/reroute", json={}, headers=admin)
+    assert resp.status_code == 200, resp.text
+    (live,) = [s for s in resp.json()["shipments"] if s["status"] == "pending"]
+    assert live["deliver_by"] == carrier_days(today + timedelta(days=1), 3).isoformat()
+    (event,) = await _promise_events(engine, order["id"])
+    assert (event["shipment_id"], event["cause"]) == (live["id"], "rerouted")
+    assert event["previous_deliver_by"] == order["shipments"][0]["deliver_by"]

@@ -3,6 +3,7 @@ shows, and how it refuses altered, foreign and expired links."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -262,3 +263,20 @@ async def test_a_configured_secret_signs_the_links(
         assert found.data["order_number"] == order["number"]
     # the app keeps its own key (none configured): a link signed with another key is refused
     assert (await client.get(f"/v1/tracking/{token}")).status_code == 404
+
+
+def test_a_token_says_nothing_readable() -> None:
+    """A link travels in emails, SMS and browser histories: decoding it shows neither the order's
+    id nor its expiry (it is encrypted as well as signed), and two links to one order differ
+    with the key."""
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    order_id = uuid.uuid4()
+    expires = now + timedelta(days=90)
+    key = tokens.derive_key("s" * 40)
+    token = tokens.sign(order_id, expires, key)
+    raw = base64.urlsafe_b64decode(token + "=")
+    assert order_id.bytes not in raw and order_id.bytes[:6] not in raw
+    assert int(expires.timestamp()).to_bytes(8, "big")[3:] not in raw
+    other = tokens.sign(order_id, expires, tokens.derive_key("t" * 40))
+    assert base64.urlsafe_b64decode(other + "=")[:24] != raw[:24]
+    assert tokens.verify(token, key, now=now) == (order_id, expires)

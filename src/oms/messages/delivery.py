@@ -149,9 +149,10 @@ class RetryPolicy:
 
 
 def backoff(attempt: int, policy: RetryPolicy) -> timedelta:
-    """``base * 2^(attempt-1)``, capped, with +-20 % jitter."""
-    delay = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** max(0, attempt - 1))
-    return timedelta(seconds=delay * random.uniform(0.8, 1.2))  # noqa: S311 (jitter)
+    """``base * 2^(attempt-1)`` with +-20 % jitter, never more than ``backoff_max_s``."""
+    exponent = min(max(0, attempt - 1), 60)  # (2.0**1100 would overflow the float)
+    delay = policy.backoff_base_s * 2.0**exponent * random.uniform(0.8, 1.2)  # noqa: S311
+    return timedelta(seconds=min(policy.backoff_max_s, delay))
 
 
 async def finish(

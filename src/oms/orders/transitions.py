@@ -312,9 +312,9 @@ async def transition_order(
                     tracking_number=change.tracking_number,
                 )
     elif change.to is OrderStatus.CANCELLED:
-        await inventory_service.release(session, order_id=order_id)
-        if pickup:  # #19: its transfers to fulfil (drafts cancelled; shipped units: ordinary)
+        if pickup:  # #19: its transfers to fulfil (rows it owns: locked before the stock rows)
             await stores_service.order_cancelled(session, order_id=order_id)
+        await inventory_service.release(session, order_id=order_id)
         now = utcnow()
         await session.execute(
             update(Shipment)

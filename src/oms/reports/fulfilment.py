@@ -177,35 +177,35 @@ async def _late_by_promise(
     as in :func:`late_orders`); a shipped order is shipped late when a shipment shipped after
     its ``ship_by`` (its promise: its shipped shipments have one). ``age_*``: how many of the
     same orders the age rule counted (to take off); ``promise_*``: how many the promise
-    counts. Only orders with a promised shipment are read (through the shipments' order
-    index)."""
+    counts. Each order of the window looks up its own shipments (their order index): the cost
+    follows the window, not the shipments table (README: Delivery promises)."""
+    unshipped = "s.status IN ('pending', 'picked', 'packed')"
     row = await fetch_one(
         session,
         f"""
-        WITH promised AS (
-            SELECT o.status, o.created_at, o.shipped_after_s,
-                   bool_or(s.status IN ('pending', 'picked', 'packed')) AS open_promised,
-                   bool_or(s.status IN ('pending', 'picked', 'packed') AND s.ship_by < :as_of)
-                       AS open_late,
+        SELECT
+            count(*) FILTER (WHERE o.status IN {OPEN_STATUSES} AND p.open_promised
+                               AND o.created_at < :late_before) AS age_open,
+            count(*) FILTER (WHERE o.status IN {OPEN_STATUSES} AND p.open_late) AS promise_open,
+            count(*) FILTER (WHERE p.shipped_promised AND o.shipped_after_s > :late_after_s)
+                AS age_shipped,
+            count(*) FILTER (WHERE p.shipped_promised AND o.shipped_after_s IS NOT NULL
+                               AND p.shipped_late) AS promise_shipped
+        FROM orders o CROSS JOIN LATERAL (
+            SELECT bool_or({unshipped}) AS open_promised,
+                   bool_or({unshipped} AND s.ship_by < :as_of) AS open_late,
                    bool_or(s.shipped_at IS NOT NULL) AS shipped_promised,
                    bool_or(s.shipped_at > s.ship_by) AS shipped_late
-            FROM orders o JOIN shipments s ON s.order_id = o.id
-            WHERE {where} AND s.ship_by IS NOT NULL AND s.status <> 'cancelled'
-            GROUP BY o.id
-        )
-        SELECT
-            count(*) FILTER (WHERE status IN {OPEN_STATUSES} AND open_promised
-                               AND created_at < :late_before) AS age_open,
-            count(*) FILTER (WHERE status IN {OPEN_STATUSES} AND open_late) AS promise_open,
-            count(*) FILTER (WHERE shipped_promised AND shipped_after_s > :late_after_s)
-                AS age_shipped,
-            count(*) FILTER (WHERE shipped_promised AND shipped_after_s IS NOT NULL
-                               AND shipped_late) AS promise_shipped
-        FROM promised
+            FROM shipments s
+            WHERE s.order_id = o.id AND s.ship_by IS NOT NULL AND s.status <> 'cancelled'
+        ) p
+        WHERE {where}
         """,
         params | {"as_of": as_of},
     )
-    return {k: int(row[k]) for k in ("age_open", "promise_open", "age_shipped", "promise_shipped")}
+    return {
+        k: int(row[k] or 0) for k in ("age_open", "promise_open", "age_shipped", "promise_shipped")
+    }
 
 
 async def fulfilment(

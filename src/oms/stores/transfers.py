@@ -418,10 +418,12 @@ async def list_transfers(
 
 
 async def order_cancelled(session: AsyncSession, *, order_id: uuid.UUID) -> int:
-    """The order a transfer fulfils was cancelled (under its lock; its reservations already
-    released): a draft transfer is cancelled (``transfer.cancelled``); units already shipped
-    arrive at the destination as ordinary stock (incoming there from now). Returns how many
-    transfers were cancelled."""
+    """The order a transfer fulfils is being cancelled (under its lock, before its
+    reservations are released: the transfer rows are rows the order owns, locked before any
+    stock row): a draft transfer is cancelled (``transfer.cancelled``; the units reserved for it
+    at the source are released with the order's); units already shipped arrive at the
+    destination as ordinary stock (incoming there from now). Returns how many transfers were
+    cancelled."""
     linked = list(
         (
             await session.scalars(

@@ -16,6 +16,7 @@ resumes sending) until the message runs out of attempts.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 
 import httpx
@@ -54,15 +55,21 @@ class HttpSmsProvider:
             headers["Authorization"] = f"Bearer {s.token}"
         body = {"to": sms.to, "from": s.sender, "text": sms.text}
         try:
-            async with asyncio.timeout(s.timeout_s):  # the DNS answer included
+            async with asyncio.timeout(s.timeout_s):  # the DNS answer and the reading included
                 target = await self.guard.pin(s.url)
-                resp = await self.client.post(
+                request = self.client.build_request(
+                    "POST",
                     target.url,
                     json=body,
                     headers=headers | target.headers,
                     extensions=target.extensions,
                     timeout=s.timeout_s,
                 )
+                resp = await self.client.send(request, stream=True)
+                try:
+                    raw = await _read_bounded(resp)
+                finally:
+                    await resp.aclose()
         except TargetRefused as exc:
             return SendOutcome(ok=False, error=f"refused: {exc.detail}", retry=True)
         except TargetUnresolved as exc:
@@ -74,13 +81,27 @@ class HttpSmsProvider:
         if resp.is_success:
             provider_id = None
             try:
-                payload = resp.json()
+                payload = json.loads(raw)
                 if isinstance(payload, dict) and payload.get(s.id_field) is not None:
                     provider_id = str(payload[s.id_field])[:256]
             except ValueError:
                 pass
             return SendOutcome(ok=True, provider_id=provider_id)
         retry = resp.status_code == 429 or resp.status_code >= 500
-        return SendOutcome(
-            ok=False, error=f"HTTP {resp.status_code}: {resp.text[:300]}", retry=retry
-        )
+        text = raw[:300].decode("utf-8", "replace")
+        return SendOutcome(ok=False, error=f"HTTP {resp.status_code}: {text}", retry=retry)
+
+
+MAX_RESPONSE_BYTES = 65_536
+"""How much of the provider's answer is read: its id (or an error) is in the first bytes."""
+
+
+async def _read_bounded(response: httpx.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= MAX_RESPONSE_BYTES:
+            break
+    return b"".join(chunks)[:MAX_RESPONSE_BYTES]

@@ -1,9 +1,9 @@
 """The built-in email provider: SMTP with STARTTLS or implicit TLS and AUTH (aiosmtplib).
 
-One SMTP session per message, bounded as a whole by ``timeout_s``. A 4xx reply (greylisting, "try again
-later", a full queue) or a connection problem is retried later; a 5xx reply for the recipient
-or the message is final, except authentication failures (530/534/535), retried so that fixing
-the password resumes sending. The server's final reply (e.g. ``250 2.0.0 Ok: queued as
+One SMTP session per message, bounded as a whole by ``timeout_s``. A 4xx reply (greylisting,
+"try again later", a full queue) or a connection problem is retried later; a 5xx reply for the
+recipient or the message is final, except authentication failures (530/534/535), retried so
+that fixing the password resumes sending. The server's final reply (e.g. ``250 2.0.0 Ok: queued as
 4F2A3``) is kept as the provider id.
 """
 
