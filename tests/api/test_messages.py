@@ -321,6 +321,35 @@ async def test_two_workers_at_once_send_each_message_once(
     assert to == sorted(f"c{i}@example.com" for i in range(len(orders)))
 
 
+async def test_two_workers_keep_each_orders_messages_in_event_order(
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    providers: dict[str, str],
+    smtp: SmtpServer,
+    make_job: Any,
+) -> None:
+    """Three events of each of four orders, two workers claiming at once: every customer gets
+    their order's messages in the order of its events (the next one is leased only after the
+    previous one is sent)."""
+    orders = [await place(client, keys, customer={"email": f"o{i}@example.com"}) for i in range(4)]
+    for i, order in enumerate(orders):
+        await ship(client, keys, order["id"], f"TRK{i}")
+        resp = await client.post(
+            f"/v1/orders/{order['id']}/transitions", json={"to": "delivered"}, headers=providers
+        )
+        assert resp.status_code == 200, resp.text
+    a, b = make_job("a"), make_job("b")
+    for _ in range(8):
+        await asyncio.gather(a.run_once(), b.run_once())
+    for i in range(len(orders)):
+        got = [
+            str(m["Subject"])
+            for m in smtp.handler.received
+            if m["X-Envelope-To"] == f"o{i}@example.com"
+        ]
+        assert [g.split()[-1] for g in got] == ["confirmed", "shipped", "delivered"], got
+
+
 async def test_opt_out_is_honoured_per_channel(
     client: httpx.AsyncClient,
     keys: dict[str, str],

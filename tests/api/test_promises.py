@@ -10,6 +10,7 @@ Dates are computed here independently of oms.promises."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,8 +30,12 @@ Keys = dict[str, str]
 
 
 @pytest.fixture(autouse=True)
-def fresh_promise_tables() -> None:
-    """Each test starts from its own calendars (the tables are cached per process for 5 s)."""
+def fresh_promise_tables() -> Iterator[None]:
+    """Each test starts from its own calendars (the tables are cached per process for 5 s),
+    and leaves none cached for the next test module's (whose parcels would be promised from
+    calendars its database no longer has)."""
+    promises_service.CACHE.clear()
+    yield
     promises_service.CACHE.clear()
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -221,9 +221,9 @@ async def announce_promise_changes(
             aggregate_id=str(order.id),
             data={**shipment_payload(sh), **change},
         )
-    if changes:  # a Core insert: an edit's preview rolls its savepoint back, leaving nothing
-        await session.execute(
-            insert(OrderEvent).values(
+    if changes:  # after the operation's own history row (it may have moved the status)
+        session.add(
+            OrderEvent(
                 order_id=order.id,
                 kind="promise_changed",
                 from_status=order.status,

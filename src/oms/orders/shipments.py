@@ -546,15 +546,6 @@ async def report_exception(
     }
     if stepped_back is not None:
         summary["order_status"] = {"from": stepped_back, "to": order.status}
-    await promising.announce_promise_changes(
-        session,
-        order=order,
-        before=[shipment],
-        shipments=rows.shipments,
-        cause="shipment_exception",
-        actor=principal.actor,
-        request_id=request_id,
-    )
     await _history(
         session,
         order=order,
@@ -564,6 +555,15 @@ async def report_exception(
         data=summary,
         request_id=request_id,
         from_status=stepped_back,
+    )
+    await promising.announce_promise_changes(
+        session,
+        order=order,
+        before=[shipment],
+        shipments=rows.shipments,
+        cause="shipment_exception",
+        actor=principal.actor,
+        request_id=request_id,
     )
     await record_event(
         session,
@@ -646,15 +646,6 @@ async def move_shipment(
         session, order=order, units=units, excluded=others, refuse=refuse
     )
     new = rows.shipments[0]
-    await promising.announce_promise_changes(
-        session,
-        order=order,
-        before=[shipment],
-        shipments=rows.shipments,
-        cause="shipment_moved",
-        actor=principal.actor,
-        request_id=request_id,
-    )
     await store_current_routing(
         session,
         order=order,
@@ -676,6 +667,15 @@ async def move_shipment(
         principal=principal,
         reason=reason,
         data=data,
+        request_id=request_id,
+    )
+    await promising.announce_promise_changes(
+        session,
+        order=order,
+        before=[shipment],
+        shipments=rows.shipments,
+        cause="shipment_moved",
+        actor=principal.actor,
         request_id=request_id,
     )
     await record_event(
