@@ -446,3 +446,14 @@ async def test_the_worker_round_marks_pickups_uncollected(
     ).json()
     assert (history[-1]["actor"], history[-1]["to_status"]) == ("apikey:pickup-expiry", "cancelled")
     assert "not collected" in history[-1]["reason"]
+
+
+async def test_no_new_code_for_a_shipment_not_waiting_for_pickup(
+    client: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    """409 `pickup_not_ready` with the shipment's status (never null: the documented type)."""
+    resp = await client.post("/v1/orders", json=order_body(), headers=auth(keys["storefront"]))
+    shipment_id = resp.json()["shipments"][0]["id"]
+    resp = await client.post(f"/v1/pickups/{shipment_id}/code", headers=auth(keys["fulfillment"]))
+    assert resp.status_code == 409
+    assert (resp.json()["code"], resp.json()["current_status"]) == ("pickup_not_ready", "pending")

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from oms.orders.schemas import Address
 from tests.helpers import assert_stock_invariants, auth, order_body, stock
 
 STORE = "STORE-P"
@@ -210,3 +211,19 @@ async def test_bad_sales_change_nothing(
     assert resp.status_code == 403
     assert await _scalar(engine, "SELECT count(*) FROM till_sales") == 0
     assert await _on_hand(engine) == (5, 0)
+
+
+async def test_a_sale_at_a_store_without_street_lines_has_a_whole_address(
+    client: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    """The order's address is the store's; a store recorded without street lines is named by
+    its name there, so the order still answers with the documented address (>= 1 line)."""
+    resp = await _sell(client, keys, _sale("R-ADDR"))
+    assert resp.status_code == 201, resp.text
+    order_id = resp.json()["order_id"]
+    order = (await client.get(f"/v1/orders/{order_id}", headers=auth(keys["admin"]))).json()
+    address = order["shipping_address"]
+    assert (address["name"], address["lines"], address["city"]) == (STORE, [STORE], "Munich")
+    Address.model_validate(address)  # the schema every order answer documents
+    listed = await client.get("/v1/orders", params={"channel": "pos"}, headers=auth(keys["admin"]))
+    assert [o["shipping_address"]["lines"] for o in listed.json()["items"]] == [[STORE]]

@@ -177,6 +177,11 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
         await post(
             "/v1/stores/BER/sales", {"receipt_id": "W-1", "currency": "EUR", "lines": [till_line]}
         )
+        # -- #20: a wave policy of a channel no order uses (its orders would wait for waves),
+        # and a wave run of it
+        resp = await c.put("/v1/wave-policies/waves", json={"enabled": True}, headers=admin)
+        assert resp.status_code == 200, resp.text
+        wave = await post("/v1/waves", {"channel": "waves"})
         transit = {"bands": [{"from_band": 0, "min_days": 1, "max_days": 2}]}
         resp = await c.put("/v1/transit-times/DE", json=transit, headers=admin)
         assert resp.status_code == 200, resp.text
@@ -270,6 +275,8 @@ async def build_world(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSessio
         # -- #19
         "transfer_id": [transfer["id"]],
         "key_id": [str(uuid.uuid4())],  # (only ever refused before it is looked up)
+        # -- #20
+        "wave_id": [wave["id"]],
         # -- #22
         "token": [links[0]],
         "event_type": ["order.placed"],

@@ -502,6 +502,13 @@ def _messages(n: dict[str, str], m: str) -> list[Call]:
     ]
 
 
+def _waves() -> list[Call]:
+    """#20: a wave of a channel without an enabled wave policy."""
+    return [
+        Call("POST", "/v1/waves", 404, "/v1/waves", "wave_policy_not_found", {"channel": "nope"}),
+    ]
+
+
 def table(world: World) -> list[Call]:
     n = world.named
     m = MISSING_UUID
@@ -576,6 +583,7 @@ def table(world: World) -> list[Call]:
         *_purchasing(n, m),
         *_stores(n, m),
         *_messages(n, m),
+        *_waves(),
         Call(
             "PATCH",
             "/v1/warehouses/{code}",

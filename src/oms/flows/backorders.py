@@ -13,6 +13,7 @@ the two commits left behind) is filled by the worker's periodic sweep (:func:`sw
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Collection
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,16 +56,18 @@ async def fill_waiting(
     order_ids = await orders_service.waiting_orders(session, skus=available, limit=limit)
     await session.commit()  # nothing held while the orders are filled one by one
     units = 0
+    left = set(available)
     for order_id in order_ids:
-        filled = await orders_service.fill_order(
+        if not left:
+            break
+        filled = await _fill_in_turn(
             session,
             order_id=order_id,
-            skus=available,
+            skus=left,
             actor=actor,
             actor_role=actor_role,
             request_id=request_id,
         )
-        await session.commit()
         if filled:
             log.info(
                 "backorder filled",
@@ -72,6 +75,41 @@ async def fill_waiting(
             )
         units += filled
     return units
+
+
+async def _fill_in_turn(
+    session: AsyncSession,
+    *,
+    order_id: uuid.UUID,
+    skus: set[str],
+    actor: str,
+    actor_role: str | None,
+    request_id: str | None,
+) -> int:
+    """Fill one order in its turn; the units filled. First in, first out under concurrent
+    stock changes: when nothing could be filled, the stock is looked at again: SKUs with
+    nothing available now leave this pass (``skus`` shrinks: a later order must not take
+    units that arrive meanwhile ahead of this one; the pass of the change that brings them
+    starts again from the oldest order), and if units did arrive meanwhile the same order is
+    tried once more before the pass moves on (it may simply not be able to use them)."""
+    for attempt in range(2):
+        filled = await orders_service.fill_order(
+            session,
+            order_id=order_id,
+            skus=skus,
+            actor=actor,
+            actor_role=actor_role,
+            request_id=request_id,
+        )
+        await session.commit()
+        if filled:
+            return filled
+        now = await _available_skus(session, skus)
+        await session.commit()
+        skus.intersection_update(now)
+        if not skus or attempt:
+            return 0
+    return 0
 
 
 async def fill_after_stock_change(

@@ -179,8 +179,14 @@ async def reissue_code(
     order, shipment = await orders_service.lock_order_of_shipment(
         session, shipment_id=shipment_id, principal=principal
     )
+    if shipment.status != ShipmentStatus.READY_FOR_PICKUP.value:
+        raise Conflict(
+            f"the shipment is '{shipment.status}', not waiting for pickup: no code to issue",
+            code="pickup_not_ready",
+            current_status=shipment.status,
+        )
     pickup = await stores_service.pickup_for_update(session, shipment_id=shipment_id)
-    if pickup.status != "ready" or shipment.status != ShipmentStatus.READY_FOR_PICKUP.value:
+    if pickup.status != "ready":
         raise Conflict(
             f"the pickup is '{pickup.status}': no code to issue",
             code="pickup_not_ready",

@@ -187,9 +187,11 @@ async def record_sale(
         payment_method=sale.payment_method.value,
         priority=domain.Priority.STANDARD.value,
         ship_name=store.name,
-        ship_lines=list(store.address_lines or []),
+        # handed over at the store: its address. Stores need not record one in full, but an
+        # order's address is whole (>= 1 non-empty line, a city), so the name stands in.
+        ship_lines=[ln for ln in store.address_lines or () if ln] or [store.name],
         ship_city=store.city or store.name,
-        ship_postal_code=store.postal_code,
+        ship_postal_code=store.postal_code or None,
         ship_region=None,
         ship_country=store.country,
         ship_latitude=store.latitude,

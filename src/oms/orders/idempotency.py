@@ -28,6 +28,8 @@ def request_fingerprint(data: OrderCreate) -> str:
     for name, default in (("phone", None), ("anonymous", False)):
         if body["customer"].get(name, default) == default:
             body["customer"].pop(name, None)
+    if body.get("locale") is None:  # migration 0023: the customer's language
+        body.pop("locale", None)
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

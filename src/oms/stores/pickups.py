@@ -110,9 +110,7 @@ async def pickup_for_update(session: AsyncSession, *, shipment_id: uuid.UUID) ->
         .execution_options(populate_existing=True)
     )
     if pickup is None:
-        raise Conflict(
-            "this shipment is not ready for pickup", code="pickup_not_ready", current_status=None
-        )
+        raise Conflict("this shipment is not ready for pickup", code="pickup_not_ready")
     return pickup
 
 
