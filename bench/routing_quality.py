@@ -760,7 +760,7 @@ def run_per_order_exact(scen: Scenario) -> Outcome:
 
 
 def route_sequence(
-    scen: Scenario, wave_size: int, time_limit: float
+    scen: Scenario, wave_size: int, time_limit: float, **wave_options: bool
 ) -> tuple[
     Outcome, dict[tuple[str, int], int], list[float], list[str], dict[tuple[str, int, str], int]
 ]:
@@ -802,7 +802,7 @@ def route_sequence(
         for o in pool:
             for a in o.current:
                 stock[a.warehouse_id][a.sku] = stock[a.warehouse_id].get(a.sku, 0) + a.quantity
-        result = solve_wave(pool, cands(stock), time_limit_s=time_limit)
+        result = solve_wave(pool, cands(stock), time_limit_s=time_limit, **wave_options)
         seconds.append(result.seconds)
         statuses.append(result.status)
         for change in result.changed:
@@ -849,8 +849,13 @@ def main_waves(args: argparse.Namespace) -> int:
     optimum and waves of each size against the clairvoyant optimum; the wave solve time per
     100 orders at 50 warehouses; the per-order routing p99 at 50 warehouses."""
     started = time.perf_counter()
-    sizes = [int(x) for x in args.wave_sizes]
-    label = {s: ("all" if s < 0 else str(s)) for s in sizes}
+    sizes = list(args.wave_sizes)  # "100": the product's solver; "100p": proven-only (v1)
+    size_of = {s: int(s.rstrip("p")) for s in sizes}
+    label = {
+        s: ("all" if size_of[s] < 0 else str(size_of[s])) + (" (proven only)" * s.endswith("p"))
+        for s in sizes
+    }
+    solver = {s: WAVE_VARIANTS["proven-only"] if s.endswith("p") else {} for s in sizes}
     results: dict[str, Any] = {
         "config": {
             "geographies": args.geographies,
@@ -891,7 +896,9 @@ def main_waves(args: argparse.Namespace) -> int:
                 waved: dict[int, tuple[Outcome, list[float], list[str]]] = {}
                 best_cost, best_x = oms_out.cost, oms_x
                 for s in sizes:
-                    w_out, _, secs, statuses, w_x = route_sequence(scen, s, args.wave_time_limit)
+                    w_out, _, secs, statuses, w_x = route_sequence(
+                        scen, size_of[s], args.wave_time_limit, **solver[s]
+                    )
                     waved[s] = (w_out, secs, statuses)
                     if w_out.cost < best_cost:
                         best_cost, best_x = w_out.cost, w_x
@@ -973,9 +980,84 @@ def main_waves(args: argparse.Namespace) -> int:
     return 0
 
 
+WAVE_VARIANTS = {
+    # name: solve_wave options (the product's defaults: warm start, checked incumbent accepted)
+    "proven-only": {"accept_incumbent": False, "warm_start": False},  # the first version
+    "warm+incumbent": {"accept_incumbent": True, "warm_start": True},
+}
+
+
+def main_wave_variants(args: argparse.Namespace) -> int:
+    """Wave solvers side by side on the same pools (``--wave-timing`` orders at 50 warehouses,
+    routed one by one, then one wave): each ``--wave-variants`` entry ``name:limit_s`` solves
+    every pool; per variant the solve times, the solver's statuses, the waves that moved
+    something and the cost after the wave relative to the per-order router's and to the best
+    cost any variant reached on that pool."""
+    cities, domestic, _ = GEOGRAPHIES["eu50"]
+    n = args.wave_timing
+    variants = [(v.split(":")[0], float(v.split(":")[1])) for v in args.wave_variants]
+    rows: list[dict[str, Any]] = []
+    for rho in args.rhos:
+        for seed in args.seeds:
+            scen = generate(seed, 50, args.skus, n, rho, cities=cities, domestic_only=domestic)
+            base = route_sequence(scen, 0, 0)[0].cost
+            row: dict[str, Any] = {"rho": rho, "seed": seed, "oms": round(base, 3)}
+            for name, limit in variants:
+                out, _, secs, st, _ = route_sequence(scen, -1, limit, **WAVE_VARIANTS[name])
+                row[f"{name}:{limit:g}"] = {
+                    "cost": round(out.cost, 3),
+                    "seconds": round(secs[0], 3),
+                    "status": st[0],
+                }
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    summary = []
+    for name, limit in variants:
+        key = f"{name}:{limit:g}"
+        ts = sorted(r[key]["seconds"] for r in rows)
+        best = [min(v["cost"] for k, v in r.items() if isinstance(v, dict)) for r in rows]
+        statuses: dict[str, int] = {}
+        for r in rows:
+            statuses[r[key]["status"]] = statuses.get(r[key]["status"], 0) + 1
+        summary.append(
+            {
+                "variant": key,
+                "waves": len(rows),
+                "p50_s": round(_pct(ts, 0.5), 3),
+                "p95_s": round(_pct(ts, 0.95), 3),
+                "max_s": round(ts[-1], 3),
+                "statuses": statuses,
+                "moved": sum(1 for r in rows if r[key]["cost"] < r["oms"] - 1e-6),
+                "vs_oms": round(statistics.mean(r[key]["cost"] / r["oms"] for r in rows), 4),
+                "vs_best": round(
+                    statistics.mean(r[key]["cost"] / b for r, b in zip(rows, best, strict=True)), 4
+                ),
+                "vs_best_max": round(
+                    max(r[key]["cost"] / b for r, b in zip(rows, best, strict=True)), 4
+                ),
+            }
+        )
+    print(
+        "| variant (limit s) | waves | p50 s | p95 s | max s | statuses | moved | "
+        "cost / per-order | cost / best (worst) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for x in summary:
+        st = ", ".join(f"{k} {v}" for k, v in sorted(x["statuses"].items()))
+        print(
+            f"| {x['variant']} | {x['waves']} | {x['p50_s']} | {x['p95_s']} | {x['max_s']} | "
+            f"{st} | {x['moved']} | {x['vs_oms']} | {x['vs_best']} ({x['vs_best_max']}) |"
+        )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2) + "\n")
+    return 0
+
+
 def main_wave_timing(args: argparse.Namespace) -> int:
     """Wave solve time for pools of exactly ``--wave-timing`` orders at 50 warehouses: per seed
     and tightness, that many orders routed one by one, then one wave of all of them."""
+    if args.wave_variants:
+        return main_wave_variants(args)
     cities, domestic, _ = GEOGRAPHIES["eu50"]
     n = args.wave_timing
     times: list[float] = []
@@ -1080,7 +1162,10 @@ def main(argv: list[str] | None = None) -> int:
         "--geographies", nargs="+", default=list(GEOGRAPHIES), choices=list(GEOGRAPHIES)
     )
     ap.add_argument(
-        "--wave-sizes", nargs="+", default=["30", "100", "-1"], help="orders per wave; -1: all"
+        "--wave-sizes",
+        nargs="+",
+        default=["30", "100", "-1"],
+        help="orders per wave; -1: all; a p suffix: the proven-only solver",
     )
     ap.add_argument("--wave-time-limit", type=float, default=10.0)
     ap.add_argument(
@@ -1088,6 +1173,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="with --waves: only time single waves of this many orders at 50 warehouses",
+    )
+    ap.add_argument(
+        "--wave-variants",
+        nargs="+",
+        default=[],
+        help="with --wave-timing: solvers side by side, name:limit_s, names: "
+        + ", ".join(WAVE_VARIANTS),
     )
     ap.add_argument(
         "--tables-from",

@@ -132,9 +132,9 @@ def test_whole_lines_stay_whole() -> None:
     assert after == {"o1": {("muc", 3)}, "o2": {("ber", 3)}}
 
 
-def test_time_limit_keeps_the_current_plans() -> None:
-    """A pool too large for the limit: the solver stops and nothing moves."""
-    rng = random.Random(3)
+def big_pool(seed: int = 3) -> tuple[list[WaveOrder], list[WarehouseCandidate]]:
+    """300 orders at 40 warehouses, each placed at a random warehouse (plenty to save)."""
+    rng = random.Random(seed)
     points = [GeoPoint(rng.uniform(36, 60), rng.uniform(-9, 25)) for _ in range(40)]
     skus = [f"S{i}" for i in range(30)]
     stock: dict[str, dict[str, int]] = {f"w{i}": {} for i in range(40)}
@@ -151,10 +151,57 @@ def test_time_limit_keeps_the_current_plans() -> None:
         for sku in rng.sample(skus, 5):
             stock[f"w{i}"][sku] = stock[f"w{i}"].get(sku, 0) + 1
     whs = [wh(f"w{i}", points[i], stock[f"w{i}"]) for i in range(40)]
+    return orders, whs
+
+
+def test_time_limit_keeps_the_current_plans() -> None:
+    """A pool too large for the limit and no cheaper plan found in it: nothing moves."""
+    orders, whs = big_pool()
     result = solve_wave(orders, whs, time_limit_s=0.02)
     check(result, orders, whs)
     assert result.status == "time_limit"
     assert not result.applied and not result.proven
+
+
+def test_a_stopped_solver_uses_only_a_checked_cheaper_plan() -> None:
+    """Stopped by a limit (a node limit here: unlike time, deterministic), the wave uses the
+    best plan found only when it keeps every line's units, stays within stock and costs less,
+    and says it is not proven. With ``accept_incumbent`` off (the first version's rule) the
+    same stop keeps every plan."""
+    orders, whs = big_pool()
+    orders = orders[:120]
+    stop = {"mip_max_nodes": 0}
+    result = solve_wave(orders, whs, time_limit_s=120, solver_options=stop)
+    check(result, orders, whs)
+    assert result.status.endswith("_limit") and not result.proven
+    assert result.applied, "120 orders placed at random warehouses: plenty to save"
+    assert result.objective_after < result.objective_before
+    assert any("not proven optimal" in n for n in result.notes)
+    assert result.changed
+    strict = solve_wave(orders, whs, time_limit_s=120, accept_incumbent=False, solver_options=stop)
+    check(strict, orders, whs)
+    assert strict.status.endswith("_limit") and not strict.applied and strict.changed == ()
+
+
+def test_the_start_is_optional_and_changes_no_optimum() -> None:
+    """The restricted start (LP, then the MIP on the warehouses the LP uses) only speeds the
+    search: with or without it the proven optimum costs the same."""
+    whs = [wh("ber", BERLIN, {"A": 1, "B": 1}), wh("muc", MUNICH, {"B": 1})]
+    orders = [
+        order(
+            "o1",
+            BERLIN,
+            [("l1", "A", 1), ("l2", "B", 1)],
+            [("l1", "A", "ber", 1), ("l2", "B", "muc", 1)],
+        ),
+        order("o2", MUNICH, [("l3", "B", 1)], [("l3", "B", "ber", 1)]),
+    ]
+    warm = solve_wave(orders, whs, time_limit_s=10)
+    cold = solve_wave(orders, whs, time_limit_s=10, warm_start=False)
+    for r in (warm, cold):
+        check(r, orders, whs)
+        assert r.proven and r.applied
+    assert abs(warm.objective_after - cold.objective_after) < 1e-9
 
 
 @st.composite
@@ -201,3 +248,7 @@ def test_waves_keep_fills_and_never_cost_more(
     result = solve_wave(orders, whs, time_limit_s=10)
     check(result, orders, whs)
     assert result.status in ("optimal", "empty")
+    cold = solve_wave(orders, whs, time_limit_s=10, warm_start=False)
+    check(cold, orders, whs)
+    # both proven within the solver's relative gap of each other
+    assert abs(cold.objective_after - result.objective_after) <= 2e-4 * result.objective_before

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -98,6 +98,18 @@ async def _existing(session: AsyncSession, *, warehouse_id: uuid.UUID, receipt_i
     return sale
 
 
+async def lock_till(session: AsyncSession, *, store_id: uuid.UUID) -> None:
+    """Serialize the till sales of one store (an advisory lock held to the commit): the first
+    lock of the lock order (``oms.orders.locking``), before the receipt's claim, the order and
+    the stock. A batch claims its receipts one after the other and holds the stock rows of
+    the first sales while it claims the next: without this lock, a single retry of one of its
+    receipts (or another batch) claiming in another order would deadlock with it."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"oms.till:{store_id}"},
+    )
+
+
 async def record_sale(
     session: AsyncSession,
     *,
@@ -115,6 +127,7 @@ async def record_sale(
     sold_at = sale.sold_at or now
     if sold_at > now:
         raise Unprocessable("a sale cannot be in the future", code="sold_in_the_future")
+    await lock_till(session, store_id=store.id)
     fingerprint = sale.fingerprint()
     order_id = uuid.uuid4()
     claimed = (
@@ -376,7 +389,10 @@ async def record_batch(
 ) -> list[BatchItem]:
     """Sales a till kept while offline, in one request: each recorded (or replayed) on its
     own savepoint, so one refused receipt (other content under a known receipt id, a sale in
-    the future) is reported and the others still stand."""
+    the future) is reported and the others still stand. The store's till lock is taken first
+    and held to the commit (see :func:`lock_till`)."""
+    store = await inventory_service.get_warehouse(session, code=store_code)
+    await lock_till(session, store_id=store.id)
     out: list[BatchItem] = []
     for sale in sales:
         try:

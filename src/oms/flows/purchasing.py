@@ -30,11 +30,13 @@ async def receive(
     actor_role: str | None,
     request_id: str | None,
     now: datetime,
+    scope: frozenset[uuid.UUID] | None = None,
 ) -> tuple[purchasing_service.ReceiptResult, int]:
     """Record the receipt (idempotent by ``reference``), commit it, then fill the backorders
-    of its SKUs; the receipt and the units filled. Commits: call it last."""
+    of its SKUs; the receipt and the units filled. Commits: call it last. ``scope``: the
+    warehouses a scoped key works at (an order for another is 404)."""
     result = await purchasing_service.receive(
-        session, po_id=po_id, reference=reference, lines=lines, actor=actor, now=now
+        session, po_id=po_id, reference=reference, lines=lines, actor=actor, now=now, scope=scope
     )
     filled = 0
     if result.skus:

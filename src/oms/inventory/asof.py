@@ -15,6 +15,7 @@ later can include what a read at ``T`` did not see yet.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +30,7 @@ WITH lv AS (
            s.reorder_point, s.reorder_quantity
     FROM stock_levels s JOIN warehouses w ON w.id = s.warehouse_id
     WHERE ($2::text IS NULL OR w.code = $2) AND ($3::text IS NULL OR s.sku = $3)
+      AND ($6::uuid[] IS NULL OR s.warehouse_id = ANY($6::uuid[]))
     ORDER BY s.sku, w.code
     LIMIT $4 OFFSET $5
 )
@@ -53,11 +55,14 @@ async def levels_as_of(
     sku: str | None,
     limit: int,
     offset: int,
+    scope: frozenset[uuid.UUID] | None = None,
 ) -> list[LevelView]:
     """The levels (as :func:`oms.inventory.levels.list_levels` pages them) with on hand and
-    reserved as they were at ``at``."""
+    reserved as they were at ``at``; only those of the warehouses in ``scope``, when given (a
+    scoped key's, ``auth.service.visible_warehouses``)."""
     conn = await driver_connection(session)
-    rows = await conn.fetch(_AS_OF, at, warehouse_code, sku, limit, offset)
+    ids = None if scope is None else list(scope)
+    rows = await conn.fetch(_AS_OF, at, warehouse_code, sku, limit, offset, ids)
     return [
         LevelView(
             warehouse_code=r["code"],

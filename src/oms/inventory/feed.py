@@ -223,15 +223,23 @@ ORDER BY p.txid, p.id
 
 
 async def changes(
-    session: AsyncSession, *, cursor: Cursor, limit: int, channel: str | None = None
+    session: AsyncSession,
+    *,
+    cursor: Cursor,
+    limit: int,
+    channel: str | None = None,
+    scope: frozenset[uuid.UUID] | None = None,
 ) -> ChangesPage:
     """The levels changed after ``cursor`` (at most ``limit`` journal rows), in journal order,
     each once (at its last place in the page), with their figures now; and with ``channel``,
-    that channel's sellable quantity of each SKU of the page."""
+    that channel's sellable quantity of each SKU of the page. With ``scope`` (a scoped key's
+    warehouses), only the levels of those warehouses are listed; the cursor moves on alike."""
     conn = await driver_connection(session)
     rows = await conn.fetch(_PAGE, cursor.txid, cursor.change_id, limit)
     last: dict[tuple[uuid.UUID, str], LevelChange] = {}
     for r in rows:
+        if scope is not None and r["warehouse_id"] not in scope:
+            continue
         key = (r["warehouse_id"], r["sku"])
         last.pop(key, None)  # keep each level once, at its last place
         last[key] = LevelChange(

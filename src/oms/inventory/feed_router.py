@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from oms.auth.service import Principal
+from oms.auth.service import Principal, visible_warehouses
 from oms.deps import Session, require
 from oms.inventory import feed, ledger_export
 from oms.inventory.feed_schemas import (
@@ -44,7 +44,8 @@ Reader = Annotated[Principal, Depends(require(Role.FULFILLMENT, Role.STOREFRONT)
     "(it can lag a running transaction by its duration). With `channel`, "
     "`channel_available` gives that channel's sellable quantity now (summed over the "
     "warehouses its routing policy ships from) of each SKU of the page. A key bound to a "
-    "channel reads its own channel only.",
+    "channel reads its own channel only; a key scoped to some locations gets their levels "
+    "only.",
     responses=problems(422, *AUTH_PROBLEMS),
 )
 async def changes(
@@ -65,7 +66,11 @@ async def changes(
             )
         channel = principal.channel
     page = await feed.changes(
-        session, cursor=feed.Cursor.decode(cursor), limit=limit, channel=channel
+        session,
+        cursor=feed.Cursor.decode(cursor),
+        limit=limit,
+        channel=channel,
+        scope=visible_warehouses(principal),
     )
     return StockChangesPage(
         levels=[
@@ -92,6 +97,15 @@ async def changes(
     )
 
 
+def _whole_ledger(principal: Principal) -> None:
+    """The ledger is one chain over every location: not for a key scoped to some of them."""
+    if visible_warehouses(principal) is not None:
+        raise Forbidden(
+            "this API key is scoped to some locations; the ledger spans every location",
+            code="scoped_key_not_allowed",
+        )
+
+
 @router.get(
     "/inventory/ledger",
     response_model=LedgerPage,
@@ -105,15 +119,17 @@ async def changes(
     "movement is numbered once its transaction and every older one have finished, so the "
     "newest movements can appear a moment after their commit; never out of order, never "
     "skipped. Recompute the chain over what you hold and compare the last hash with "
-    "`GET /v1/inventory/ledger/verify`.",
+    "`GET /v1/inventory/ledger/verify`. 403 `scoped_key_not_allowed` for a key scoped to "
+    "some locations (the chain spans them all).",
     responses=problems(*AUTH_PROBLEMS),
 )
 async def ledger(
     session: Session,
-    _: Stocker,
+    principal: Stocker,
     after_seq: Annotated[int, Query(ge=0, le=MAX_BIGINT - 5000)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> LedgerPage:
+    _whole_ledger(principal)
     rows = await ledger_export.export(session, after_seq=after_seq, limit=limit)
     return LedgerPage(
         movements=[
@@ -149,18 +165,20 @@ async def ledger(
     "compares each row and link with the stored hash: `ok: false` names the first seq that "
     "is missing or does not match (a movement altered, or its hash). `previous_hash`: the "
     "hash of `from_seq - 1` as you hold it (default: the stored one). Compare `last_hash` "
-    "with the hash you hold for `last_seq`.",
+    "with the hash you hold for `last_seq`. 403 `scoped_key_not_allowed` for a key scoped "
+    "to some locations.",
     responses=problems(*AUTH_PROBLEMS),
 )
 async def verify(
     session: Session,
-    _: Stocker,
+    principal: Stocker,
     from_seq: Annotated[int, Query(ge=1, le=MAX_BIGINT)] = 1,
     limit: Annotated[int, Query(ge=1, le=1_000_000)] = 100_000,
     previous_hash: Annotated[
         str | None, Query(pattern=r"^[0-9a-f]{64}$", description="sha256 hex")
     ] = None,
 ) -> LedgerVerificationRead:
+    _whole_ledger(principal)
     result = await ledger_export.verify(
         session, from_seq=from_seq, limit=limit, previous_hash=previous_hash
     )

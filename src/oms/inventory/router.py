@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as FastPath
-from pydantic import AwareDatetime
 
 from oms.auth.service import Principal, visible_warehouses
 from oms.deps import Session, require
@@ -32,6 +31,8 @@ from oms.inventory.schemas import (
 from oms.shared.logging import request_id_var
 from oms.shared.openapi import AUTH_PROBLEMS, MAX_BIGINT, problems
 from oms.shared.roles import Role
+from oms.shared.timestamps import RULE as TIMESTAMP_RULE
+from oms.shared.timestamps import Timestamp
 
 router = APIRouter(prefix="/v1", tags=["inventory"])
 
@@ -179,13 +180,19 @@ async def levels(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     as_of: Annotated[
-        AwareDatetime | None,
-        Query(description="A past instant, e.g. 2026-12-05T11:22:33.5Z"),
+        Timestamp | None,
+        Query(description=f"A past instant, e.g. 2026-12-05T11:22:33.5Z; {TIMESTAMP_RULE}"),
     ] = None,
 ) -> list[LevelRead]:
     if as_of is not None:
         views = await service.levels_as_of(
-            session, at=as_of, warehouse_code=warehouse, sku=sku, limit=limit, offset=offset
+            session,
+            at=as_of,
+            warehouse_code=warehouse,
+            sku=sku,
+            limit=limit,
+            offset=offset,
+            scope=visible_warehouses(principal),
         )
         return [level_read(v) for v in views]
     views = await service.list_levels(

@@ -206,7 +206,7 @@ class OptOutRead(BaseModel):
     since: datetime | None
 
 
-class AttemptRead(BaseModel):
+class MessageAttemptRead(BaseModel):
     attempt: int
     outcome: str = Field(description="`sent`, `retry`, `dead` or `lease_expired`")
     provider_message_id: str | None
@@ -226,7 +226,7 @@ class MessageRead(BaseModel):
         "(opted out or no template)"
     )
     subject: str | None
-    attempts: list[AttemptRead]
+    attempts: list[MessageAttemptRead]
     provider_message_id: str | None
     last_error: str | None
     created_at: datetime

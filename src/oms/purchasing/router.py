@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from oms.auth.service import Principal
+from oms.auth.service import Principal, visible_warehouses
 from oms.deps import Session, require
 from oms.flows import purchasing as purchasing_flow
 from oms.purchasing import service
@@ -196,7 +196,7 @@ async def create_purchase_order(
 )
 async def list_purchase_orders(
     session: Session,
-    _: Stocker,
+    principal: Stocker,
     status: POStatusName | None = None,
     supplier: Annotated[str | None, Query(max_length=32)] = None,
     warehouse: Annotated[str | None, Query(max_length=32)] = None,
@@ -210,6 +210,7 @@ async def list_purchase_orders(
         warehouse_code=warehouse,
         sku=sku,
         limit=limit,
+        scope=visible_warehouses(principal),
     )
     return [po_read(v) for v in views]
 
@@ -222,8 +223,11 @@ async def list_purchase_orders(
     "404 `purchase_order_not_found`.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
-async def get_purchase_order(po_id: uuid.UUID, session: Session, _: Stocker) -> PurchaseOrderRead:
-    return po_read(await service.get_purchase_order(session, po_id=po_id))
+async def get_purchase_order(
+    po_id: uuid.UUID, session: Session, principal: Stocker
+) -> PurchaseOrderRead:
+    scope = visible_warehouses(principal)
+    return po_read(await service.get_purchase_order(session, po_id=po_id, scope=scope))
 
 
 @router.post(
@@ -274,7 +278,8 @@ async def cancel_purchase_order(po_id: uuid.UUID, session: Session, _: Admin) ->
     "order is locked from the check to the commit). Once committed, orders waiting for the "
     "SKUs (backorders) are filled as after any receipt (express first, then oldest; at most "
     "20 in the request, the worker fills the rest). 409 `illegal_purchase_order_transition` "
-    "unless sent or partially received; 422 `unknown_po_line` for a SKU the order lacks.",
+    "unless sent or partially received; 422 `unknown_po_line` for a SKU the order lacks. A "
+    "key scoped to some locations receives (and lists, reads) only their orders: others 404.",
     responses=problems(404, 409, *AUTH_PROBLEMS),
 )
 async def receive_purchase_order(
@@ -289,6 +294,7 @@ async def receive_purchase_order(
         actor_role=principal.role.value,
         request_id=request_id_var.get(),
         now=utcnow(),
+        scope=visible_warehouses(principal),
     )
     if result.replayed:  # the first answer again (its status too), saying so
         response.headers["Idempotent-Replayed"] = "true"
@@ -394,19 +400,26 @@ async def delete_sku_policy(warehouse: str, sku: SkuPath, session: Session, _: A
     "(incoming supply) → the position and, when it is at or below the reorder point, the "
     "quantity bringing it up to rate × (lead + review) + safety stock, at least the supplier's "
     "minimum, in whole packs. Every input is in `inputs`. (`GET /v1/inventory/replenishment` "
-    "lists levels under a reorder point set by hand, without demand.)",
+    "lists levels under a reorder point set by hand, without demand.) A key scoped to some "
+    "locations gets theirs only.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def reorder_suggestions(
     session: Session,
-    _: Stocker,
+    principal: Stocker,
     warehouse: Annotated[str | None, Query(max_length=32)] = None,
     sku: Annotated[str | None, Query(max_length=64)] = None,
     crossed: Annotated[
         bool | None, Query(description="true: only levels at or below their reorder point")
     ] = None,
 ) -> list[SuggestionRead]:
-    views = await service.suggestions(session, now=utcnow(), warehouse_code=warehouse, sku=sku)
+    views = await service.suggestions(
+        session,
+        now=utcnow(),
+        warehouse_code=warehouse,
+        sku=sku,
+        scope=visible_warehouses(principal),
+    )
     return [
         SuggestionRead(
             warehouse=v.warehouse_code,

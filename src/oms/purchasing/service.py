@@ -292,9 +292,12 @@ async def lock_purchase_order(session: AsyncSession, *, po_id: uuid.UUID) -> Pur
     return po
 
 
-async def get_purchase_order(session: AsyncSession, *, po_id: uuid.UUID) -> PurchaseOrderView:
+async def get_purchase_order(
+    session: AsyncSession, *, po_id: uuid.UUID, scope: frozenset[uuid.UUID] | None = None
+) -> PurchaseOrderView:
+    """The order; 404 also when it is for a warehouse outside ``scope`` (a scoped key's)."""
     po = await session.get(PurchaseOrder, po_id)
-    if po is None:
+    if po is None or (scope is not None and po.warehouse_id not in scope):
         raise _not_found(po_id)
     return await _view(session, po)
 
@@ -307,9 +310,12 @@ async def list_purchase_orders(
     warehouse_code: str | None,
     sku: str | None,
     limit: int,
+    scope: frozenset[uuid.UUID] | None = None,
 ) -> list[PurchaseOrderView]:
-    """Purchase orders, newest first."""
+    """Purchase orders, newest first (only those for the warehouses in ``scope``, if given)."""
     stmt = select(PurchaseOrder).order_by(PurchaseOrder.created_at.desc(), PurchaseOrder.id)
+    if scope is not None:
+        stmt = stmt.where(PurchaseOrder.warehouse_id.in_(list(scope)))
     if status is not None:
         stmt = stmt.where(PurchaseOrder.status == status)
     if supplier_code is not None:
@@ -402,13 +408,17 @@ async def receive(
     lines: Sequence[tuple[str, int]],
     actor: str,
     now: datetime,
+    scope: frozenset[uuid.UUID] | None = None,
 ) -> ReceiptResult:
     """Receive units of a sent order, once per ``reference``: each line's units go on hand
     through the ledger (a ``receipt`` movement, reference ``PO-<number>/<reference>``) and its
     expected receipt shrinks. The same reference again with the same lines changes nothing
     (``replayed``); with other lines, 409 ``receipt_reference_reused``. More than a line still
-    expects: 409 ``over_receipt``; a SKU the order does not have: 422 ``unknown_po_line``."""
+    expects: 409 ``over_receipt``; a SKU the order does not have: 422 ``unknown_po_line``.
+    An order for a warehouse outside ``scope`` (a scoped key's) is 404."""
     po = await lock_purchase_order(session, po_id=po_id)
+    if scope is not None and po.warehouse_id not in scope:
+        raise _not_found(po_id)
     existing = await session.scalar(
         select(PurchaseOrderReceipt).where(
             PurchaseOrderReceipt.purchase_order_id == po_id,
@@ -586,10 +596,14 @@ async def suggestions(
     warehouse_code: str | None = None,
     sku: str | None = None,
     auto_only: bool = False,
+    scope: frozenset[uuid.UUID] | None = None,
 ) -> list[SuggestionView]:
     """A suggestion for every stock level a reorder policy covers (of ``warehouse_code`` /
-    ``sku`` when given; only policies with ``auto_draft`` when ``auto_only``)."""
+    ``sku`` when given; only policies with ``auto_draft`` when ``auto_only``; only the
+    warehouses in ``scope``, a scoped key's, when given)."""
     stmt = select(ReorderPolicy, Supplier).join(Supplier, Supplier.id == ReorderPolicy.supplier_id)
+    if scope is not None:
+        stmt = stmt.where(ReorderPolicy.warehouse_id.in_(list(scope)))
     if warehouse_code is not None:
         warehouse = await inventory_service.get_warehouse(session, code=warehouse_code)
         stmt = stmt.where(ReorderPolicy.warehouse_id == warehouse.id)

@@ -21,9 +21,22 @@ Model (per order ``o``, line ``l`` with ``F[l]`` units kept, eligible warehouse 
 The warehouses an order may use are the ones the per-order router would consider (its
 channel's policy: warehouse list, ships-to, pickup stores, exclusions, blocked stock), computed
 by the router's own scan (:func:`oms.routing.candidates.scan_warehouses`), plus the ones it
-already ships from. The orders' current plans are a feasible solution; they are given to the
-solver as its starting point, and are what the wave keeps when the solver does not prove an
-optimum within the time limit, or finds nothing cheaper.
+already ships from. The orders' current plans are a feasible solution, and are what the wave
+keeps when the solver finds nothing cheaper within the time limit.
+
+Solving, within one time limit:
+
+1. **a start** (at most a quarter of the limit, :func:`_restricted_start`): the LP relaxation,
+   then the MIP restricted to the warehouses the LP uses for each order plus the ones it ships
+   from now; it has a sixth of the columns and usually solves in a fraction of a second, within
+   1-3 % of the optimum on the bench's pools of 100 orders at 50 warehouses;
+2. **the full MIP**, started from the cheaper of that and the current plans;
+3. **what is used**: the proven optimum (relative gap 0.01 %); or, when the limit stops the
+   solver, its best plan (``proven`` false, ``status`` ``time_limit``) *only if* it passes the
+   same check as an optimum: integral, every line gets exactly its units (no fill goes down),
+   no (warehouse, SKU) gives more than it has, lines stay whole without line splitting, no
+   order exceeds its shipment cap, and the pool costs less than now. Anything else keeps every
+   plan. ``accept_incumbent=False`` restores "proven optimum or nothing".
 """
 
 from __future__ import annotations
@@ -156,7 +169,7 @@ class WaveResult:
     """What the solver found. ``applied``: the wave's plans differ from the current ones and
     cost less (only then does anything move); else every order keeps its plan."""
 
-    status: str  # "optimal", "time_limit", "infeasible", "empty", "error: ..."
+    status: str  # "optimal", "time_limit" (applied: a checked cheaper plan), "empty", "error: …"
     proven: bool
     objective_before: float
     objective_after: float
@@ -228,12 +241,19 @@ def solve_wave(
     warehouses: Sequence[WarehouseCandidate],
     *,
     time_limit_s: float,
+    accept_incumbent: bool = True,
+    warm_start: bool = True,
+    solver_options: Mapping[str, Any] | None = None,
 ) -> WaveResult:
     """Solve the pool's assignment exactly (see the module docstring).
 
     ``warehouses[i].available`` is what the wave may hand out per SKU: the free stock plus the
     units the pool's orders hold there now. Never raises for the solver's sake: a solver that
-    does not finish, or fails, leaves every order as it is (``applied`` false)."""
+    fails, or stops at the limit without a checked cheaper plan (or, with ``accept_incumbent``
+    off, without a proven optimum), leaves every order as it is (``applied`` false).
+    ``warm_start`` off skips the restricted start (the bench compares both);
+    ``solver_options`` are extra HiGHS options for the full MIP (tests stop it with a node
+    limit, which, unlike time, is deterministic)."""
     started = time.perf_counter()
     by_id = {w.id: w for w in warehouses}
     opts = [_options(o, warehouses) for o in orders]
@@ -263,30 +283,43 @@ def solve_wave(
     if not orders:
         return unchanged("empty", True)
     model = _Model(orders, opts, by_id)
-    h = highspy.Highs()  # type: ignore[no-untyped-call]
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("time_limit", max(0.01, float(time_limit_s)))
-    h.setOptionValue("mip_rel_gap", MIP_REL_GAP)
-    h.setOptionValue("random_seed", 0)
-    h.setOptionValue("threads", 1)
-    model.load(h)
     size = (model.ncol, model.nrow)
+    deadline = started + max(0.01, float(time_limit_s))
     try:
+        if warm_start:
+            try:
+                better = _restricted_start(orders, opts, by_id, model, deadline)
+            except Exception:  # only a start: the full MIP runs without it  # noqa: BLE001
+                better = None
+            if better is not None:
+                model.set_start(better)
+        h = _highs(max(0.01, deadline - time.perf_counter()))
+        for name, value in (solver_options or {}).items():
+            h.setOptionValue(name, value)
+        model.load(h)
         h.run()
         status = h.modelStatusToString(h.getModelStatus())
     except Exception as exc:  # the solver's failure must not fail the wave  # noqa: BLE001
         return unchanged(f"error: {exc}", False, (), *size)
-    if status != "Optimal":
-        label = "time_limit" if "limit" in status.lower() else status.lower()
+    proven = status == "Optimal"
+    stopped = "limit" in status.lower()  # by the time limit (or a limit in solver_options)
+    label = "optimal" if proven else ("time_limit" if "time" in status.lower() else status.lower())
+    label = label.replace(" reached", "").replace(" ", "_")
+    incumbent = not proven and accept_incumbent and stopped and _has_incumbent(h)
+    if not proven and not incumbent:
         note = f"solver {status}: every order keeps its plan"
         return unchanged(label, False, (note,), *size)
+    gap = float(h.getInfo().mip_gap) if incumbent else 0.0
     sol = list(h.getSolution().col_value)
     plans = model.plans(sol)
     if plans is None:  # units split fractionally: fix the parcels, re-solve the flow as an LP
         flow = model.integral_flow(h, sol)
         plans = None if flow is None else model.plans(flow)
-    if plans is None:  # not integral or not within stock: never trust it
-        return unchanged("rejected", False, ("solution failed the check",), *size)
+    if plans is None:  # not integral, a line short, over stock or over a cap: never trust it
+        why = (
+            "solution failed the check" if proven else f"solver {status}: no plan passed the check"
+        )
+        return unchanged("rejected" if proven else label, False, (why,), *size)
     changes = []
     for o, op, b, after in zip(orders, opts, before, plans, strict=True):
         a = _plan_cost(after, op)
@@ -295,10 +328,17 @@ def solve_wave(
         )
     objective_after = sum(c.cost_after for c in changes)
     if objective_after >= objective_before - 1e-6:
-        return unchanged("optimal", True, ("no cheaper assignment",), *size)
+        why = "no cheaper assignment" if proven else f"solver {status}: nothing cheaper found"
+        return unchanged(label, proven, (why,), *size)
+    notes: tuple[str, ...] = ()
+    if incumbent:
+        notes = (
+            f"solver {status}: the best plan found is used (checked: every line keeps its "
+            f"units, within stock and the policy, cheaper); not proven optimal, gap {gap:.2%}",
+        )
     return WaveResult(
-        status="optimal",
-        proven=True,
+        status=label,
+        proven=proven,
         objective_before=objective_before,
         objective_after=objective_after,
         seconds=time.perf_counter() - started,
@@ -306,7 +346,77 @@ def solve_wave(
         applied=True,
         columns=model.ncol,
         rows=model.nrow,
+        notes=notes,
     )
+
+
+def _highs(time_limit_s: float) -> highspy.Highs:
+    h = highspy.Highs()  # type: ignore[no-untyped-call]
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", max(0.01, time_limit_s))
+    h.setOptionValue("mip_rel_gap", MIP_REL_GAP)
+    h.setOptionValue("random_seed", 0)
+    h.setOptionValue("threads", 1)
+    return h
+
+
+RESTRICTED_SHARE = 0.25
+"""At most this share of the time limit goes to finding a start (LP, then the restricted MIP)."""
+
+
+def _restricted_start(
+    orders: Sequence[WaveOrder],
+    opts: Sequence[Mapping[str, _Option]],
+    by_id: Mapping[str, WarehouseCandidate],
+    model: _Model,
+    deadline: float,
+) -> list[tuple[Allocation, ...]] | None:
+    """A good start for the MIP, found fast: solve the LP relaxation, then the MIP restricted
+    to the warehouses the LP uses for each order plus the ones it ships from now (so the
+    current plans stay feasible in it). The restricted MIP has a sixth of the columns and
+    usually solves in a fraction of a second; its plans, checked like any solution, start the
+    full MIP (which still proves, or not, the optimum over every warehouse). None when it
+    finds nothing cheaper than the current plans in its share of the time."""
+    budget = RESTRICTED_SHARE * (deadline - time.perf_counter())
+    if budget <= 0.01:
+        return None
+    stop = time.perf_counter() + budget
+    lp = _highs(budget)
+    model.load(lp, start=False)
+    n = model.ncol
+    lp.changeColsIntegrality(n, np.arange(n, dtype=np.int32), np.zeros(n, dtype=np.uint8))
+    lp.run()
+    if lp.modelStatusToString(lp.getModelStatus()) != "Optimal":
+        return None
+    relaxed = list(lp.getSolution().col_value)
+    restricted = []
+    for o, op, y in zip(orders, opts, model.y, strict=True):
+        held_at = {a.warehouse_id for a in o.current}
+        restricted.append({w: v for w, v in op.items() if w in held_at or relaxed[y[w]] > 1e-6})
+    sub = _Model(orders, restricted, by_id)
+    h = _highs(stop - time.perf_counter())
+    sub.load(h)
+    h.run()
+    if not _has_incumbent(h):
+        return None
+    sol = list(h.getSolution().col_value)
+    plans = sub.plans(sol)
+    if plans is None:
+        flow = sub.integral_flow(h, sol)
+        plans = None if flow is None else sub.plans(flow)
+    if plans is None:
+        return None
+    cost = sum(_plan_cost(p, op)[2] for p, op in zip(plans, opts, strict=True))
+    now = sum(_plan_cost(o.current, op)[2] for o, op in zip(orders, opts, strict=True))
+    return plans if cost < now - 1e-6 else None
+
+
+def _has_incumbent(h: highspy.Highs) -> bool:
+    """The solver stopped holding a feasible integer solution (its incumbent)."""
+    try:
+        return int(h.getInfo().primal_solution_status) == 2  # kSolutionStatusFeasible
+    except Exception:  # noqa: BLE001
+        return False
 
 
 class _Model:
@@ -329,12 +439,14 @@ class _Model:
         self.stock: dict[tuple[str, str], int] = {}
         inf = highspy.kHighsInf
         by_stock: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
+        self.y: list[dict[str, int]] = []  # per order: warehouse id -> its parcel column
         for oi, (o, op) in enumerate(zip(orders, opts, strict=True)):
             held = _units(o.current)
             held_at = {a.warehouse_id for a in o.current}
             y: dict[str, int] = {}
             for wid, option in op.items():
                 y[wid] = self._col(option.cost, 1.0, True, 1.0 if wid in held_at else 0.0)
+            self.y.append(y)
             for ln in o.lines:
                 entries: list[tuple[int, float]] = []
                 for wid in op:
@@ -378,7 +490,22 @@ class _Model:
         self.start.append(start)
         return len(self.costs) - 1
 
-    def load(self, h: highspy.Highs) -> None:
+    def set_start(self, plans: Sequence[Sequence[Allocation]]) -> None:
+        """Start the solver from these plans (one per order) instead of the current ones."""
+        units: dict[tuple[int, str, str], int] = defaultdict(int)
+        for oi, plan in enumerate(plans):
+            for a in plan:
+                units[(oi, a.line_id, a.warehouse_id)] += a.quantity
+        start = [0.0] * self.ncol
+        for oi, y in enumerate(self.y):
+            used = {a.warehouse_id for a in plans[oi] if a.quantity > 0}
+            for wid, col in y.items():
+                start[col] = 1.0 if wid in used else 0.0
+        for col, oi, ln, wid, per in self.x:
+            start[col] = units.get((oi, ln.line_id, wid), 0) / per
+        self.start = start
+
+    def load(self, h: highspy.Highs, *, start: bool = True) -> None:
         n = self.ncol
         h.addCols(n, np.array(self.costs), np.zeros(n), np.array(self.upper), 0, [], [], [])
         h.changeColsIntegrality(
@@ -405,10 +532,11 @@ class _Model:
             np.array(idx, dtype=np.int32),
             np.array(val),
         )
-        start = highspy.HighsSolution()
-        start.col_value = list(self.start)
-        start.value_valid = True
-        h.setSolution(start)
+        if start:
+            given = highspy.HighsSolution()
+            given.col_value = list(self.start)
+            given.value_valid = True
+            h.setSolution(given)
 
     def integral_flow(self, h: highspy.Highs, sol: Sequence[float]) -> list[float] | None:
         """With the parcels (``y``, and whole lines) fixed as found, the units are a
@@ -423,6 +551,7 @@ class _Model:
             )
             h.changeColsBounds(len(fixed), np.array(fixed, dtype=np.int32), values, values)
         h.setOptionValue("solver", "simplex")
+        h.setOptionValue("time_limit", h.getRunTime() + 5.0)  # the limit counts every run
         h.run()
         if h.modelStatusToString(h.getModelStatus()) != "Optimal":
             return None
@@ -449,6 +578,17 @@ class _Model:
             for ln in o.lines:
                 if per_line[(oi, ln.line_id)] != ln.quantity:
                     return None
+            if not o.policy.allow_line_split and any(
+                len({a.warehouse_id for a in out[oi] if a.line_id == ln.line_id}) != 1
+                for ln in o.lines
+            ):
+                return None
+            limit = o.policy.max_shipments
+            used = {a.warehouse_id for a in out[oi]}
+            if limit is not None and len(used) > max(
+                limit, len({a.warehouse_id for a in o.current})
+            ):
+                return None
         if any(v > self.stock.get(k, 0) for k, v in taken.items()):
             return None
         return [tuple(p) for p in out]

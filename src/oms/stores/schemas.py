@@ -8,7 +8,10 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from oms.shared.codes import normalize_currency
+from oms.shared.timestamps import RULE, Timestamp
 
 Sku = Annotated[str, Field(min_length=1, max_length=64, examples=["TSHIRT-RED-M"])]
 Code = Annotated[str, Field(min_length=1, max_length=32, examples=["STORE-MITTE"])]
@@ -342,15 +345,18 @@ class TillSaleCreate(_Strict):
         description="The till's receipt id: unique per store; a retry with the same id (and "
         "content) answers with the first sale's order",
     )
-    currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["EUR"])
+    currency: Annotated[str, AfterValidator(normalize_currency)] = Field(
+        pattern=r"^[A-Z]{3}$", examples=["EUR"], description="ISO 4217 code"
+    )
     lines: list[TillLine] = Field(min_length=1, max_length=250)
     payment_method: TillPayment = TillPayment.CARD
     customer_id: str | None = Field(default=None, min_length=1, max_length=128)
     customer_email: str | None = Field(
         default=None, min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$"
     )
-    sold_at: datetime | None = Field(
-        default=None, description="When the till sold it (offline sales); default: now"
+    sold_at: Timestamp | None = Field(
+        default=None,
+        description=f"When the till sold it (offline sales), {RULE}; default: now",
     )
 
 
