@@ -118,9 +118,7 @@ class RoleNotAllowed(Exception):
         )
 
 
-def _applies(
-    edge: Transition, *, cash_on_delivery: bool, pickup: bool, counter_sale: bool
-) -> bool:
+def _applies(edge: Transition, *, cash_on_delivery: bool, pickup: bool, counter_sale: bool) -> bool:
     """Whether the edge is one this kind of order has (cash on delivery, click and collect,
     a till sale)."""
     c = edge.conditions
@@ -146,9 +144,7 @@ def allowed_next(
         t.target
         for t in TRANSITIONS
         if t.source == current
-        and _applies(
-            t, cash_on_delivery=cash_on_delivery, pickup=pickup, counter_sale=counter_sale
-        )
+        and _applies(t, cash_on_delivery=cash_on_delivery, pickup=pickup, counter_sale=counter_sale)
     ]
 
 

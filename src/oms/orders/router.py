@@ -470,9 +470,7 @@ async def pick_queue(
     principal: Annotated[Principal, Depends(require(Role.FULFILLMENT))],
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[PickItem]:
-    items = await service.pick_queue(
-        session, warehouse_code=code, limit=limit, principal=principal
-    )
+    items = await service.pick_queue(session, warehouse_code=code, limit=limit, principal=principal)
     return [
         PickItem(
             shipment_id=sh.id,

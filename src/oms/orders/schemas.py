@@ -154,9 +154,12 @@ class OrderCreate(Strict):
         description="Click and collect: the code of the store the customer collects from",
     )
     notes: Annotated[str, Field(max_length=2000)] | None = None
-    locale: Annotated[
-        str, Field(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-    ] | None = Field(
+    locale: (
+        Annotated[
+            str, Field(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+        ]
+        | None
+    ) = Field(
         default=None,
         description="The customer's language (BCP 47, e.g. `it` or `en-GB`) for the messages "
         "oms sends them and their tracking page; unset: the channel's default language",

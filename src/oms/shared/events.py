@@ -180,8 +180,14 @@ _SPECS = (
         "pickup.ready",
         "A click-and-collect order is ready at ``store``: what the customer's message needs "
         "(``collection_code`` to show at the counter, ``collect_by`` the deadline)",
-        (*_PICKUP, "collection_code", "order_number", "customer_name", "customer_email",
-         "customer_phone"),
+        (
+            *_PICKUP,
+            "collection_code",
+            "order_number",
+            "customer_name",
+            "customer_email",
+            "customer_phone",
+        ),
     ),
     EventSpec("pickup.collected", "A click-and-collect order was collected at its store", _PICKUP),
     EventSpec(
@@ -318,8 +324,17 @@ _SPECS = (
         "changed while it was solving; objective (parcel cost) before and after, the solver's "
         "status and time",
         (
-            "wave_id", "channel", "trigger", "pool_size", "moved", "skipped", "applied",
-            "solver_status", "objective_before", "objective_after", "solve_seconds",
+            "wave_id",
+            "channel",
+            "trigger",
+            "pool_size",
+            "moved",
+            "skipped",
+            "applied",
+            "solver_status",
+            "objective_before",
+            "objective_after",
+            "solve_seconds",
         ),
     ),
     EventSpec(
