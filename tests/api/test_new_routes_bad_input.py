@@ -318,6 +318,32 @@ CASES: dict[str, tuple[str, str, Any, str]] = {
         None,
         "fulfillment",
     ),
+    "levels as_of NUL warehouse": (
+        "GET",
+        "/v1/inventory/levels?as_of=2026-01-01T00:00:00Z&warehouse=%00",
+        None,
+        "fulfillment",
+    ),
+    "levels as_of NUL sku": (
+        "GET",
+        "/v1/inventory/levels?as_of=2026-01-01T00:00:00Z&sku=A%00",
+        None,
+        "fulfillment",
+    ),
+    "levels as_of offset 2^70": (
+        "GET",
+        f"/v1/inventory/levels?as_of=2026-01-01T00:00:00Z&offset={2**70}",
+        None,
+        "fulfillment",
+    ),
+    "changes limit 0": ("GET", "/v1/inventory/changes?limit=0", None, "fulfillment"),
+    "changes limit 2^70": ("GET", f"/v1/inventory/changes?limit={2**70}", None, "fulfillment"),
+    "pickup collect NUL code": (
+        "POST",
+        "/v1/pickups/00000000-0000-0000-0000-000000000000/collect",
+        {"code": "1\x00"},
+        "fulfillment",
+    ),
     "levels as_of garbage": ("GET", "/v1/inventory/levels?as_of=yesterday", None, "fulfillment"),
     "pickup bad id": ("GET", "/v1/pickups/123", None, "fulfillment"),
     "policy NUL store": (

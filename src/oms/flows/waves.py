@@ -8,8 +8,9 @@ reserved at placement as always, but stay out of the pick queue until a wave rel
    their open allocations, versions and destinations, the channel's routing policy, and the
    stock: the free units plus the units the pool's orders hold (what the wave may hand out);
 2. **solves** it outside any transaction (``oms.routing.wave.solve_wave``, HiGHS in a thread,
-   with the policy's time limit): each order keeps exactly the units it holds per line; only
-   proven optima that cost less are used, otherwise every order keeps its plan;
+   with the policy's time limit): each order keeps exactly the units it holds per line; a
+   proven optimum that costs less is used, or, when the time limit stops the solver, its best
+   plan if it passes the same checks and costs less; otherwise every order keeps its plan;
 3. **applies** it in ONE transaction, in the core's lock order: every pool order's row first,
    through THE order lock, in id order; then the order is checked again, and one that changed
    while the wave was solving (version, status, a shipment no longer pending, other

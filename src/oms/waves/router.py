@@ -90,9 +90,10 @@ def _detail(wave: object, orders: list[object]) -> WaveDetail:
     response_model=WaveDetail,
     summary="Run a channel's wave now",
     description="Re-optimises the channel's waiting orders together (each keeps the units it "
-    "holds per line; only a proven optimum that costs less moves anything, within the "
-    "policy's time limit) and releases them to the pick queue. Orders that change while the "
-    "wave solves are released as they are (`skipped`). Answers when the wave is done. 404 "
+    "holds per line; a proven optimum that costs less, or, when the policy's time limit "
+    "stops the solver, a checked plan that costs less, moves orders; nothing else does) "
+    "and releases them to the pick queue. Orders that change while the wave solves are "
+    "released as they are (`skipped`). Answers when the wave is done. 404 "
     "`wave_policy_not_found` when the channel has no enabled wave policy.",
     responses=problems(404, *AUTH_PROBLEMS),
 )

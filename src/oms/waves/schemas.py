@@ -55,7 +55,8 @@ class WavePolicyWrite(BaseModel):
         default=10.0,
         gt=0,
         le=300,
-        description="The solver's time limit; without a proven optimum by then, every order "
+        description="The solver's time limit; when it stops the solver, its best plan is used "
+        "only if it passes the same checks as an optimum and costs less, else every order "
         "keeps its plan",
     )
 
@@ -83,8 +84,9 @@ class WaveRead(BaseModel):
     channel: str
     trigger: Literal["manual", "schedule", "size", "cutoff"]
     solver_status: str = Field(
-        description="`optimal`, `time_limit` (every order kept its plan), `empty`, or the "
-        "solver's own status",
+        description="`optimal`, `time_limit` (stopped by the limit: a checked cheaper plan was "
+        "used if `proven` is false and orders moved, else every order kept its plan), "
+        "`empty`, or the solver's own status",
         examples=["optimal"],
     )
     proven: bool = Field(description="The solver proved its answer optimal")
