@@ -5,12 +5,15 @@
 Lock order (the one order every transaction takes its locks in, so none can deadlock):
 
 1. an inbound event's (channel, external reference) advisory lock, when a connector webhook is
-   being applied (``webhooks.inbound``: events about an order that may not exist yet);
+   being applied (``webhooks.inbound``: events about an order that may not exist yet); a
+   store's till advisory lock, for till sales (``flows.pos.lock_till``, before the receipt's
+   claim); a purchase order's row before its receipt's stock (``purchasing``);
 2. **the order row**, ``FOR NO KEY UPDATE`` (this module). One strength for every caller: it
    conflicts with itself and with any UPDATE of the row, so two operations on one order run one
    after the other, while inserts of rows that reference the order (their foreign-key checks take
    ``FOR KEY SHARE``) are not blocked;
-3. rows the order owns (its shipments, payments, returns), read after the lock;
+3. rows the order owns (its shipments, payments, returns), read after the lock, then a
+   transfer that fulfils it (``stores.fulfil``);
 4. stock rows last, in the fixed order of ``inventory`` (warehouse id, then SKU), held as briefly
    as possible: the contended stock UPDATE comes as late in the transaction as it can.
 
