@@ -97,6 +97,8 @@ STATES: tuple[str, ...] = (
     "placed",  # two pending shipments, nothing paid
     "authorized",  # placed, with an authorized (not captured) payment of the total
     "paid",  # a captured payment of the total made it paid
+    "pickup_picked",  # #19: a click-and-collect order at STORE-R, paid and picked, not yet
+    # ready for pickup; off the chain (built by Harness.place_pickup)
     "ready_for_pickup",  # #19: a click-and-collect order at STORE-R, paid, picked, ready for
     # pickup (a collection code sent); off the chain (built by Harness.place_pickup)
     "transfer_awaited",  # #19: a paid click-and-collect order at STORE-R, short 1 T-shirt there:
@@ -119,7 +121,15 @@ STATES: tuple[str, ...] = (
 
 
 OFF_CHAIN: frozenset[str] = frozenset(
-    {"held", "backordered", "split", "ready_for_pickup", "transfer_awaited", "transfer_in_transit"}
+    {
+        "held",
+        "backordered",
+        "split",
+        "pickup_picked",
+        "ready_for_pickup",
+        "transfer_awaited",
+        "transfer_in_transit",
+    }
 )
 """States built from the one before them in STATES, but not on the way to the later ones."""
 
@@ -373,7 +383,7 @@ class Harness:
         steps = [s for s in STATES[: STATES.index(state) + 1] if s not in OFF_CHAIN or s == state]
         if state == "backordered":
             order = await self.place_backordered()
-        elif state == "ready_for_pickup":
+        elif state in ("pickup_picked", "ready_for_pickup"):
             order = await self.place_pickup()
         elif state in ("transfer_awaited", "transfer_in_transit"):
             order = await self.place_pickup(store_shirts=1)
@@ -429,6 +439,8 @@ class Harness:
             pass  # placed so by place_pickup(store_shirts=1)
         elif step == "transfer_in_transit":
             ok(await self.post(f"/v1/transfers/{order.transfer_id}/ship", "fulfillment"))
+        elif step == "pickup_picked":
+            ok(await self.order_to(order, "picked"))
         elif step == "ready_for_pickup":
             ok(await self.order_to(order, "picked"))
             ok(await self.post(f"/v1/pickups/{order.shipments[0]}/ready", "fulfillment"))

@@ -36,6 +36,7 @@ import pytest
 
 from oms.flows.expiry import expire_unpaid
 from oms.flows.pickup import expire_uncollected
+from oms.flows.promises import announce
 from oms.flows.waves import released_by, run_wave
 from oms.shared.clock import utcnow
 from tests.races.conftest import (
@@ -267,6 +268,35 @@ async def _pickup_expire(h: Harness, o: RaceOrder) -> httpx.Response:
     )
 
 
+async def _pickup_ready(h: Harness, o: RaceOrder) -> httpx.Response:
+    """#19: the store puts the picked parcel on the pickup shelf (a collection code sent)."""
+    return await h.post(f"/v1/pickups/{o.shipments[0]}/ready", "fulfillment")
+
+
+async def _pickup_code(h: Harness, o: RaceOrder) -> httpx.Response:
+    """#19: the customer lost the code: a new one is issued (the old one stops working)."""
+    return await h.post(f"/v1/pickups/{o.shipments[0]}/code", "fulfillment")
+
+
+async def _sla_late(h: Harness, o: RaceOrder) -> httpx.Response:
+    """#18: the worker's SLA check (``flows.promises.announce``) a year later, for shipment 1:
+    200 when it announced it late, else 409 (already announced, shipped or cancelled)."""
+    async with h.sessionmaker() as session, session.begin():
+        kind = await announce(
+            session,
+            shipment_id=uuid.UUID(o.shipments[0]),
+            now=utcnow() + timedelta(days=366),
+            lead=timedelta(hours=4),
+        )
+    if kind is not None:
+        return httpx.Response(200, json={"announced": kind})
+    return httpx.Response(
+        409,
+        json={"code": "shipment_not_late"},
+        headers={"content-type": "application/problem+json"},
+    )
+
+
 def _transfer(step: str) -> Callable[[Harness, RaceOrder], Awaitable[httpx.Response]]:
     """#19: ship the order's transfer to fulfil, or receive the T-shirt it carries."""
 
@@ -355,12 +385,20 @@ OPS: tuple[Op, ...] = (
     Op("ship1-picked-exception", _states("picked_one", "picked"), _ship1_picked_exception),
     # -- #18 (purchase-order receipts, availability) --
     Op("po-receipt", _states("backordered"), _po_receipt),
+    # the worker's SLA check announcing shipment 1 late (its ship_by long past)
+    Op(
+        "sla-late",
+        _states("placed", "authorized", "paid", "held", "split", "picked_one", "picked", "packed"),
+        _sla_late,
+    ),
     # -- #19 (stores: collection, pickup expiry, transfers, till sales) --
     # a click-and-collect order ready at its store: collected with its code, marked
     # uncollected by the worker (after the store's window), or cancelled by the storefront
+    Op("pickup-ready", _states("pickup_picked"), _pickup_ready),
+    Op("pickup-code", _states("ready_for_pickup"), _pickup_code),
     Op("collect", _states("ready_for_pickup"), _collect),
     Op("pickup-expire", _states("ready_for_pickup"), _pickup_expire),
-    Op("pickup-cancelled", _states("ready_for_pickup"), _order_to("cancelled")),
+    Op("pickup-cancelled", _states("pickup_picked", "ready_for_pickup"), _order_to("cancelled")),
     # a click-and-collect order short at its store, its transfer to fulfil from BER shipped,
     # received at the store, or the order cancelled (which cancels a draft transfer)
     Op("transfer-ship", _states("transfer_awaited"), _transfer("ship")),
