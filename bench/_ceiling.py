@@ -14,7 +14,7 @@ OrderRead-shaped idempotent response), and the same reads:
 5. one statement writing the order, its lines, the ``placed`` history event, the shipments,
    the ``order.placed`` outbox event, the stored idempotent response and the customer's
    placed-order totals: oms's own statement and parameters (``oms.orders.placement._PLACE_ORDER``,
-   i.e. ``src/oms/orders/sql/place_order.sql``, and ``_order_params``)
+   i.e. ``src/oms/orders/sql/place_order.sql``, and ``place_order_args``)
 6. the reservation, the contended statement: oms's own statement and arguments
    (``oms.inventory.service.RESERVE_SQL`` and ``reserve_args``, calling the database function
    ``oms_reserve``): the allocations written, the stock rows locked in (warehouse, sku) order
@@ -68,7 +68,7 @@ from oms.inventory.service import (
 )
 from oms.orders.domain import line_amounts, order_totals
 from oms.orders.events import order_summary
-from oms.orders.placement import _PLACE_ORDER, _order_params
+from oms.orders.placement import _PLACE_ORDER, place_order_args
 from oms.orders.plans import NewOrder, NewOrderLine, NewShipment
 from oms.shared.roles import Role
 
@@ -324,12 +324,17 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             }
             number = await conn.fetchval(
                 _PLACE_ORDER,
-                *_order_params(order, new_lines, shipments, principal, key),
-                event_id,
-                json.dumps(event, default=str),
-                json.dumps(response),
-                scope,
-                key,
+                *place_order_args(
+                    order,
+                    new_lines,
+                    shipments,
+                    principal,
+                    key,
+                    event_id=event_id,
+                    event=json.dumps(event, default=str),
+                    response=json.dumps(response),
+                    idempotency=(scope, key),
+                ),
             )
             assert number is not None
             reservations = [

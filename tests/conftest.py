@@ -22,6 +22,9 @@ from sqlalchemy.ext.asyncio import (
 from oms.config import Settings
 from oms.db import create_sessionmaker
 from oms.main import create_app
+from oms.orders import hold_rules
+from oms.promises import service as promises_service
+from oms.routing import service as routing_service
 from oms.schema import upgrade_head
 from oms.shared.roles import Role
 from tests.helpers import make_key
@@ -96,6 +99,10 @@ async def clean_db(engine: AsyncEngine) -> AsyncEngine:
         names = ", ".join(f'"{t}"' for t in tables)
         if names:
             await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    # the per-process caches of what was just truncated (each lives for seconds otherwise)
+    hold_rules.CACHE.clear()
+    promises_service.CACHE.clear()
+    routing_service.forget_policies()
     return engine
 
 

@@ -53,6 +53,21 @@ class Settings(BaseSettings):
         "closed and reopened as load varies, and each new one costs Postgres a process start "
         "and the statement preparations; requests wait for a pooled one instead.",
     )
+    max_in_flight: int | None = Field(
+        default=None,
+        ge=0,
+        description="Requests one worker process runs at once; the others wait their turn in "
+        "arrival order, before any of their work (health, readiness and metrics never wait). "
+        "Default: the worker's database pool size, so a request let in finds a connection "
+        "free. 0: no limit.",
+    )
+    admission_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Longest wait for a turn (`max_in_flight`); then the request answers 503 "
+        "`server_busy` with Retry-After, having done nothing. Default: `db_pool_timeout_s` "
+        "(the wait it replaces: a request let in does not wait for a connection).",
+    )
     db_pool_pre_ping: bool = Field(
         default=False,
         description="Test a pooled connection before each use (three round trips with asyncpg). "
@@ -355,6 +370,20 @@ class Settings(BaseSettings):
         pre-ping), one round trip (command timeout). Then it answers 503."""
         waits = (self.db_pool_timeout_s, self.db_connect_timeout_s)
         return sum(waits) + self.effective_db_command_timeout_s
+
+    @property
+    def effective_admission_timeout_s(self) -> float:
+        """``admission_timeout_s``, or ``db_pool_timeout_s``."""
+        if self.admission_timeout_s is not None:
+            return self.admission_timeout_s
+        return self.db_pool_timeout_s
+
+    @property
+    def effective_max_in_flight(self) -> int:
+        """``max_in_flight``, or the worker's pool size (0: no limit)."""
+        if self.max_in_flight is not None:
+            return self.max_in_flight
+        return self.effective_db_pool_size
 
     @property
     def effective_db_pool_size(self) -> int:

@@ -46,6 +46,7 @@ from oms.returns.router import router as returns_router
 from oms.routing import geo
 from oms.routing.router import router as routing_router
 from oms.shared import metrics
+from oms.shared.admission import AdmissionGate
 from oms.shared.errors import PROBLEM_JSON, ProblemError, ServiceUnavailable
 from oms.shared.middleware import RequestContextMiddleware
 from oms.shared.openapi import Problem, document_transport_problems
@@ -370,6 +371,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_exception_handlers(app)
+    app.add_middleware(
+        AdmissionGate,
+        limit=settings.effective_max_in_flight,
+        timeout_s=settings.effective_admission_timeout_s,
+    )
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,

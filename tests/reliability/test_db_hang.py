@@ -275,7 +275,12 @@ async def test_a_hung_database_gives_bounded_503s_then_every_request_succeeds(
     assert not bad, f"unexpected answers: {bad[:5]}\n{report}"
     assert not errors, report
     unavailable = [s for s in samples if s.status == 503]
-    assert all(s.code == "database_unavailable" for s in unavailable), unavailable[:5]
+    # in flight: the database's own failure; still waiting their turn (oms.shared.admission)
+    # when that did not move for the pool timeout: server_busy; both with Retry-After
+    assert all(s.code in ("database_unavailable", "server_busy") for s in unavailable), unavailable[
+        :5
+    ]
+    assert any(s.code == "database_unavailable" for s in unavailable), unavailable[:5]
     assert all(s.retry_after and s.retry_after.isdigit() for s in unavailable), unavailable[:5]
     assert all(s.status == 200 for s in samples if s.path == "/healthz"), "liveness failed"
     late = [s for s in samples if s.elapsed > BOUND_S + SLACK_S]

@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import EmailStr, Field
 
 from oms.auth.service import Principal
@@ -38,6 +37,7 @@ from oms.routing.domain import RoutePlan
 from oms.routing.service import Address as RouteAddress
 from oms.shared.clock import utcnow
 from oms.shared.errors import Forbidden
+from oms.shared.jsonenc import FastJSONResponse
 from oms.shared.logging import request_id_var
 from oms.shared.openapi import AUTH_PROBLEMS, problems
 from oms.shared.roles import Role
@@ -141,7 +141,7 @@ async def create_order(
         return _replay(replayed.stored, response)
     body = placed.body if placed.body is not None else views.render(placed.order, placed.shipments)
     # Already validated and in JSON form: skip FastAPI's second pass through the response model.
-    return JSONResponse(
+    return FastJSONResponse(
         body, status_code=201, headers={"Location": f"/v1/orders/{placed.order.id}"}
     )
 

@@ -25,7 +25,9 @@ Channel = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z0-9][a
     summary="Set a sales channel's routing policy",
     description="Without a stored policy a channel uses the default: fill the order, fewest "
     "shipments, nearest (400 km bands), then warehouse priority; no shipment limit; lines may "
-    "split; no backorders; pickup stores only for click and collect.",
+    "split; no backorders; pickup stores only for click and collect. A change applies to "
+    "orders placed through the same `oms serve` process as soon as it is saved, and through "
+    "its other worker processes and hosts within 5 s (each caches the policies it reads).",
     responses=problems(*AUTH_PROBLEMS),
 )
 async def put_policy(

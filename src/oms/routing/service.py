@@ -5,6 +5,7 @@ The planning itself is the pure :func:`oms.routing.domain.plan_route`.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms.db import driver_connection
+from oms.db import after_commit, driver_connection
 from oms.inventory import service as inventory_service
 from oms.routing import geo
 from oms.routing.domain import (
@@ -61,6 +62,8 @@ async def put_policy(
     stmt = pg_insert(RoutingPolicyRow).values(**row)
     stmt = stmt.on_conflict_do_update(index_elements=["channel"], set_=row)
     await session.execute(stmt)
+    _POLICIES.clear()
+    after_commit(session, _POLICIES.clear)  # and once committed (a load in between saw the old)
     policy = await get_policy_row(session, channel=channel)
     assert policy is not None
     await session.refresh(policy)
@@ -91,11 +94,33 @@ _POLICY = """SELECT max_shipments, allow_line_split, allow_backorder, warehouse_
 FROM routing_policies WHERE channel = $1"""
 
 
+POLICY_CACHE_TTL_S = 5.0
+"""How long a process reuses a channel's policy it read (this process's own changes apply as
+soon as they commit; another process's within this many seconds)."""
+
+_POLICIES: dict[str, tuple[float, _PolicyValues | None]] = {}
+"""Per process: channel -> (when read, monotonic; its policy or None)."""
+
+
+def forget_policies() -> None:
+    """Drop the process's cached policies (the next placement per channel reads its row)."""
+    _POLICIES.clear()
+
+
 async def _policy_values(session: AsyncSession, *, channel: str) -> _PolicyValues | None:
-    """The channel's policy, read with one prepared statement (order placement's hot path)."""
+    """The channel's policy: from the process's cache (:data:`POLICY_CACHE_TTL_S`), else read
+    with one prepared statement (order placement's hot path: no round trip most of the time)."""
+    now = time.monotonic()
+    cached = _POLICIES.get(channel)
+    if cached is not None and now - cached[0] <= POLICY_CACHE_TTL_S:
+        return cached[1]
     conn = await driver_connection(session)
     row = await conn.fetchrow(_POLICY, channel)
-    return None if row is None else _PolicyValues(**dict(row.items()))
+    values = None if row is None else _PolicyValues(**dict(row.items()))
+    if len(_POLICIES) >= 10_000:  # channels are few; never let odd names grow it unbounded
+        _POLICIES.clear()
+    _POLICIES[channel] = (now, values)
+    return values
 
 
 def _policy(
