@@ -208,7 +208,7 @@ async def orders(
         statuses = [domain.OrderStatus(s) for s in status or [] if s]
     except ValueError as exc:
         raise ConsoleError(400, "Unknown order status.") from exc
-    if blocked_by and blocked_by not in {"hold", "payment", "backorder"}:
+    if blocked_by and blocked_by not in {"hold", "payment", "backorder", "wave"}:
         raise ConsoleError(400, "Unknown blocker: choose hold, payment or backorder.")
     number = email = reference = None
     if q:

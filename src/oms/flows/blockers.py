@@ -17,6 +17,8 @@ from oms.inventory import service as inventory_service
 from oms.orders import service as orders_service
 from oms.orders.domain import OrderStatus, PaymentMethod, ShipmentStatus
 from oms.payments import service as payments_service
+from oms.waves import service as waves_service
+from oms.waves.models import WavePolicy
 from oms.webhooks.inbound import service as inbound_service
 from oms.webhooks.outbound import service as outbound_service
 
@@ -27,6 +29,35 @@ _LIST_LIMIT = 50
 
 def _blocker(kind: str, detail: str, clears_when: str, **data: Any) -> dict[str, Any]:
     return {"kind": kind, "detail": detail, "clears_when": clears_when, "data": data}
+
+
+async def _wave_blocker(session: AsyncSession, channel: str, policy: WavePolicy) -> dict[str, Any]:
+    """The order waits out of the pick queue for its channel's next wave: when that comes."""
+    last = await waves_service.last_wave_at(session, channel=channel)
+    triggers = []
+    if policy.interval_s:
+        triggers.append(f"every {policy.interval_s} s")
+    if policy.max_pool:
+        triggers.append(f"when {policy.max_pool} orders wait")
+    if policy.cutoffs:
+        triggers.append("at " + ", ".join(policy.cutoffs) + " UTC")
+    when = ", ".join(triggers) + ", whichever comes first" if triggers else "when one is run"
+    next_by_schedule = None
+    if policy.interval_s and last is not None:
+        next_by_schedule = (last + timedelta(seconds=policy.interval_s)).isoformat()
+    return _blocker(
+        "wave",
+        f"waiting for channel {channel}'s next wave (re-optimised with the other waiting "
+        "orders before it goes to the pick queue)",
+        f"the next wave of {channel} releases it ({when}); POST /v1/waves "
+        f'{{"channel": "{channel}"}} runs one now',
+        channel=channel,
+        interval_s=policy.interval_s,
+        max_pool=policy.max_pool,
+        cutoffs=policy.cutoffs or [],
+        last_wave_at=last.isoformat() if last else None,
+        next_by_schedule=next_by_schedule,
+    )
 
 
 async def order_blockers(
@@ -94,6 +125,16 @@ async def order_blockers(
                         expected_warehouse=first["warehouse"] if first else None,
                     )
                 )
+        if status in (OrderStatus.PLACED, OrderStatus.PAID):
+            policy = await waves_service.waits_for(
+                session,
+                order_id=order_id,
+                channel=order.channel,
+                priority=order.priority,
+                created_at=order.created_at,
+            )
+            if policy is not None:
+                out.append(await _wave_blocker(session, order.channel, policy))
         ready_since = order.paid_at or (order.created_at if cod else None)
         if ready_since is not None and now - ready_since > handling_time:
             views = (await orders_service.shipments_for(session, order_ids=[order_id]))[order_id]

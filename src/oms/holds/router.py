@@ -110,6 +110,7 @@ async def list_holds(order_id: uuid.UUID, session: Session, principal: Reader) -
         "clear it: `hold` (standing holds), `payment` (captured vs total, not for cash on "
         "delivery), `backorder` (backordered units, with the earliest expected receipt), "
         "`late_pick` (a shipment of a ready order not picked within `OMS_HANDLING_TIME_HOURS`), "
+        "`wave` (held out of the pick queue until its channel's next wave releases it), "
         "`inbound_pending` (connector events for its external reference still pending), "
         "`delivery_failed` (outbound deliveries of its events failed or dead). "
         "`GET /v1/orders?blocked_by=` lists orders by blocker."

@@ -60,6 +60,7 @@ class BlockerKind(StrEnum):
     PAYMENT = "payment"
     BACKORDER = "backorder"
     LATE_PICK = "late_pick"
+    WAVE = "wave"
     INBOUND_PENDING = "inbound_pending"
     DELIVERY_FAILED = "delivery_failed"
 

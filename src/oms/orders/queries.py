@@ -72,7 +72,7 @@ class OrderFilter:
     created_from: datetime | None = None
     created_to: datetime | None = None
     blocked_by: str | None = None
-    """``hold``, ``payment`` or ``backorder`` (see :func:`blocked_by`)."""
+    """``hold``, ``payment``, ``backorder`` or ``wave`` (see :func:`blocked_by`)."""
     number: int | None = None
     """The order number (exact)."""
     external_reference: str | None = None
@@ -100,6 +100,16 @@ def blocked_by(kind: str) -> ColumnElement[bool]:
         return and_(
             unshipped,
             exists().where(OrderLine.order_id == Order.id, OrderLine.backordered > 0),
+        )
+    if kind == "wave":  # held out of the pick queue for its channel's next wave (#20)
+        return and_(
+            Order.status.in_([OrderStatus.PLACED.value, OrderStatus.PAID.value]),
+            waves_service.waiting_for_wave(
+                order_id=Order.id,
+                channel=Order.channel,
+                priority=Order.priority,
+                created_at=Order.created_at,
+            ),
         )
     raise ProblemError(f"unknown blocker kind '{kind}'", code="invalid_blocker")  # pragma: no cover
 

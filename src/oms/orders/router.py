@@ -178,11 +178,12 @@ async def list_orders(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: OrderCursor = None,
     blocked_by: Annotated[
-        Literal["hold", "payment", "backorder"] | None,
+        Literal["hold", "payment", "backorder", "wave"] | None,
         Query(
             description="Only orders not yet shipped that this blocker stops (see "
             "`GET /v1/orders/{id}/blockers`): `hold` (a hold stands), `payment` (not paid, not "
-            "cash on delivery), `backorder` (backordered units)"
+            "cash on delivery), `backorder` (backordered units), `wave` (waiting for its "
+            "channel's next wave)"
         ),
     ] = None,
 ) -> OrderPage:

@@ -55,6 +55,25 @@ def not_waiting_for_wave(
     )
 
 
+async def waits_for(
+    session: AsyncSession,
+    *,
+    order_id: uuid.UUID,
+    channel: str,
+    priority: str,
+    created_at: datetime,
+) -> WavePolicy | None:
+    """The policy an order (placed or paid) waits under for its channel's next wave, or None
+    when it does not wait (the rules of :func:`waiting_for_wave`, for one order)."""
+    policy = await get_policy(session, channel=channel)
+    if policy is None or not policy.enabled or policy.enabled_at > created_at:
+        return None
+    if policy.express_skips and priority == EXPRESS:
+        return None
+    released = await session.scalar(select(exists().where(WaveOrder.order_id == order_id)))
+    return None if released else policy
+
+
 async def get_policy(session: AsyncSession, *, channel: str) -> WavePolicy | None:
     """The channel's wave policy as committed now, if any."""
     return await session.scalar(
