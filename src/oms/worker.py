@@ -17,7 +17,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -371,6 +371,38 @@ class Relay:
         done += await self.run_waves()
         return done
 
+    async def _side_loop(
+        self,
+        name: str,
+        duty: Callable[[], Awaitable[int]],
+        stop: asyncio.Event,
+        halt: asyncio.Event,
+    ) -> None:
+        """Run ``duty`` until ``stop`` or ``halt``: again at once after a round that did work,
+        else after the poll interval; a round failing on the database backs off like the main
+        loop; any other error ends the loop and the main loop raises it."""
+        failures = 0
+        while not (stop.is_set() or halt.is_set()):
+            try:
+                done = await duty()
+                failures = 0
+            except (OperationalError, DBAPIError, OSError) as exc:
+                failures += 1
+                delay = min(30.0, self.settings.worker_poll_interval_s * 2**failures)
+                log.warning(
+                    "worker duty failed; retrying",
+                    extra={
+                        "worker": self.name,
+                        "duty": name,
+                        "error": repr(exc),
+                        "retry_in_s": delay,
+                    },
+                )
+                await _sleep_unless(stop, delay, halt)
+                continue
+            if not done:
+                await _sleep_unless(stop, self.settings.worker_poll_interval_s, halt)
+
     async def run(self, *, stop: asyncio.Event | None = None, once: bool = False) -> RelayStats:
         """Loop until ``stop`` is set; with ``once``, until nothing is due or in flight.
 
@@ -381,6 +413,20 @@ class Relay:
         log.info("worker started", extra={"worker": self.name, "once": once})
         if once:
             await self.sweep_inbox(force=True)
+        # the duties that may wait for long (an SMTP session up to OMS_SMTP_TIMEOUT_S, a wave's
+        # solve up to its time limit) run in loops of their own: never holding up webhook
+        # deliveries, the stock feed, expiry or the SLA sweep (with ``once``: in turn, below)
+        halt = asyncio.Event()
+        side = (
+            []
+            if once
+            else [
+                asyncio.create_task(
+                    self._side_loop("messages", self.messages.run_when_due, stop, halt)
+                ),
+                asyncio.create_task(self._side_loop("waves", self.run_waves, stop, halt)),
+            ]
+        )
         failures = 0
         idle_rounds = 0
         try:
@@ -394,8 +440,12 @@ class Relay:
                     done += await self.expire_uncollected()
                     done += await self.promises_and_reorder()
                     done += await self.stock_feed()
-                    done += await self.messages.run_when_due(force=once)
-                    done += await self.run_waves()
+                    if once:
+                        done += await self.messages.run_when_due(force=True)
+                        done += await self.run_waves()
+                    for task in side:  # a side loop ended by an error: the worker fails with it
+                        if task.done() and not task.cancelled() and task.exception() is not None:
+                            raise task.exception()  # type: ignore[misc]
                     failures = 0
                 except (OperationalError, DBAPIError, OSError) as exc:
                     failures += 1
@@ -423,12 +473,13 @@ class Relay:
                 # until a send finishes (a slot is free), the poll interval passes, or stop
                 await _sleep_unless(stop, self.settings.worker_poll_interval_s, self._sent)
         except BaseException:
-            for task in self._in_flight:
+            for task in (*self._in_flight, *side):
                 task.cancel()
             raise
         finally:
-            if self._in_flight:
-                await asyncio.gather(*self._in_flight, return_exceptions=True)
+            halt.set()  # the side loops end after their current round (each one is bounded)
+            if self._in_flight or side:
+                await asyncio.gather(*self._in_flight, *side, return_exceptions=True)
         log.info(
             "worker stopped",
             extra={"worker": self.name, "attempts": self.stats.attempts, **self.stats.outcomes},
