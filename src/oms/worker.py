@@ -480,6 +480,10 @@ class Relay:
             halt.set()  # the side loops end after their current round (each one is bounded)
             if self._in_flight or side:
                 await asyncio.gather(*self._in_flight, *side, return_exceptions=True)
+        for task in side:  # a side loop's error as the worker stopped: raised, not lost
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
         log.info(
             "worker stopped",
             extra={"worker": self.name, "attempts": self.stats.attempts, **self.stats.outcomes},

@@ -43,8 +43,10 @@ async def _wave_blocker(session: AsyncSession, channel: str, policy: WavePolicy)
         triggers.append("at " + ", ".join(policy.cutoffs) + " UTC")
     when = ", ".join(triggers) + ", whichever comes first" if triggers else "when one is run"
     next_by_schedule = None
-    if policy.interval_s and last is not None:
-        next_by_schedule = (last + timedelta(seconds=policy.interval_s)).isoformat()
+    if policy.interval_s:  # counted as the worker does (flows.waves.due_waves): from the last
+        # wave, or from when waves were (re-)enabled if none ran since
+        since = max(last or policy.enabled_at, policy.enabled_at)
+        next_by_schedule = (since + timedelta(seconds=policy.interval_s)).isoformat()
     return _blocker(
         "wave",
         f"waiting for channel {channel}'s next wave (re-optimised with the other waiting "

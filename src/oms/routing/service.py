@@ -62,8 +62,8 @@ async def put_policy(
     stmt = pg_insert(RoutingPolicyRow).values(**row)
     stmt = stmt.on_conflict_do_update(index_elements=["channel"], set_=row)
     await session.execute(stmt)
-    _POLICIES.clear()
-    after_commit(session, _POLICIES.clear)  # and once committed (a load in between saw the old)
+    forget_policies()
+    after_commit(session, forget_policies)  # and once committed (a load in between saw the old)
     policy = await get_policy_row(session, channel=channel)
     assert policy is not None
     await session.refresh(policy)
@@ -101,9 +101,14 @@ soon as they commit; another process's within this many seconds)."""
 _POLICIES: dict[str, tuple[float, _PolicyValues | None]] = {}
 """Per process: channel -> (when read, monotonic; its policy or None)."""
 
+_FORGOTTEN = [0]
+"""How many times the cache was dropped: a read that began before a drop is not cached (its
+statement may have seen the row as it was before the change that dropped it committed)."""
+
 
 def forget_policies() -> None:
     """Drop the process's cached policies (the next placement per channel reads its row)."""
+    _FORGOTTEN[0] += 1
     _POLICIES.clear()
 
 
@@ -114,9 +119,12 @@ async def _policy_values(session: AsyncSession, *, channel: str) -> _PolicyValue
     cached = _POLICIES.get(channel)
     if cached is not None and now - cached[0] <= POLICY_CACHE_TTL_S:
         return cached[1]
+    forgotten = _FORGOTTEN[0]
     conn = await driver_connection(session)
     row = await conn.fetchrow(_POLICY, channel)
     values = None if row is None else _PolicyValues(**dict(row.items()))
+    if forgotten != _FORGOTTEN[0]:  # a change committed (or is committing) meanwhile
+        return values
     if len(_POLICIES) >= 10_000:  # channels are few; never let odd names grow it unbounded
         _POLICIES.clear()
     _POLICIES[channel] = (now, values)

@@ -5,10 +5,15 @@ keys in the same order and the same values, so what is stored (jsonb) and sent i
 only the encoding's CPU is less (a placement encodes its routing explanation, its event and
 its response, together ~7 % of the server's CPU per order with the standard library's encoder).
 Datetimes go through ``str`` as before (``default=str``), not orjson's own format.
+
+What orjson refuses and the standard library encodes (an integer past 64 bits, which an
+order's free-form ``attributes`` may hold: JSON numbers have no size limit, nor has jsonb)
+goes through the standard library's encoder instead, with the same result as before.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -21,14 +26,25 @@ def _default(value: Any) -> str:
     return str(value)
 
 
+def _slow(obj: Any) -> str:
+    """The standard library's compact JSON (what orjson cannot encode)."""
+    return json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(obj: Any) -> str:
     """``obj`` as JSON text (for a json/jsonb parameter)."""
-    return orjson.dumps(obj, default=_default, option=_OPTIONS).decode()
+    try:
+        return orjson.dumps(obj, default=_default, option=_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        return _slow(obj)
 
 
 def dumpb(obj: Any) -> bytes:
     """``obj`` as UTF-8 JSON bytes (for a response body)."""
-    return orjson.dumps(obj, default=_default, option=_OPTIONS)
+    try:
+        return orjson.dumps(obj, default=_default, option=_OPTIONS)
+    except orjson.JSONEncodeError:
+        return _slow(obj).encode()
 
 
 class FastJSONResponse(JSONResponse):

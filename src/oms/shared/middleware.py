@@ -23,8 +23,10 @@ CUT_OFF_SCOPE_KEY = "oms.cut_off"
 abandoned: ``{"status": 408, "reason": "body_timeout"}``."""
 
 
-class _ClientGone(Exception):
-    """The connection ended before the request body was complete."""
+class ClientGone(Exception):
+    """The connection ended before the request body was complete (or, raised by the admission
+    gate, :mod:`oms.shared.admission`, before the request's turn came): the application is
+    not run; the access line says 499."""
 
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
@@ -74,7 +76,7 @@ class RequestContextMiddleware:
                 await self._send_problem(send_wrapper, scope, 415)
             else:
                 await self.app(scope, _replay(body, receive), send_wrapper)
-        except _ClientGone:
+        except ClientGone:
             # the body never arrived in full: the client left, or the server cut it off (and
             # answered it itself, e.g. 408 on the body timeout); the application is not run
             cut_off = scope.get("extensions", {}).get(CUT_OFF_SCOPE_KEY, {})
@@ -100,13 +102,13 @@ class RequestContextMiddleware:
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The whole body, or None once it grows past the limit (checked while streaming);
-        raises _ClientGone if the connection ends first."""
+        raises ClientGone if the connection ends first."""
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                raise _ClientGone
+                raise ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:

@@ -13,6 +13,7 @@ from oms.auth.service import Principal
 from oms.deps import Session, require
 from oms.flows import simulations as simulations_flow
 from oms.flows import waves as waves_flow
+from oms.shared import admission
 from oms.shared.errors import NotFound
 from oms.shared.openapi import AUTH_PROBLEMS, problems
 from oms.shared.roles import Role
@@ -100,12 +101,17 @@ def _detail(wave: object, orders: list[object]) -> WaveDetail:
 async def run_wave(
     body: WaveRun, request: Request, session: Session, principal: Admin
 ) -> WaveDetail:
-    wave_id = await waves_flow.run_wave(
-        request.app.state.sessionmaker,
-        channel=body.channel,
-        trigger="manual",
-        requested_by=principal.actor,
-    )
+    # the wave reads and applies in transactions of its own and solves, up to the policy's
+    # time limit, holding no connection: so does the request meanwhile (the key check's
+    # transaction ends here), and it lends its admission turn (oms.shared.admission)
+    await session.commit()
+    async with admission.lent(request.scope):
+        wave_id = await waves_flow.run_wave(
+            request.app.state.sessionmaker,
+            channel=body.channel,
+            trigger="manual",
+            requested_by=principal.actor,
+        )
     wave, orders = await service.get_wave(session, wave_id=wave_id)
     return _detail(wave, list(orders))
 
