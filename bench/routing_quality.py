@@ -56,6 +56,7 @@ from oms.routing.domain import (
     haversine_km,
     plan_route,
 )
+from oms.routing.wave import DEFAULT_TIME_LIMIT_S
 
 PARCEL_BASE = 6.0
 PARCEL_PER_BAND = 1.5
@@ -802,7 +803,8 @@ def route_sequence(
         for o in pool:
             for a in o.current:
                 stock[a.warehouse_id][a.sku] = stock[a.warehouse_id].get(a.sku, 0) + a.quantity
-        result = solve_wave(pool, cands(stock), time_limit_s=time_limit, **wave_options)
+        options = {k: v for k, v in wave_options.items() if k != "fill_backorders"}
+        result = solve_wave(pool, cands(stock), time_limit_s=time_limit, **options)
         seconds.append(result.seconds)
         statuses.append(result.status)
         for change in result.changed:
@@ -821,13 +823,21 @@ def route_sequence(
             key = (order.id, int(a.line_id.rsplit("-", 1)[1]))
             fills[key] = fills.get(key, 0) + a.quantity
         plans[order.id] = plan.allocations
-        if wave_size != 0 and plan.allocations:
-            kept = tuple(
-                RouteLine(ln.line_id, ln.sku, fills[(order.id, i)])
-                for i, ln in enumerate(lines)
-                if fills.get((order.id, i))
-            )
-            pool.append(WaveOrder(order.id, kept, dest, policy, plan.allocations))
+        kept = tuple(
+            RouteLine(ln.line_id, ln.sku, fills[(order.id, i)])
+            for i, ln in enumerate(lines)
+            if fills.get((order.id, i))
+        )
+        waiting = tuple(
+            RouteLine(ln.line_id, ln.sku, ln.quantity - fills.get((order.id, i), 0))
+            for i, ln in enumerate(lines)
+            if ln.quantity > fills.get((order.id, i), 0)
+        )
+        if wave_size != 0 and (kept or (waiting and wave_options.get("fill_backorders", True))):
+            # the product's wave: each order keeps its units and may get its backordered ones
+            # (``fill_backorders`` False: the earlier wave, backorders left as they are)
+            back = waiting if wave_options.get("fill_backorders", True) else ()
+            pool.append(WaveOrder(order.id, kept, dest, policy, plan.allocations, back))
             if wave_size > 0 and len(pool) >= wave_size:
                 wave()
                 pool = []
@@ -850,12 +860,23 @@ def main_waves(args: argparse.Namespace) -> int:
     100 orders at 50 warehouses; the per-order routing p99 at 50 warehouses."""
     started = time.perf_counter()
     sizes = list(args.wave_sizes)  # "100": the product's solver; "100p": proven-only (v1)
-    size_of = {s: int(s.rstrip("p")) for s in sizes}
+    size_of = {s: int(s.rstrip("pk")) for s in sizes}
     label = {
-        s: ("all" if size_of[s] < 0 else str(size_of[s])) + (" (proven only)" * s.endswith("p"))
+        s: ("all" if size_of[s] < 0 else str(size_of[s]))
+        + (" (proven only)" * s.endswith("p"))
+        + (" (backorders kept)" * s.endswith("k"))
         for s in sizes
     }
-    solver = {s: WAVE_VARIANTS["proven-only"] if s.endswith("p") else {} for s in sizes}
+    # "100p": proven only (the first version), "100k": backorders kept (the second), "100":
+    # the product's wave (the third: fills backordered units where it can)
+    solver = {
+        s: WAVE_VARIANTS["proven-only"]
+        if s.endswith("p")
+        else WAVE_VARIANTS["warm+incumbent"]
+        if s.endswith("k")
+        else {}
+        for s in sizes
+    }
     results: dict[str, Any] = {
         "config": {
             "geographies": args.geographies,
@@ -982,8 +1003,9 @@ def main_waves(args: argparse.Namespace) -> int:
 
 WAVE_VARIANTS = {
     # name: solve_wave options (the product's defaults: warm start, checked incumbent accepted)
-    "proven-only": {"accept_incumbent": False, "warm_start": False},  # the first version
-    "warm+incumbent": {"accept_incumbent": True, "warm_start": True},
+    "proven-only": {"accept_incumbent": False, "warm_start": False, "fill_backorders": False},
+    "warm+incumbent": {"accept_incumbent": True, "warm_start": True, "fill_backorders": False},
+    "fill-backorders": {"accept_incumbent": True, "warm_start": True, "fill_backorders": True},
 }
 
 
@@ -1165,9 +1187,15 @@ def main(argv: list[str] | None = None) -> int:
         "--wave-sizes",
         nargs="+",
         default=["30", "100", "-1"],
-        help="orders per wave; -1: all; a p suffix: the proven-only solver",
+        help="orders per wave; -1: all; a p suffix: the proven-only solver; a k suffix: the "
+        "solver that keeps backorders as they are",
     )
-    ap.add_argument("--wave-time-limit", type=float, default=10.0)
+    ap.add_argument(
+        "--wave-time-limit",
+        type=float,
+        default=DEFAULT_TIME_LIMIT_S,
+        help="the wave solver's time limit (default: the product's)",
+    )
     ap.add_argument(
         "--wave-timing",
         type=int,

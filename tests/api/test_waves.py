@@ -343,3 +343,115 @@ async def test_the_rest_of_the_plan_applies_when_it_still_saves(
     assert saved == pytest.approx(1.5, abs=0.01)  # one band (and ~500 km of tie break)
     assert await _routed_to(client, keys, berlin) == ["BRL"]
     await assert_stock_invariants(engine)
+
+
+async def _backordered_pool(
+    client: httpx.AsyncClient, keys: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession]
+) -> tuple[str, str]:
+    """Whole lines, backorders allowed. The Berlin order took Munich's only mug (Berlin had
+    none yet); then Berlin got one and Munich one more: the Munich order for 2 finds no
+    warehouse with 2, takes Munich's and waits for the second. Moving the Berlin order home
+    frees Munich's other mug for it."""
+    resp = await client.put(
+        "/v1/routing-policies/web",
+        json={"allow_backorder": True, "allow_line_split": False},
+        headers=auth(keys["admin"]),
+    )
+    assert resp.status_code == 200, resp.text
+    await _enable(client, keys)
+    await stock(sessionmaker, "BRL", {}, **BERLIN)
+    await stock(sessionmaker, "MNC", {"WAVE-01": 1}, **MUNICH)
+    berlin = await client.post(
+        "/v1/orders", json=_to("Berlin", BERLIN), headers=auth(keys["storefront"])
+    )
+    assert berlin.status_code == 201, berlin.text
+    await stock(sessionmaker, "BRL", {"WAVE-01": 1})  # no backorder fill: not through the API
+    await stock(sessionmaker, "MNC", {"WAVE-01": 1})
+    body = _to("Munich", MUNICH)
+    body["lines"][0]["quantity"] = 2
+    munich = await client.post("/v1/orders", json=body, headers=auth(keys["storefront"]))
+    assert munich.status_code == 201, munich.text
+    assert [ln["backordered"] for ln in munich.json()["lines"]] == [1]
+    return berlin.json()["id"], munich.json()["id"]
+
+
+async def test_a_wave_fills_a_backorder_with_the_stock_its_moves_free(
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    berlin, munich = await _backordered_pool(client, keys, sessionmaker)
+    assert await _routed_to(client, keys, berlin) == ["MNC"]
+
+    resp = await client.post("/v1/waves", json={"channel": "web"}, headers=auth(keys["admin"]))
+    assert resp.status_code == 201, resp.text
+    wave = resp.json()
+    assert wave["applied"] and (wave["pool_size"], wave["moved"]) == (2, 2)
+    by_order = {o["order_id"]: o for o in wave["orders"]}
+    assert by_order[munich]["plan"]["filled"] == 1
+    after = by_order[munich]["plan"]["after"]["allocations"]
+    assert [(a["warehouse"], a["quantity"]) for a in after] == [("MNC", 2)]
+
+    assert await _routed_to(client, keys, berlin) == ["BRL"]
+    order = (await client.get(f"/v1/orders/{munich}", headers=auth(keys["admin"]))).json()
+    assert [ln["backordered"] for ln in order["lines"]] == [0]
+    live = [s for s in order["shipments"] if s["status"] != "cancelled"]
+    assert [(s["warehouse"], s["status"]) for s in live] == [("MNC", "pending")]
+    routing = (await client.get(f"/v1/orders/{munich}/routing", headers=auth(keys["admin"]))).json()
+    assert routing["backorders"] == [] and routing["fully_filled"] is True
+    assert routing["change"]["kind"] == "wave"
+    history = (await client.get(f"/v1/orders/{munich}/history", headers=auth(keys["admin"]))).json()
+    fill = next(e for e in history if e["kind"] == "backorder_filled")
+    assert fill["reason"].startswith("wave")
+    async with engine.connect() as conn:
+        events = (
+            await conn.execute(
+                select(OutboxEvent.payload).where(OutboxEvent.type == "order.backorder_filled")
+            )
+        ).all()
+    assert [[f["quantity"] for f in e[0]["data"]["fills"]] for e in events] == [[1]]
+    await assert_stock_invariants(engine)
+    async with engine.connect() as conn:
+        bad = (
+            await conn.execute(
+                text(
+                    """SELECT count(*) FROM order_lines l JOIN orders o ON o.id = l.order_id
+                    WHERE o.status <> 'cancelled' AND l.quantity <> l.backordered + (
+                        SELECT coalesce(sum(a.quantity), 0) FROM allocations a
+                        WHERE a.order_line_id = l.id AND a.status IN ('open', 'consumed'))"""
+                )
+            )
+        ).scalar_one()
+    assert bad == 0
+
+
+async def test_a_backorder_filled_while_the_wave_solves_is_not_filled_twice(
+    client: httpx.AsyncClient,
+    keys: dict[str, str],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    """A receipt at Munich fills the Munich order's backorder between solve and apply: the
+    wave skips it (its backorders changed under it) and the Berlin order's move home still
+    saves on its own, so it applies; no unit is reserved twice."""
+    berlin, munich = await _backordered_pool(client, keys, sessionmaker)
+
+    async def meanwhile() -> None:
+        resp = await client.post(
+            "/v1/inventory/adjustments",
+            json={"warehouse": "MNC", "sku": "WAVE-01", "type": "receive", "quantity": 1},
+            headers=auth(keys["fulfillment"]),
+        )
+        assert resp.status_code == 201, resp.text
+
+    wave_id = await waves_flow.run_wave(
+        sessionmaker, channel="web", trigger="manual", between=meanwhile
+    )
+    read = (await client.get(f"/v1/waves/{wave_id}", headers=auth(keys["admin"]))).json()
+    outcomes = {o["order_id"]: o["outcome"] for o in read["orders"]}
+    assert outcomes == {munich: "skipped", berlin: "moved"}
+    order = (await client.get(f"/v1/orders/{munich}", headers=auth(keys["admin"]))).json()
+    assert [ln["backordered"] for ln in order["lines"]] == [0]  # by the receipt's fill
+    assert await _routed_to(client, keys, berlin) == ["BRL"]
+    await assert_stock_invariants(engine)

@@ -41,12 +41,13 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from oms.inventory import service as inventory_service
 from oms.orders import promising
 from oms.orders import service as orders_service
 from oms.orders.domain import OrderStatus, ShipmentStatus
-from oms.orders.models import Order, OrderEvent, Shipment
+from oms.orders.models import Order, OrderEvent, OrderLine, Shipment
 from oms.orders.plans import NewShipment, insert_shipments, route_address
 from oms.outbox.service import record_event
 from oms.routing import service as routing_service
@@ -73,6 +74,7 @@ class _Seen:
     version: int
     status: str
     allocations: tuple[tuple[str, str, str, int], ...]  # (line, warehouse, sku, units), sorted
+    backordered: tuple[tuple[str, int], ...] = ()  # (line, units) of lines waiting, sorted
 
 
 @dataclass(slots=True)
@@ -98,6 +100,10 @@ def _seen_allocations(allocs: Sequence[Any]) -> tuple[tuple[str, str, str, int],
             if a.status == "open"
         )
     )
+
+
+def _seen_backorders(lines: Sequence[Any]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted((str(ln.id), ln.backordered) for ln in lines if ln.backordered > 0))
 
 
 async def _read_pool(
@@ -139,7 +145,12 @@ async def _read_pool(
             )
         )
         not_pending = {r[0] for r in rows}
-    seen = {o.id: _Seen(o.version, o.status, _seen_allocations(by_order[o.id])) for o in orders}
+    seen = {
+        o.id: _Seen(
+            o.version, o.status, _seen_allocations(by_order[o.id]), _seen_backorders(o.lines)
+        )
+        for o in orders
+    }
     skus = sorted({ln.sku for o in orders for ln in o.lines})
     snapshot = await inventory_service.routing_snapshot(session, skus=skus) if skus else []
     held: dict[tuple[str, str], int] = defaultdict(int)
@@ -149,13 +160,16 @@ async def _read_pool(
     )
     for o in orders:
         open_allocs = [a for a in by_order[o.id] if a.status == "open"]
+        backordered = tuple(
+            RouteLine(str(ln.id), ln.sku, ln.backordered) for ln in o.lines if ln.backordered > 0
+        )
         if (
             o.id in not_pending
             or o.pickup_warehouse_code is not None
-            or not open_allocs
+            or not (open_allocs or backordered)
             or any(a.shipment_id is None for a in open_allocs)
         ):
-            continue  # picking started, click and collect, nothing reserved: released as is
+            continue  # picking started, click and collect, nothing to place: released as is
         units: dict[str, int] = defaultdict(int)
         for a in open_allocs:
             units[str(a.order_line_id)] += a.quantity
@@ -170,7 +184,9 @@ async def _read_pool(
             for a in open_allocs
         )
         destination = routing_service.destination_for(route_address(o))
-        solvable.append(WaveOrder(str(o.id), lines, destination, routing_policy, current))
+        solvable.append(
+            WaveOrder(str(o.id), lines, destination, routing_policy, current, backordered)
+        )
     warehouses = [
         replace(
             c,
@@ -215,6 +231,8 @@ async def _unchanged(session: AsyncSession, *, order: Order, seen: _Seen) -> str
     allocs = await inventory_service.allocations_for_orders(session, order_ids=[order.id])
     if _seen_allocations(allocs) != seen.allocations:
         return "its reservations changed while the wave solved"
+    if _seen_backorders(order.lines) != seen.backordered:
+        return "its backorders changed while the wave solved"
     return None
 
 
@@ -261,6 +279,15 @@ async def _move(
         .values(version=order.version + 1, updated_at=now, live_shipments=len(shipments))
         .execution_options(synchronize_session=False)
     )
+    filled = _filled_units(change)
+    if filled:  # backordered units the wave fills: the lines wait for fewer (as a fill does)
+        lines = {str(ln.id): ln for ln in order.lines}
+        left = {lid: lines[lid].backordered - units for lid, units in filled.items()}
+        await session.execute(
+            update(OrderLine), [{"id": uuid.UUID(lid), "backordered": q} for lid, q in left.items()]
+        )
+        for lid, q in left.items():
+            set_committed_value(lines[lid], "backordered", q)
     return [
         inventory_service.Reservation(
             order_id=order.id,
@@ -274,6 +301,17 @@ async def _move(
     ]
 
 
+def _filled_units(change: OrderChange) -> dict[str, int]:
+    """Per line, the units the wave's plan gives beyond what the order held (its backordered
+    units the wave fills)."""
+    got: dict[str, int] = defaultdict(int)
+    for a in change.after:
+        got[a.line_id] += a.quantity
+    for a in change.before:
+        got[a.line_id] -= a.quantity
+    return {lid: q for lid, q in got.items() if q > 0}
+
+
 def _wave_routing(
     before: dict[str, Any] | None,
     *,
@@ -281,6 +319,7 @@ def _wave_routing(
     warehouses: list[str],
     plan: dict[str, Any],
     now: datetime,
+    backorders: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``orders.routing`` after a wave moved the order: the plan of placement kept under
     ``placement`` (as ``oms.orders.plans.changed_routing`` does for shipment changes), the
@@ -289,10 +328,11 @@ def _wave_routing(
     placement = current.get("placement") or {
         k: current.get(k) for k in ("warehouses", "fully_filled", "backorders", "explanation")
     }
+    waiting = current.get("backorders", []) if backorders is None else backorders
     return {
         "warehouses": warehouses,
-        "fully_filled": current.get("fully_filled", True),
-        "backorders": current.get("backorders", []),
+        "fully_filled": current.get("fully_filled", True) or not waiting,
+        "backorders": waiting,
         "explanation": current.get("explanation"),
         "change": {"kind": "wave", "at": now.isoformat()},
         "placement": placement,
@@ -362,13 +402,14 @@ async def _apply(
     if moved and len(moved) < len(changes):
         # part of the wave's plan cannot be applied (orders changed under it): the rest alone
         # must still save, or nothing moves (the plan may make one order dearer for another)
-        delta = sum(c.cost_after - c.cost_before for _, c in moved)
+        delta = sum(c.delta for _, c in moved)
         if delta >= -1e-6:
             notes.append("the orders the wave's plan relied on changed: every order kept")
             for order, _ in moved:
                 outcome[order.id] = ("kept", "the wave's plan relied on orders that changed")
             moved = []
     # 2. the stock rows of every SKU the moves may release or reserve, in the fixed order
+    shipment_of: dict[tuple[str, str], uuid.UUID] = {}  # (line, warehouse) -> new shipment
     if moved:
         skus = {a.sku for _, c in moved for a in (*c.before, *c.after)}
         await inventory_service.lock_stock_of_skus(session, skus=skus)
@@ -376,9 +417,17 @@ async def _apply(
             async with session.begin_nested():
                 reservations = []
                 for order, change in moved:
-                    reservations += await _move(
+                    made = await _move(
                         session, order=order, change=change, codes=pool.codes, now=now
                     )
+                    shipment_of.update(
+                        {
+                            (str(r.order_line_id), str(r.warehouse_id)): r.shipment_id
+                            for r in made
+                            if r.shipment_id is not None
+                        }
+                    )
+                    reservations += made
                 if not await inventory_service.reserve(session, reservations=reservations):
                     raise _StockMoved
         except _StockMoved:
@@ -391,8 +440,21 @@ async def _apply(
         plan = change.to_dict(pool.codes)
         warehouses = list(dict.fromkeys(pool.codes[a.warehouse_id] for a in change.after))
         before_codes = list(order.routing["warehouses"]) if order.routing else []
+        filled = _filled_units(change)
+        backorders = None
+        if filled:
+            backorders = [
+                {"line_id": str(ln.id), "sku": ln.sku, "quantity": ln.backordered}
+                for ln in sorted(order.lines, key=lambda ln: ln.line_no)
+                if ln.backordered > 0
+            ]
         routing = _wave_routing(
-            order.routing, wave_id=wave_id, warehouses=warehouses, plan=plan, now=now
+            order.routing,
+            wave_id=wave_id,
+            warehouses=warehouses,
+            plan=plan,
+            now=now,
+            backorders=backorders,
         )
         await session.execute(
             update(Order)
@@ -424,10 +486,22 @@ async def _apply(
             aggregate_id=str(order.id),
             data={**orders_service.order_summary(order), **data},
         )
+        if filled:
+            await _record_fill(
+                session,
+                order=order,
+                change=change,
+                filled=filled,
+                codes=pool.codes,
+                shipment_of=shipment_of,
+                wave_id=wave_id,
+                actor=requested_by or "wave",
+                now=now,
+            )
     by_order = {c.order_id: c for c in result.changes}
     applied = bool(moved)
     # what the pool costs now: the moved orders' new plans, everyone else's as before
-    objective_after = result.objective_before + sum(c.cost_after - c.cost_before for _, c in moved)
+    objective_after = result.objective_before + sum(c.delta for _, c in moved)
     if result.applied and not applied and not any(o == "moved" for o, _ in outcome.values()):
         if not notes:
             notes.append("the orders to move changed while the wave solved")
@@ -479,6 +553,79 @@ async def _apply(
         data=wave_payload(wave),
     )
     return wave
+
+
+async def _record_fill(
+    session: AsyncSession,
+    *,
+    order: Order,
+    change: OrderChange,
+    filled: dict[str, int],
+    codes: dict[str, str],
+    shipment_of: dict[tuple[str, str], uuid.UUID],
+    wave_id: uuid.UUID,
+    actor: str,
+    now: datetime,
+) -> None:
+    """The backordered units the wave filled, recorded as a backorder fill records them
+    (``oms.orders.backorders``): the history row ``backorder_filled`` and
+    ``order.backorder_filled`` with the fills and what still waits."""
+    # the new units of a line are counted at the warehouses where it gets more than it held
+    more: dict[tuple[str, str], int] = defaultdict(int)
+    for a in change.after:
+        more[(a.line_id, a.warehouse_id)] += a.quantity
+    for a in change.before:
+        more[(a.line_id, a.warehouse_id)] -= a.quantity
+    left = dict(filled)
+    sku_of = {a.line_id: a.sku for a in change.after}
+    fills = []
+    for (line_id, wid), extra in sorted(more.items()):
+        take = min(extra, left.get(line_id, 0))
+        if take <= 0:
+            continue
+        left[line_id] -= take
+        a = Allocation(line_id, sku_of[line_id], wid, take)
+        fills.append(
+            {
+                "line_id": a.line_id,
+                "sku": a.sku,
+                "quantity": a.quantity,
+                "warehouse": codes[a.warehouse_id],
+                "shipment_id": str(shipment_of[(a.line_id, a.warehouse_id)]),
+                "new_shipment": True,  # a wave writes every parcel of a moved order anew
+            }
+        )
+    backordered: dict[str, int] = defaultdict(int)
+    for ln in order.lines:
+        if ln.backordered > 0:
+            backordered[ln.sku] += ln.backordered
+    warehouses = list(dict.fromkeys(f["warehouse"] for f in fills))
+    session.add(
+        OrderEvent(
+            order_id=order.id,
+            kind="backorder_filled",
+            from_status=order.status,
+            to_status=order.status,
+            actor=actor,
+            actor_role=None,
+            reason=f"wave {wave_id}: stock its new plan left for backordered lines",
+            data={"fills": fills, "warehouses": warehouses, "backordered": dict(backordered)},
+            request_id=None,
+            created_at=now,
+        )
+    )
+    await record_event(
+        session,
+        type="order.backorder_filled",
+        aggregate_type="order",
+        aggregate_id=str(order.id),
+        data={
+            **orders_service.order_summary(order),
+            "fills": fills,
+            "warehouses": warehouses,
+            "backordered": dict(backordered),
+        },
+    )
 
 
 class _StockMoved(Exception):

@@ -28,7 +28,7 @@ from oms.routing.domain import (
     WarehouseCandidate,
     plan_route,
 )
-from oms.routing.wave import OrderChange, WaveOrder, solve_wave
+from oms.routing.wave import DEFAULT_TIME_LIMIT_S, OrderChange, WaveOrder, solve_wave
 
 __all__ = [
     "Replay",
@@ -69,7 +69,7 @@ class WaveSetting:
     """Waves in a replay: every ``size`` non-express orders (``None``: one wave at the end)."""
 
     size: int | None
-    time_limit_s: float = 10.0
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S
     express_skips: bool = True
 
 
@@ -117,7 +117,7 @@ def replay(
             avail[(a.warehouse_id, a.sku)] -= a.quantity
         out.allocations[order.order_id] = plan.allocations
         out.explanations[order.order_id] = plan.explanation.to_dict()
-        if waves is None or not plan.allocations or (order.express and waves.express_skips):
+        if waves is None or (order.express and waves.express_skips):
             continue
         placed: dict[str, int] = defaultdict(int)
         for a in plan.allocations:
@@ -127,7 +127,16 @@ def replay(
             for ln in order.lines
             if placed[ln.line_id]
         )
-        pool.append(WaveOrder(order.order_id, kept, order.destination, policy, plan.allocations))
+        waiting = tuple(
+            RouteLine(ln.line_id, ln.sku, ln.quantity - placed[ln.line_id])
+            for ln in order.lines
+            if ln.quantity > placed[ln.line_id]
+        )
+        if not (kept or waiting):
+            continue
+        pool.append(
+            WaveOrder(order.order_id, kept, order.destination, policy, plan.allocations, waiting)
+        )
         if waves.size is not None and len(pool) >= waves.size:
             _wave(pool, warehouses, avail, out, waves)
             pool = []
@@ -148,7 +157,7 @@ def _wave(
     for o in pool:
         for a in o.current:
             held[(a.warehouse_id, a.sku)] += a.quantity
-    skus = {ln.sku for o in pool for ln in o.lines}
+    skus = {ln.sku for o in pool for ln in (*o.lines, *o.backordered)}
     stock = [
         replace(
             w,

@@ -3,8 +3,11 @@
 A per-order router decides each order alone, in placement order, against the stock left by the
 orders before it. A wave takes a pool of orders that are placed (and reserved) but not yet
 released to picking and solves their assignment *together*, as one mixed-integer program
-(HiGHS through ``highspy``), with every order keeping exactly the units it has now on each line
-(its fill never goes down, nor up: backorders stay as they are).
+(HiGHS through ``highspy``), with every order keeping at least the units it has now on each line
+(its fill never goes down). Units an order still waits for (its backorders, ``backordered``)
+may be filled when the pool's new assignment leaves stock for them: each unit left backordered
+costs :data:`UNFILLED_UNIT` (the benchmark's 50 per unfilled unit: more than any two parcels),
+so the wave fills what it can first and only then saves parcels.
 
 Model (per order ``o``, line ``l`` with ``F[l]`` units kept, eligible warehouse ``w``):
 
@@ -12,11 +15,16 @@ Model (per order ``o``, line ``l`` with ``F[l]`` units kept, eligible warehouse 
   line split; continuous: once the parcels are fixed the units are a transportation problem,
   integral at a vertex; a fractional answer is re-solved as that LP), or ``z[o,l,w]`` binary,
   the whole line from ``w`` (without);
-* each line gets exactly its units: ``sum_w x[o,l,w] = F[l]`` (``sum_w z = 1``);
+* each line gets its units: ``sum_w x[o,l,w] + u[o,l] = F[l] + B[l]`` with ``0 <= u[o,l] <=
+  B[l]`` its ``B[l]`` backordered units left unfilled (``B`` 0: exactly ``F``); without line
+  split the units a line holds come whole from one warehouse (``sum_w z = 1``) and its
+  backordered ones, as a backorder fill places them, all or nothing from one warehouse
+  (``sum_w z' + u = 1``);
 * ``x[o,l,w] <= F[l] * y[o,w]``; ``sum_w y[o,w] <= max_shipments``;
 * stock: per (warehouse, SKU), what the pool's lines take is at most what the wave may hand
   out: the free stock plus what the pool's orders hold there now;
-* minimise ``sum parcel_cost(o, w) * y[o,w]`` with the parcel cost of :func:`parcel_cost`.
+* minimise ``sum parcel_cost(o, w) * y[o,w] + UNFILLED_UNIT * sum u`` with the parcel cost of
+  :func:`parcel_cost`.
 
 The warehouses an order may use are the ones the per-order router would consider (its
 channel's policy: warehouse list, ships-to, pickup stores, exclusions, blocked stock), computed
@@ -26,19 +34,26 @@ keeps when the solver finds nothing cheaper within the time limit.
 
 Solving, within one time limit:
 
-1. **a start** (at most a quarter of the limit, :func:`_restricted_start`): the LP relaxation,
-   then the MIP restricted to the warehouses the LP uses for each order plus the ones it ships
-   from now; it has a sixth of the columns and usually solves in a fraction of a second, within
-   1-3 % of the optimum on the bench's pools of 100 orders at 50 warehouses;
-2. **the full MIP**, started from the cheaper of that and the current plans (solved again
+1. **a start** (:func:`_restricted_start`, :data:`RESTRICTED_STAGES`): the LP relaxation, then
+   the MIP restricted to the warehouses the LP uses for each order plus the ones it ships from
+   now (a sixth of the columns, by 35 % of the limit), then that neighbourhood widened by each
+   order's 4 cheapest warehouses, started from the first one's plan (by 75 % of the limit, or
+   95 % of a short one): restricted MIPs find good plans in a fraction of a second where the
+   full MIP's first improvement comes after its root cuts (0.9-2.6 s into the solve on
+   the bench's pools of 100 orders);
+2. **the full MIP**, started from the start's plan or the current plans (solved again
    without the start if the columns HiGHS hands back do not cost what it reports: HiGHS can
    prove the optimum and still return the start's columns);
 3. **what is used**: the proven optimum (relative gap 0.01 %); or, when the limit stops the
-   solver, its best plan (``proven`` false, ``status`` ``time_limit``) *only if* it passes the
-   same check as an optimum: integral, every line gets exactly its units (no fill goes down),
-   no (warehouse, SKU) gives more than it has, lines stay whole without line splitting, no
-   order exceeds its shipment cap, and the pool costs less than now. Anything else keeps every
-   plan. ``accept_incumbent=False`` restores "proven optimum or nothing".
+   solver, the cheaper of its best plan and the start's (``proven`` false, ``status``
+   ``time_limit``) *only if* it passes the same check as an optimum: integral, every line gets
+   at least its units and at most its backordered units more (no fill goes down), no
+   (warehouse, SKU) gives more than it has, lines stay whole without line splitting, no order
+   exceeds its shipment cap, and the pool costs less than now. Anything else keeps every plan.
+   ``accept_incumbent=False`` restores "proven optimum or nothing".
+
+The default time limit (:data:`DEFAULT_TIME_LIMIT_S`, 1.5 s) is what a policy gets when it sets
+none.
 """
 
 from __future__ import annotations
@@ -65,6 +80,8 @@ from oms.routing.model import (
 __all__ = [
     "PARCEL_BASE",
     "PARCEL_PER_BAND",
+    "UNFILLED_UNIT",
+    "DEFAULT_TIME_LIMIT_S",
     "OrderChange",
     "WaveOrder",
     "WaveResult",
@@ -82,6 +99,14 @@ PER_PRIORITY_RANK = 0.01
 """Added per priority rank of the warehouse (a tie break, as for the router)."""
 PER_KM = 1e-5
 """Added per kilometre (the last tie break)."""
+UNFILLED_UNIT = 50.0
+"""Cost of a unit an order still waits for (backordered) that the wave leaves unfilled: the
+routing benchmark's 50 per unfilled unit, more than any two parcels, so a wave fills what it can
+before it saves parcels (the router's "most units first")."""
+DEFAULT_TIME_LIMIT_S = 1.5
+"""The wave's time limit when its policy sets none: a wave of 100 orders at 50 warehouses then
+takes p95 < 2 s (the limit, plus reading the plan back and checking it); see
+``bench/results/routing-waves.md`` for what a longer limit buys."""
 MIP_REL_GAP = 1e-4
 """The solver stops at a relative gap of 0.01 %: "optimal" means within it (about 1e-3 of a
 parcel per 100 orders; the tie-break terms above are smaller than that and may be left on the
@@ -104,13 +129,16 @@ def parcel_cost(*, band: int, cross_border: int, priority_rank: int, km: float) 
 @dataclass(frozen=True, slots=True)
 class WaveOrder:
     """One order of the pool: the units it holds per line now (``current``), where it goes and
-    its channel's policy. ``lines`` carry the units to keep (a line without any is left out)."""
+    its channel's policy. ``lines`` carry the units to keep (a line without any is left out);
+    ``backordered`` the units each line still waits for (a line may be in both, or only
+    here): the wave may fill them, never takes any away."""
 
     order_id: str
     lines: tuple[RouteLine, ...]
     destination: Destination
     policy: RoutingPolicy
     current: tuple[Allocation, ...]
+    backordered: tuple[RouteLine, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +154,28 @@ class OrderChange:
     band_sum_after: int
     cost_before: float
     cost_after: float
+    backordered_before: int = 0
+    backordered_after: int = 0
 
     @property
     def changed(self) -> bool:
         return _units(self.before) != _units(self.after)
+
+    @property
+    def filled(self) -> int:
+        """Backordered units the wave filled on this order."""
+        return self.backordered_before - self.backordered_after
+
+    @property
+    def delta(self) -> float:
+        """What the order's plan costs more (negative: saves) in the wave's objective: its
+        parcels plus :data:`UNFILLED_UNIT` per unit left backordered."""
+        return (
+            self.cost_after
+            + UNFILLED_UNIT * self.backordered_after
+            - self.cost_before
+            - UNFILLED_UNIT * self.backordered_before
+        )
 
     def to_dict(self, codes: Mapping[str, str] | None = None) -> dict[str, Any]:
         codes = codes or {}
@@ -163,6 +209,7 @@ class OrderChange:
                 "band_sum": self.band_sum_before - self.band_sum_after,
                 "cost": round(self.cost_before - self.cost_after, 4),
             },
+            "filled": self.filled,
         }
 
 
@@ -206,7 +253,7 @@ class _Option:
 def _options(order: WaveOrder, warehouses: Sequence[WarehouseCandidate]) -> dict[str, _Option]:
     """The warehouses the per-order router would consider for ``order`` against the wave's
     stock (the pool's), and the ones it ships from now, with their parcel costs."""
-    demand = index_demand(order.lines)
+    demand = index_demand((*order.lines, *order.backordered))
     scan = scan_warehouses(warehouses, order.destination, demand, order.policy)
     out: dict[str, _Option] = {}
     for c in scan.eligible:
@@ -238,6 +285,31 @@ def _plan_cost(
     )
 
 
+def _left_backordered(order: WaveOrder, allocs: Sequence[Allocation]) -> int:
+    """The order's backordered units a plan leaves unfilled (units beyond each line's kept
+    units fill its backorder)."""
+    kept: dict[str, int] = defaultdict(int)
+    for ln in order.lines:
+        kept[ln.line_id] += ln.quantity
+    got: dict[str, int] = defaultdict(int)
+    for a in allocs:
+        got[a.line_id] += a.quantity
+    return sum(
+        max(0, ln.quantity - max(0, got[ln.line_id] - kept[ln.line_id])) for ln in order.backordered
+    )
+
+
+def _objective(
+    orders: Sequence[WaveOrder],
+    opts: Sequence[Mapping[str, _Option]],
+    plans: Sequence[Sequence[Allocation]],
+) -> float:
+    return sum(
+        _plan_cost(p, op)[2] + UNFILLED_UNIT * _left_backordered(o, p)
+        for o, op, p in zip(orders, opts, plans, strict=True)
+    )
+
+
 def solve_wave(
     orders: Sequence[WaveOrder],
     warehouses: Sequence[WarehouseCandidate],
@@ -260,14 +332,15 @@ def solve_wave(
     by_id = {w.id: w for w in warehouses}
     opts = [_options(o, warehouses) for o in orders]
     before = [_plan_cost(o.current, op) for o, op in zip(orders, opts, strict=True)]
-    objective_before = sum(b[2] for b in before)
+    waiting = [_left_backordered(o, o.current) for o in orders]
+    objective_before = _objective(orders, opts, [o.current for o in orders])
 
     def unchanged(
         status: str, proven: bool, notes: tuple[str, ...] = (), columns: int = 0, rows: int = 0
     ) -> WaveResult:
         changes = tuple(
-            OrderChange(o.order_id, o.current, o.current, b[0], b[0], b[1], b[1], b[2], b[2])
-            for o, b in zip(orders, before, strict=True)
+            OrderChange(o.order_id, o.current, o.current, b[0], b[0], b[1], b[1], b[2], b[2], n, n)
+            for o, b, n in zip(orders, before, waiting, strict=True)
         )
         return WaveResult(
             status=status,
@@ -287,6 +360,7 @@ def solve_wave(
     model = _Model(orders, opts, by_id)
     size = (model.ncol, model.nrow)
     deadline = started + max(0.01, float(time_limit_s))
+    better: list[tuple[Allocation, ...]] | None = None
     try:
         if warm_start:
             try:
@@ -309,35 +383,52 @@ def solve_wave(
     label = "optimal" if proven else ("time_limit" if "time" in status.lower() else status.lower())
     label = label.replace(" reached", "").replace(" ", "_")
     incumbent = not proven and accept_incumbent and stopped and _has_incumbent(h)
-    if not proven and not incumbent:
-        note = f"solver {status}: every order keeps its plan"
-        return unchanged(label, False, (note,), *size)
+    plans: list[tuple[Allocation, ...]] | None = None
+    if proven or incumbent:
+        sol = list(h.getSolution().col_value)
+        plans = model.plans(sol)
+        if plans is None:  # units split fractionally: fix the parcels, re-solve the flow (LP)
+            flow = model.integral_flow(h, sol)
+            plans = None if flow is None else model.plans(flow)
     gap = float(h.getInfo().mip_gap) if incumbent else 0.0
-    sol = list(h.getSolution().col_value)
-    plans = model.plans(sol)
-    if plans is None:  # units split fractionally: fix the parcels, re-solve the flow as an LP
-        flow = model.integral_flow(h, sol)
-        plans = None if flow is None else model.plans(flow)
-    if plans is None:  # not integral, a line short, over stock or over a cap: never trust it
-        why = (
-            "solution failed the check" if proven else f"solver {status}: no plan passed the check"
+    from_start = False
+    if (
+        accept_incumbent
+        and better is not None
+        and (plans is None or _objective(orders, opts, better) < _objective(orders, opts, plans))
+    ):
+        # the full MIP stopped without anything better than its start (or handed back columns
+        # that fail the check): the start's plans, checked the same way, are used (within a
+        # proven optimum's gap too when the MIP proved its bound: they cost less still)
+        plans, from_start = better, True
+    if plans is None:  # nothing proven or checked (not integral, a line short, over stock...)
+        if proven:
+            return unchanged("rejected", False, ("solution failed the check",), *size)
+        why = f"solver {status}: " + (
+            "no plan passed the check" if incumbent else "every order keeps its plan"
         )
-        return unchanged("rejected" if proven else label, False, (why,), *size)
+        return unchanged(label, False, (why,), *size)
     changes = []
-    for o, op, b, after in zip(orders, opts, before, plans, strict=True):
+    for o, op, b, n, after in zip(orders, opts, before, waiting, plans, strict=True):
         a = _plan_cost(after, op)
+        left = _left_backordered(o, after)
         changes.append(
-            OrderChange(o.order_id, o.current, after, b[0], a[0], b[1], a[1], b[2], a[2])
+            OrderChange(o.order_id, o.current, after, b[0], a[0], b[1], a[1], b[2], a[2], n, left)
         )
-    objective_after = sum(c.cost_after for c in changes)
+    objective_after = objective_before + sum(c.delta for c in changes)
     if objective_after >= objective_before - 1e-6:
         why = "no cheaper assignment" if proven else f"solver {status}: nothing cheaper found"
         return unchanged(label, proven, (why,), *size)
     notes: tuple[str, ...] = ()
-    if incumbent:
+    if from_start and not proven:
         notes = (
-            f"solver {status}: the best plan found is used (checked: every line keeps its "
-            f"units, within stock and the policy, cheaper); not proven optimal, gap {gap:.2%}",
+            f"solver {status}: the best plan of the restricted solves is used (checked: no "
+            "line loses units, within stock and the policy, cheaper); not proven optimal",
+        )
+    elif incumbent:
+        notes = (
+            f"solver {status}: the best plan found is used (checked: no line loses units, "
+            f"within stock and the policy, cheaper); not proven optimal, gap {gap:.2%}",
         )
     return WaveResult(
         status=label,
@@ -382,8 +473,15 @@ def _highs(time_limit_s: float) -> highspy.Highs:
     return h
 
 
-RESTRICTED_SHARE = 0.25
-"""At most this share of the time limit goes to finding a start (LP, then the restricted MIP)."""
+RESTRICTED_STAGES: tuple[tuple[int, float], ...] = ((0, 0.35), (4, 0.75))
+"""The start's stages: (cheapest warehouses added per order, share of the time limit by which
+the stage must end). The first stage restricts each order to the warehouses the LP relaxation
+uses and those it ships from now; the second adds each order's 4 cheapest warehouses and starts
+from the first's plans. What is left of the limit goes to the full MIP, except with a short
+limit (:data:`SHORT_LIMIT_S`), where the second stage runs until 95 % of it: the full MIP spends
+its first 0.9-2.6 s on root cuts at 100 orders (the bench's pools) and improves nothing before."""
+SHORT_LIMIT_S = 3.0
+"""Time limits up to this are "short" (see :data:`RESTRICTED_STAGES`)."""
 
 
 def _restricted_start(
@@ -395,15 +493,18 @@ def _restricted_start(
 ) -> list[tuple[Allocation, ...]] | None:
     """A good start for the MIP, found fast: solve the LP relaxation, then the MIP restricted
     to the warehouses the LP uses for each order plus the ones it ships from now (so the
-    current plans stay feasible in it). The restricted MIP has a sixth of the columns and
-    usually solves in a fraction of a second; its plans, checked like any solution, start the
-    full MIP (which still proves, or not, the optimum over every warehouse). None when it
-    finds nothing cheaper than the current plans in its share of the time."""
-    budget = RESTRICTED_SHARE * (deadline - time.perf_counter())
-    if budget <= 0.01:
+    current plans stay feasible in it), then that neighbourhood widened by each order's
+    cheapest warehouses, started from the first one's plans (:data:`RESTRICTED_STAGES`). The
+    restricted MIPs have a sixth to a third of the columns and usually solve, or find a good
+    plan, in a fraction of a second where the full MIP spends seconds on its root cuts; their
+    plans, checked like any solution, start the full MIP (which still proves, or not, the
+    optimum over every warehouse). None when they find nothing cheaper than the current plans
+    in their share of the time."""
+    begin = time.perf_counter()
+    limit = deadline - begin
+    if limit <= 0.02:
         return None
-    stop = time.perf_counter() + budget
-    lp = _highs(budget)
+    lp = _highs(limit * RESTRICTED_STAGES[0][1])
     model.load(lp, start=False)
     n = model.ncol
     lp.changeColsIntegrality(n, np.arange(n, dtype=np.int32), np.zeros(n, dtype=np.uint8))
@@ -411,11 +512,42 @@ def _restricted_start(
     if lp.modelStatusToString(lp.getModelStatus()) != "Optimal":
         return None
     relaxed = list(lp.getSolution().col_value)
-    restricted = []
-    for o, op, y in zip(orders, opts, model.y, strict=True):
-        held_at = {a.warehouse_id for a in o.current}
-        restricted.append({w: v for w, v in op.items() if w in held_at or relaxed[y[w]] > 1e-6})
-    sub = _Model(orders, restricted, by_id)
+    now = _objective(orders, opts, [o.current for o in orders])
+    best: list[tuple[Allocation, ...]] | None = None
+    best_cost = now
+    for i, (extra, share) in enumerate(RESTRICTED_STAGES):
+        if i == len(RESTRICTED_STAGES) - 1 and limit <= SHORT_LIMIT_S:
+            share = max(share, 0.95)
+        stop = begin + share * limit
+        if stop - time.perf_counter() <= 0.01:
+            break
+        restricted: list[dict[str, _Option]] = []
+        for o, op, y in zip(orders, opts, model.y, strict=True):
+            held_at = {a.warehouse_id for a in o.current}
+            if best is not None:
+                held_at |= {a.warehouse_id for a in best[len(restricted)]}
+            cheapest = {w for _, w in sorted((v.cost, w) for w, v in op.items())[:extra]}
+            restricted.append(
+                {
+                    w: v
+                    for w, v in op.items()
+                    if w in held_at or w in cheapest or relaxed[y[w]] > 1e-6
+                }
+            )
+        sub = _Model(orders, restricted, by_id)
+        if best is not None:
+            sub.set_start(best)
+        plans = _solve_restricted(sub, stop)
+        if plans is None:
+            continue
+        cost = _objective(orders, opts, plans)
+        if cost < best_cost - 1e-6:
+            best, best_cost = plans, cost
+    return best
+
+
+def _solve_restricted(sub: _Model, stop: float) -> list[tuple[Allocation, ...]] | None:
+    """A restricted MIP's best plans by ``stop`` (checked like the full MIP's), or None."""
     h = _highs(stop - time.perf_counter())
     sub.load(h)
     h.run()
@@ -430,11 +562,7 @@ def _restricted_start(
     if plans is None:
         flow = sub.integral_flow(h, sol)
         plans = None if flow is None else sub.plans(flow)
-    if plans is None:
-        return None
-    cost = sum(_plan_cost(p, op)[2] for p, op in zip(plans, opts, strict=True))
-    now = sum(_plan_cost(o.current, op)[2] for o, op in zip(orders, opts, strict=True))
-    return plans if cost < now - 1e-6 else None
+    return plans
 
 
 def _has_incumbent(h: highspy.Highs) -> bool:
@@ -443,6 +571,48 @@ def _has_incumbent(h: highspy.Highs) -> bool:
         return int(h.getInfo().primal_solution_status) == 2  # kSolutionStatusFeasible
     except Exception:  # noqa: BLE001
         return False
+
+
+@dataclass(slots=True)
+class _Line:
+    """One line of one order in the model: ``kept`` units it must keep, ``extra`` backordered
+    units it may get, ``whole`` (no line split): each part filled whole from one warehouse.
+    Without line split the units a line holds and its backordered ones are two parts (``part``
+    0 and 1), as the router and a backorder fill place them: the held units from one
+    warehouse, the backordered ones all or nothing from one (maybe another) warehouse."""
+
+    line_id: str
+    sku: str
+    kept: int
+    extra: int
+    whole: bool
+    part: int = 0
+
+
+def _model_lines(o: WaveOrder) -> list[_Line]:
+    """The order's lines (parts, without line split) as the model sees them."""
+    kept: dict[str, int] = defaultdict(int)
+    extra: dict[str, int] = defaultdict(int)
+    sku: dict[str, str] = {}
+    for ln in o.lines:
+        kept[ln.line_id] += ln.quantity
+        sku[ln.line_id] = ln.sku
+    for ln in o.backordered:
+        extra[ln.line_id] += ln.quantity
+        sku.setdefault(ln.line_id, ln.sku)
+    whole = not o.policy.allow_line_split
+    out = []
+    for lid in dict.fromkeys([*(ln.line_id for ln in o.lines), *extra]):
+        have, more = kept.get(lid, 0), extra.get(lid, 0)
+        if not whole:
+            if have + more > 0:
+                out.append(_Line(lid, sku[lid], have, more, False))
+            continue
+        if have > 0:
+            out.append(_Line(lid, sku[lid], have, 0, True, 0))
+        if more > 0:
+            out.append(_Line(lid, sku[lid], 0, more, True, 1))
+    return out
 
 
 class _Model:
@@ -460,7 +630,10 @@ class _Model:
         self.integer: list[int] = []
         self.start: list[float] = []
         # x columns: (col, order index, line, warehouse id, units per unit of the column)
-        self.x: list[tuple[int, int, RouteLine, str, int]] = []
+        self.x: list[tuple[int, int, _Line, str, int]] = []
+        # u columns (backordered units left): (col, order index, line, units per unit)
+        self.u: list[tuple[int, int, _Line, int]] = []
+        self.lines: list[list[_Line]] = []
         self.rows: list[tuple[float, float, list[tuple[int, float]]]] = []
         self.stock: dict[tuple[str, str], int] = {}
         inf = highspy.kHighsInf
@@ -473,7 +646,10 @@ class _Model:
             for wid, option in op.items():
                 y[wid] = self._col(option.cost, 1.0, True, 1.0 if wid in held_at else 0.0)
             self.y.append(y)
-            for ln in o.lines:
+            lines = _model_lines(o)
+            self.lines.append(lines)
+            for ln in lines:
+                total = ln.kept + ln.extra
                 entries: list[tuple[int, float]] = []
                 for wid in op:
                     if (wid, ln.sku) in o.policy.blocked and (ln.line_id, wid) not in held:
@@ -481,24 +657,30 @@ class _Model:
                     have = by_id[wid].available.get(ln.sku, 0)
                     if have <= 0:
                         continue
-                    now = held.get((ln.line_id, wid), 0)
-                    if o.policy.allow_line_split:
-                        cap = min(ln.quantity, have)
+                    now = held.get((ln.line_id, wid), 0) if ln.kept else 0  # held: kept
+                    if not ln.whole:
+                        cap = min(total, have)
                         col = self._col(0.0, float(cap), False, float(now))
                         self.x.append((col, oi, ln, wid, 1))
                         self.rows.append((-inf, 0.0, [(col, 1.0), (y[wid], -float(cap))]))
                         entries.append((col, 1.0))
                         by_stock[(wid, ln.sku)].append((col, 1.0))
                     else:
-                        if have < ln.quantity:
+                        if have < total:
                             continue
                         col = self._col(0.0, 1.0, True, 1.0 if now else 0.0)
-                        self.x.append((col, oi, ln, wid, ln.quantity))
+                        self.x.append((col, oi, ln, wid, total))
                         self.rows.append((-inf, 0.0, [(col, 1.0), (y[wid], -1.0)]))
                         entries.append((col, 1.0))
-                        by_stock[(wid, ln.sku)].append((col, float(ln.quantity)))
-                total = float(ln.quantity) if o.policy.allow_line_split else 1.0
-                self.rows.append((total, total, entries))
+                        by_stock[(wid, ln.sku)].append((col, float(total)))
+                rhs = 1.0 if ln.whole else float(total)
+                if ln.extra > 0:  # what stays backordered
+                    per = total if ln.whole else 1
+                    room = 1.0 if ln.whole else float(ln.extra)
+                    col = self._col(UNFILLED_UNIT * per, room, False, room)
+                    self.u.append((col, oi, ln, per))
+                    entries.append((col, 1.0))
+                self.rows.append((rhs, rhs, entries))
             limit = o.policy.max_shipments
             if limit is not None and len(y) > limit:
                 self.rows.append((-inf, float(limit), [(c, 1.0) for c in y.values()]))
@@ -527,8 +709,21 @@ class _Model:
             used = {a.warehouse_id for a in plans[oi] if a.quantity > 0}
             for wid, col in y.items():
                 start[col] = 1.0 if wid in used else 0.0
-        for col, oi, ln, wid, per in self.x:
-            start[col] = units.get((oi, ln.line_id, wid), 0) / per
+        left = dict(units)
+        filled: dict[int, int] = {}  # id of a line part -> units the start gives it
+        for col, oi, ln, wid, per in self.x:  # parts in order: the held units first
+            have = left.get((oi, ln.line_id, wid), 0)
+            if ln.whole:
+                take = per if have >= per and id(ln) not in filled else 0
+                start[col] = 1.0 if take else 0.0
+            else:
+                take = have
+                start[col] = float(take)
+            if take:
+                left[(oi, ln.line_id, wid)] = have - take
+                filled[id(ln)] = filled.get(id(ln), 0) + take
+        for col, _, ln, per in self.u:
+            start[col] = (ln.kept + ln.extra - filled.get(id(ln), 0)) / per
         self.start = start
 
     def load(self, h: highspy.Highs, *, start: bool = True) -> None:
@@ -584,10 +779,12 @@ class _Model:
         return list(h.getSolution().col_value)
 
     def plans(self, sol: Sequence[float]) -> list[tuple[Allocation, ...]] | None:
-        """Each order's allocations in the solution; None unless integral, every line gets
-        exactly its units and no (warehouse, SKU) gives more than it has."""
-        out: list[list[Allocation]] = [[] for _ in self.orders]
-        per_line: dict[tuple[int, str], int] = defaultdict(int)
+        """Each order's allocations in the solution; None unless integral, every line gets at
+        least the units it keeps and at most its backordered units more (whole lines whole or
+        nothing) and no (warehouse, SKU) gives more than it has."""
+        merged: list[dict[tuple[str, str, str], int]] = [defaultdict(int) for _ in self.orders]
+        per_part: dict[int, int] = defaultdict(int)  # id of a line part -> its units
+        sources: dict[int, set[str]] = defaultdict(set)  # id of a line part -> warehouses
         taken: dict[tuple[str, str], int] = defaultdict(int)
         for col, oi, ln, wid, per in self.x:
             v = sol[col]
@@ -597,18 +794,20 @@ class _Model:
             if r <= 0:
                 continue
             units = r * per
-            out[oi].append(Allocation(ln.line_id, ln.sku, wid, units))
-            per_line[(oi, ln.line_id)] += units
+            merged[oi][(ln.line_id, ln.sku, wid)] += units
+            per_part[id(ln)] += units
+            sources[id(ln)].add(wid)
             taken[(wid, ln.sku)] += units
+        out = [[Allocation(lid, sku, wid, q) for (lid, sku, wid), q in m.items()] for m in merged]
         for oi, o in enumerate(self.orders):
-            for ln in o.lines:
-                if per_line[(oi, ln.line_id)] != ln.quantity:
+            for ln in self.lines[oi]:
+                got = per_part[id(ln)]
+                if got < ln.kept or got > ln.kept + ln.extra:
                     return None
-            if not o.policy.allow_line_split and any(
-                len({a.warehouse_id for a in out[oi] if a.line_id == ln.line_id}) != 1
-                for ln in o.lines
-            ):
-                return None
+                if ln.whole and got not in (0, ln.kept + ln.extra):
+                    return None
+                if ln.whole and got and len(sources[id(ln)]) != 1:
+                    return None
             limit = o.policy.max_shipments
             used = {a.warehouse_id for a in out[oi]}
             if limit is not None and len(used) > max(

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 from oms.routing.schemas import RoutingExplanation
+from oms.routing.wave import DEFAULT_TIME_LIMIT_S
 
 Cutoff = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", examples=["14:00"])]
 Channel = Annotated[
@@ -29,7 +30,7 @@ class WavePolicyWrite(BaseModel):
                     "max_pool": 100,
                     "cutoffs": ["14:00"],
                     "express_skips": True,
-                    "time_limit_s": 10,
+                    "time_limit_s": 1.5,
                 }
             ]
         },
@@ -52,12 +53,13 @@ class WavePolicyWrite(BaseModel):
         default=True, description="Express orders go straight to the pick queue"
     )
     time_limit_s: float = Field(
-        default=10.0,
+        default=DEFAULT_TIME_LIMIT_S,
         gt=0,
         le=300,
-        description="The solver's time limit; when it stops the solver, its best plan is used "
-        "only if it passes the same checks as an optimum and costs less, else every order "
-        "keeps its plan",
+        description="The solver's time limit (default 1.5 s: a wave of 100 orders at 50 "
+        "warehouses takes p95 < 2 s); when it stops the solver, its best plan is used only if "
+        "it passes the same checks as an optimum and costs less, else every order keeps its "
+        "plan",
     )
 
 
@@ -97,8 +99,8 @@ class WaveRead(BaseModel):
         description="Orders that changed while the wave solved: released as they were"
     )
     objective_before: float = Field(
-        description="Parcel cost of the pool's plans before (6.0 + 1.5 per 400 km band per "
-        "parcel, small tie-break terms)"
+        description="Cost of the pool's plans before: 6.0 + 1.5 per 400 km band per parcel "
+        "(small tie-break terms), plus 50 per unit the pool's orders wait for (backordered)"
     )
     objective_after: float
     solve_seconds: float
@@ -116,7 +118,8 @@ class WaveOrderRead(BaseModel):
     reason: str | None = Field(description="Why it was skipped or kept")
     plan: dict[str, Any] | None = Field(
         description="`before` (the plan it had: allocations, parcels, band sum, cost), and for "
-        "moved orders `after` (the wave's plan) and `saved` (parcels, band sum, cost)"
+        "moved orders `after` (the wave's plan), `saved` (parcels, band sum, cost) and "
+        "`filled` (backordered units the wave filled)"
     )
     released_at: datetime
 
