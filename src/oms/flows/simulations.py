@@ -302,6 +302,9 @@ async def simulate(
             "changes": changes,
         }
 
+    # every read is done: end the (read-only) transaction so that the connection goes back to
+    # the pool while the replay computes (seconds to minutes with waves), not idle in it
+    await session.commit()
     result = await asyncio.to_thread(run)
     return {
         "channel": channel,

@@ -164,7 +164,9 @@ async def get_wave(wave_id: uuid.UUID, session: Session, _: Reader) -> WaveDetai
     "`warehouse_not_found`.",
     responses=problems(*AUTH_PROBLEMS),
 )
-async def simulate(body: SimulationRequest, session: Session, _: Admin) -> SimulationRead:
+async def simulate(
+    body: SimulationRequest, request: Request, session: Session, _: Admin
+) -> SimulationRead:
     fields = body.proposed.model_fields_set
     proposed = simulations_flow.ProposedPolicy(
         **{
@@ -180,13 +182,16 @@ async def simulate(body: SimulationRequest, session: Session, _: Admin) -> Simul
             if name in fields
         }
     )
-    result = await simulations_flow.simulate(
-        session,
-        channel=body.channel,
-        start=body.from_,
-        end=body.to,
-        proposed=proposed,
-        max_orders=body.max_orders,
-        changed_limit=body.changed_limit,
-    )
+    # the replay computes without the database (it ends its read transaction first): the
+    # request lends its admission turn meanwhile (oms.shared.admission)
+    async with admission.lent(request.scope):
+        result = await simulations_flow.simulate(
+            session,
+            channel=body.channel,
+            start=body.from_,
+            end=body.to,
+            proposed=proposed,
+            max_orders=body.max_orders,
+            changed_limit=body.changed_limit,
+        )
     return SimulationRead.model_validate(result)
