@@ -7,8 +7,9 @@ its response, together ~7 % of the server's CPU per order with the standard libr
 Datetimes go through ``str`` as before (``default=str``), not orjson's own format.
 
 What orjson refuses and the standard library encodes (an integer past 64 bits, which an
-order's free-form ``attributes`` may hold: JSON numbers have no size limit, nor has jsonb)
-goes through the standard library's encoder instead, with the same result as before.
+order's free-form ``attributes`` may hold: JSON numbers have no size limit, nor has jsonb; a
+lone surrogate) goes through the standard library's encoder instead, with the same result as
+before.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ def _default(value: Any) -> str:
 
 
 def _slow(obj: Any) -> str:
-    """The standard library's compact JSON (what orjson cannot encode)."""
-    return json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":"))
+    """The standard library's JSON, ASCII-escaped as before (what orjson cannot encode: an
+    integer past 64 bits, or a lone surrogate, which stays an escape Postgres's jsonb then
+    refuses with a clean error (422), not a string the driver cannot send (a 500))."""
+    return json.dumps(obj, default=str, separators=(",", ":"))
 
 
 def dumps(obj: Any) -> str:
