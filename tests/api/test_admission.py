@@ -31,6 +31,18 @@ async def gated(migrated: str, clean_db: AsyncEngine) -> AsyncIterator[httpx.Asy
             yield c
 
 
+async def _admission_metrics(client: httpx.AsyncClient) -> dict[str, float]:
+    """The admission gate's series from /metrics (never held by the gate)."""
+    text_ = (await client.get("/metrics")).text
+    out = {}
+    for line in text_.splitlines():
+        if line.startswith("oms_http_admission_") and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            if "{" not in name:
+                out[name] = float(value)
+    return out
+
+
 async def test_a_request_waiting_past_its_turn_gets_server_busy_and_changes_nothing(
     client: httpx.AsyncClient,
     gated: httpx.AsyncClient,
@@ -65,6 +77,7 @@ async def test_a_request_waiting_past_its_turn_gets_server_busy_and_changes_noth
             await asyncio.sleep(0.02)
         else:
             raise AssertionError("the transition never waited for the lock")
+        before = await _admission_metrics(gated)
         late = await gated.post(
             "/v1/orders", json=order_body(external_reference="late-1"), headers=admin
         )
@@ -73,6 +86,14 @@ async def test_a_request_waiting_past_its_turn_gets_server_busy_and_changes_noth
         assert late.headers["retry-after"].isdigit()
         assert late.json()["code"] == "server_busy"
         assert (await gated.get("/healthz")).status_code == 200
+        after = await _admission_metrics(gated)  # counted, for operators tuning the limit
+        assert after["oms_http_admission_rejected_total"] == (
+            before["oms_http_admission_rejected_total"] + 1
+        )
+        assert after["oms_http_admission_wait_seconds_count"] == (
+            before["oms_http_admission_wait_seconds_count"] + 1
+        )
+        assert after["oms_http_admission_waiting"] == 0
         await holder.rollback()  # the lock goes
     done = await stuck
     assert done.status_code == 200, done.text

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from oms.shared import metrics
 from oms.shared.errors import PROBLEM_JSON, ProblemError
 from oms.shared.middleware import ClientGone
 
@@ -88,8 +90,15 @@ class AdmissionGate:
             self._free -= 1
         else:
             received: list[Message] = []
-            outcome = await self._wait(receive, received)
+            metrics.ADMISSION_WAITING.inc()
+            waited_from = time.perf_counter()
+            try:
+                outcome = await self._wait(receive, received)
+            finally:
+                metrics.ADMISSION_WAITING.dec()
+                metrics.ADMISSION_WAIT.observe(time.perf_counter() - waited_from)
             if outcome == "busy":
+                metrics.ADMISSION_REJECTED.inc()
                 await _busy(scope, send, self.timeout_s)
                 return
             if outcome == "gone":

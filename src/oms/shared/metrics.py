@@ -9,6 +9,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -31,6 +32,20 @@ ORDER_TRANSITIONS = Counter(
     ["from_status", "to_status"],
 )
 ORDERS_PLACED = Counter("oms_orders_placed_total", "Committed orders by channel", ["channel"])
+ADMISSION_WAITING = Gauge(
+    "oms_http_admission_waiting",
+    "Requests waiting for their turn now (OMS_MAX_IN_FLIGHT), all worker processes",
+    multiprocess_mode="livesum",
+)
+ADMISSION_WAIT = Histogram(
+    "oms_http_admission_wait_seconds",
+    "How long requests that found every turn taken waited for one",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+ADMISSION_REJECTED = Counter(
+    "oms_http_admission_rejected_total",
+    "Requests answered 503 server_busy: no turn within OMS_ADMISSION_TIMEOUT_S",
+)
 
 
 def render() -> tuple[bytes, str]:
