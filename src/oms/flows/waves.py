@@ -44,7 +44,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from oms.inventory import service as inventory_service
-from oms.orders import promising
+from oms.orders import backorders, promising
 from oms.orders import service as orders_service
 from oms.orders.domain import OrderStatus, ShipmentStatus
 from oms.orders.models import Order, OrderEvent, OrderLine, Shipment
@@ -578,53 +578,32 @@ async def _record_fill(
         more[(a.line_id, a.warehouse_id)] -= a.quantity
     left = dict(filled)
     sku_of = {a.line_id: a.sku for a in change.after}
-    fills = []
+    fills: list[dict[str, Any]] = []
     for (line_id, wid), extra in sorted(more.items()):
         take = min(extra, left.get(line_id, 0))
         if take <= 0:
             continue
         left[line_id] -= take
-        a = Allocation(line_id, sku_of[line_id], wid, take)
         fills.append(
             {
-                "line_id": a.line_id,
-                "sku": a.sku,
-                "quantity": a.quantity,
-                "warehouse": codes[a.warehouse_id],
-                "shipment_id": str(shipment_of[(a.line_id, a.warehouse_id)]),
+                "line_id": line_id,
+                "sku": sku_of[line_id],
+                "quantity": take,
+                "warehouse": codes[wid],
+                "shipment_id": str(shipment_of[(line_id, wid)]),
                 "new_shipment": True,  # a wave writes every parcel of a moved order anew
             }
         )
-    backordered: dict[str, int] = defaultdict(int)
-    for ln in order.lines:
-        if ln.backordered > 0:
-            backordered[ln.sku] += ln.backordered
-    warehouses = list(dict.fromkeys(f["warehouse"] for f in fills))
-    session.add(
-        OrderEvent(
-            order_id=order.id,
-            kind="backorder_filled",
-            from_status=order.status,
-            to_status=order.status,
-            actor=actor,
-            actor_role=None,
-            reason=f"wave {wave_id}: stock its new plan left for backordered lines",
-            data={"fills": fills, "warehouses": warehouses, "backordered": dict(backordered)},
-            request_id=None,
-            created_at=now,
-        )
-    )
-    await record_event(
+    await backorders.record_fill(
         session,
-        type="order.backorder_filled",
-        aggregate_type="order",
-        aggregate_id=str(order.id),
-        data={
-            **orders_service.order_summary(order),
-            "fills": fills,
-            "warehouses": warehouses,
-            "backordered": dict(backordered),
-        },
+        order=order,
+        fills=fills,
+        warehouses=list(dict.fromkeys(f["warehouse"] for f in fills)),
+        reason=f"wave {wave_id}: stock its new plan left for backordered lines",
+        actor=actor,
+        actor_role=None,
+        request_id=None,
+        now=now,
     )
 
 

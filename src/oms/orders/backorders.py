@@ -39,6 +39,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -162,6 +163,64 @@ async def fill_order(
     return 0  # the stock kept moving: the next receipt or the worker's sweep tries again
 
 
+async def record_fill(
+    session: AsyncSession,
+    *,
+    order: Order,
+    fills: list[dict[str, Any]],
+    warehouses: list[str],
+    reason: str,
+    actor: str,
+    actor_role: str | None,
+    request_id: str | None,
+    now: datetime,
+    explanation: dict[str, Any] | None = None,
+    stepped_back: str | None = None,
+) -> None:
+    """Record a fill of backordered units (``order.lines`` already show what still waits):
+    the history row ``backorder_filled`` and ``order.backorder_filled``, with the fills, the
+    warehouses and the units still backordered per SKU. Used by the backorder fill here and
+    by a wave that fills backordered units (``oms.flows.waves``)."""
+    waiting: dict[str, int] = defaultdict(int)
+    for ln in order.lines:
+        if ln.backordered > 0:
+            waiting[ln.sku] += ln.backordered
+    backordered = dict(waiting)
+    data: dict[str, Any] = {"fills": fills, "warehouses": warehouses, "backordered": backordered}
+    if explanation is not None:
+        data["explanation"] = explanation
+    if stepped_back is not None:
+        data["order_status"] = {"from": stepped_back, "to": order.status}
+    session.add(
+        OrderEvent(
+            order_id=order.id,
+            kind="backorder_filled",
+            from_status=stepped_back or order.status,
+            to_status=order.status,
+            actor=actor,
+            actor_role=actor_role,
+            reason=reason,
+            data=data,
+            request_id=request_id,
+            created_at=now,
+        )
+    )
+    await session.flush()
+    await record_event(
+        session,
+        type="order.backorder_filled",
+        aggregate_type="order",
+        aggregate_id=str(order.id),
+        data={
+            **order_summary(order),
+            "fills": fills,
+            "warehouses": warehouses,
+            "backordered": backordered,
+            **({} if stepped_back is None else {"previous_status": stepped_back}),
+        },
+    )
+
+
 async def _write_fill(
     session: AsyncSession,
     *,
@@ -253,42 +312,18 @@ async def _write_fill(
     await store_current_routing(
         session, order=order, kind="backorder_filled", at=now, explanation=explanation
     )
-    backordered = {ln.sku: remaining[ln.id] for ln in order.lines if remaining[ln.id] > 0}
-    data = {
-        "fills": fills,
-        "warehouses": [codes[w] for w in plan.warehouses],
-        "backordered": backordered,
-        "explanation": explanation,
-    }
-    if stepped_back is not None:
-        data["order_status"] = {"from": stepped_back, "to": order.status}
-    session.add(
-        OrderEvent(
-            order_id=order.id,
-            kind="backorder_filled",
-            from_status=stepped_back or order.status,
-            to_status=order.status,
-            actor=actor,
-            actor_role=actor_role,
-            reason="stock arrived for backordered lines",
-            data=data,
-            request_id=request_id,
-            created_at=now,
-        )
-    )
-    await session.flush()
-    await record_event(
+    await record_fill(
         session,
-        type="order.backorder_filled",
-        aggregate_type="order",
-        aggregate_id=str(order.id),
-        data={
-            **order_summary(order),
-            "fills": fills,
-            "warehouses": data["warehouses"],
-            "backordered": backordered,
-            **({} if stepped_back is None else {"previous_status": stepped_back}),
-        },
+        order=order,
+        fills=fills,
+        warehouses=[codes[w] for w in plan.warehouses],
+        reason="stock arrived for backordered lines",
+        actor=actor,
+        actor_role=actor_role,
+        request_id=request_id,
+        now=now,
+        explanation=explanation,
+        stepped_back=stepped_back,
     )
     # the contended stock rows last: their locks are held only until the commit
     if not await inventory_service.reserve(session, reservations=reservations):
