@@ -508,3 +508,36 @@ async def test_a_receipt_racing_the_ship_of_a_packed_order_with_a_backorder(
             assert (after["status"], _backordered(after)) == ("paid", [0, 0])
         await check_order_invariants(engine, order["id"])
     await _lines_balance(engine)
+
+
+async def test_units_still_waiting_are_counted_per_sku_over_all_its_lines(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    """Two lines of one SKU, both waiting: after a partial fill the history and the event say
+    how many units of the SKU still wait in all (not one line's figure)."""
+    await _setup(client, keys, sessionmaker, levels={"BER": {"A": 0}})
+    order = await _place(client, keys, ("A", 2), ("A", 3))
+    assert _backordered(order) == [2, 3]
+    assert (await _receive(client, keys, "BER", "A", 1)).status_code == 201
+    order = await _order(client, keys, order["id"])
+    assert sum(_backordered(order)) == 4
+    history = (
+        await client.get(f"/v1/orders/{order['id']}/history", headers=auth(keys["admin"]))
+    ).json()
+    [fill] = [h for h in history if h["kind"] == "backorder_filled"]
+    assert fill["data"]["backordered"] == {"A": 4}
+    async with engine.connect() as conn:
+        data = (
+            await conn.execute(
+                text(
+                    "SELECT payload -> 'data' FROM outbox_events "
+                    "WHERE type = 'order.backorder_filled' AND aggregate_id = :id"
+                ),
+                {"id": order["id"]},
+            )
+        ).scalar_one()
+    assert data["backordered"] == {"A": 4}
+    await _lines_balance(engine)
