@@ -45,6 +45,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,9 +104,9 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     scenario = spec["scenario"]
     rng = random.Random(spec.get("seed", 2))
     cum = cumulative(zipf_weights())
-    prefix, secret_hash = spec["key_prefix_db"], spec["secret_hash"]
-    scope = spec["key_scope"]
-    explanation = _sample_explanation()
+    ctx = Context(
+        spec["key_prefix_db"], spec["secret_hash"], spec["key_scope"], _sample_explanation()
+    )
     pool = await asyncpg.create_pool(spec["dsn"], min_size=pool_size, max_size=pool_size)
     assert pool is not None
     if scenario == "flash":
@@ -127,239 +128,6 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     first_ok: list[float] = []
     last_ok: list[float] = []
 
-    async def one(conn: asyncpg.Connection[Any], body: dict[str, Any], key: str) -> str:
-        now = datetime.now(UTC)
-        order_id = uuid.uuid4()
-        await conn.execute("BEGIN")
-        try:
-            row = await conn.fetchrow(AUTH, prefix)
-            assert row is not None
-            assert row["secret_hash"] == secret_hash
-            claimed = await conn.fetchval(CLAIM, scope, key, "0" * 64)
-            assert claimed is not None
-            lines = body["lines"]
-            skus = [ln["sku"] for ln in lines]
-            dest = _CITY_POINTS.get(body["shipping_address"]["country"], (50.0, 10.0))
-            stock: dict[uuid.UUID, dict[str, int]] = {}
-            points: dict[uuid.UUID, tuple[float, float]] = {}
-            codes: dict[uuid.UUID, str] = {}
-            for r in await conn.fetch(ROUTING_SNAPSHOT_SQL, skus):
-                if not r["active"]:
-                    continue
-                points[r["id"]] = (r["latitude"], r["longitude"])
-                codes[r["id"]] = r["code"]
-                if r["sku"] is not None and r["available"] > 0:
-                    stock.setdefault(r["id"], {})[r["sku"]] = r["available"]
-            by_distance = sorted(stock, key=lambda w: _km(dest, points[w]))
-            plan: list[tuple[int, uuid.UUID]] = []
-            whole = [
-                w
-                for w in by_distance
-                if all(stock[w].get(ln["sku"], 0) >= ln["quantity"] for ln in lines)
-            ]
-            for i, ln in enumerate(lines):
-                if whole:
-                    plan.append((i, whole[0]))
-                    continue
-                w = next(
-                    (w for w in by_distance if stock[w].get(ln["sku"], 0) >= ln["quantity"]), None
-                )
-                if w is None:
-                    raise _Rollback("insufficient_stock")
-                plan.append((i, w))
-            principal = Principal(
-                key_id=row["id"], name=row["name"], role=Role(row["role"]), channel=row["channel"]
-            )
-            amounts = [
-                line_amounts(ln["quantity"], ln["unit_price"], ln.get("tax_rate_bps", 0))
-                for ln in lines
-            ]
-            totals = order_totals(amounts, body["shipping_fee"])
-            new_lines = [
-                NewOrderLine(
-                    id=uuid.uuid4(),
-                    order_id=order_id,
-                    line_no=n,
-                    sku=ln["sku"],
-                    name=ln.get("name"),
-                    quantity=ln["quantity"],
-                    unit_price=ln["unit_price"],
-                    tax_rate_bps=ln.get("tax_rate_bps", 0),
-                    backordered=0,
-                    subtotal_amount=a.subtotal,
-                    tax_amount=a.tax,
-                    total_amount=a.total,
-                )
-                for n, (ln, a) in enumerate(zip(lines, amounts, strict=True), start=1)
-            ]
-            line_ids = [ln.id for ln in new_lines]
-            wids = list(dict.fromkeys(w for _, w in plan))
-            shipments = [
-                NewShipment(
-                    id=uuid.uuid4(),
-                    order_id=order_id,
-                    seq=n,
-                    warehouse_id=w,
-                    warehouse_code=codes[w],
-                    created_at=now,
-                )
-                for n, w in enumerate(wids, start=1)
-            ]
-            ship_ids = {sh.warehouse_id: sh.id for sh in shipments}
-            # Documents of the size oms writes: the routing decision with its explanation (one
-            # real explanation, computed once), and an OrderRead-shaped idempotent response.
-            routing = {
-                "warehouses": [str(w) for w in wids],
-                "fully_filled": True,
-                "backorders": [],
-                "explanation": explanation,
-            }
-            addr = body["shipping_address"]
-            order = NewOrder(
-                id=order_id,
-                number=0,
-                status="placed",
-                version=1,
-                channel=body["channel"],
-                external_reference=None,
-                customer_id=body["customer"]["id"],
-                customer_email=body["customer"]["email"],
-                currency=body["currency"],
-                payment_method=body["payment_method"],
-                priority="standard",
-                ship_name=addr["name"],
-                ship_lines=addr["lines"],
-                ship_city=addr["city"],
-                ship_postal_code=addr["postal_code"],
-                ship_region=None,
-                ship_country=addr["country"],
-                ship_latitude=None,
-                ship_longitude=None,
-                subtotal_amount=totals.subtotal,
-                tax_amount=totals.tax_total,
-                shipping_fee=totals.shipping_fee,
-                total_amount=totals.total,
-                fulfillment="ship",
-                pickup_warehouse_code=None,
-                notes=None,
-                attributes={},
-                created_by=principal.actor,
-                created_at=now,
-                updated_at=now,
-                lines=new_lines,
-                routing=routing,
-            )
-            stamp = now.isoformat()
-            response = {
-                "id": str(order_id),
-                "number": 0,
-                "status": "placed",
-                "version": 1,
-                "allowed_transitions": ["paid", "cancelled"],
-                **{k: body[k] for k in ("channel", "currency", "customer", "shipping_address")},
-                "payment_method": order.payment_method,
-                "priority": order.priority,
-                "lines": [
-                    {
-                        "id": str(ln.id),
-                        "line_no": ln.line_no,
-                        "backordered": 0,
-                        "subtotal": ln.subtotal_amount,
-                        "tax": ln.tax_amount,
-                        "total": ln.total_amount,
-                        **data,
-                    }
-                    for ln, data in zip(new_lines, lines, strict=True)
-                ],
-                "totals": {
-                    "subtotal": totals.subtotal,
-                    "tax_total": totals.tax_total,
-                    "shipping_fee": totals.shipping_fee,
-                    "total": totals.total,
-                },
-                "fulfillment": "ship",
-                "pickup_store": None,
-                "shipments": [
-                    {
-                        "id": str(sh.id),
-                        "order_id": str(order_id),
-                        "seq": sh.seq,
-                        "warehouse": sh.warehouse_code,
-                        "status": "pending",
-                        "carrier": None,
-                        "tracking_number": None,
-                        "lines": [
-                            {
-                                "order_line_id": str(line_ids[i]),
-                                "sku": lines[i]["sku"],
-                                "quantity": lines[i]["quantity"],
-                            }
-                            for i, pw in plan
-                            if pw == sh.warehouse_id
-                        ],
-                        "created_at": stamp,
-                        **dict.fromkeys(
-                            ("picked_at", "packed_at", "shipped_at", "delivered_at", "cancelled_at")
-                        ),
-                    }
-                    for sh in shipments
-                ],
-                "routed_to": [sh.warehouse_code for sh in shipments],
-                "notes": None,
-                "attributes": {},
-                "created_at": stamp,
-                "updated_at": stamp,
-                **dict.fromkeys(
-                    ("carrier", "tracking_number", "paid_at", "shipped_at", "delivered_at")
-                ),
-                "cancelled_at": None,
-            }
-            # as oms.orders.placement._write sends it (the request id: the idempotency key)
-            event_id = uuid.uuid4()
-            event = {
-                "id": str(event_id),
-                "type": "order.placed",
-                "occurred_at": stamp,
-                "data": {**order_summary(order), "warehouses": routing["warehouses"]},
-            }
-            number = await conn.fetchval(
-                _PLACE_ORDER,
-                *place_order_args(
-                    order,
-                    new_lines,
-                    shipments,
-                    principal,
-                    key,
-                    event_id=event_id,
-                    event=json.dumps(event, default=str),
-                    response=json.dumps(response),
-                    idempotency=(scope, key),
-                ),
-            )
-            assert number is not None
-            reservations = [
-                Reservation(
-                    order_id=order_id,
-                    order_line_id=line_ids[i],
-                    shipment_id=ship_ids[w],
-                    warehouse_id=w,
-                    sku=lines[i]["sku"],
-                    quantity=lines[i]["quantity"],
-                )
-                for i, w in plan
-            ]
-            try:
-                await conn.execute(RESERVE_SQL, *reserve_args(reservations, now))
-            except asyncpg.PostgresError as exc:
-                if exc.sqlstate != STOCK_MOVED:
-                    raise
-                raise _Rollback("stock_moved") from None
-            await conn.execute("COMMIT")
-        except BaseException:
-            await conn.execute("ROLLBACK")
-            raise
-        return "ok"
-
     async def worker(deadline: float) -> None:
         nonlocal counter
         while True:
@@ -375,7 +143,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             key = f"{spec['run_id']}-{counter}"
             try:
                 async with pool.acquire() as conn:
-                    result = await one(conn, body, key)
+                    await place_one(conn, body, key, ctx)
+                result = "ok"
             except _Rollback as exc:
                 result = str(exc)
             done = time.perf_counter()
@@ -428,6 +197,253 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         out["sell_out_s"] = round(sell, 3)
         out["orders_per_s"] = round(ok / sell, 1) if sell > 0 else None
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What every order's transaction reads from the run: the storefront key's row, the
+    idempotency scope, and the routing explanation written with each order."""
+
+    prefix: str
+    secret_hash: str
+    scope: str
+    explanation: dict[str, Any]
+
+
+async def place_one(
+    conn: asyncpg.Connection[Any], body: dict[str, Any], key: str, ctx: Context
+) -> dict[str, Any]:
+    """One order's transaction (the module docstring's steps 1-6); returns the response
+    document oms would send. Raises :class:`_Rollback` when the order is refused."""
+    now = datetime.now(UTC)
+    order_id = uuid.uuid4()
+    await conn.execute("BEGIN")
+    try:
+        row = await conn.fetchrow(AUTH, ctx.prefix)
+        assert row is not None
+        assert row["secret_hash"] == ctx.secret_hash
+        claimed = await conn.fetchval(CLAIM, ctx.scope, key, "0" * 64)
+        assert claimed is not None
+        lines = body["lines"]
+        skus = [ln["sku"] for ln in lines]
+        dest = _CITY_POINTS.get(body["shipping_address"]["country"], (50.0, 10.0))
+        stock: dict[uuid.UUID, dict[str, int]] = {}
+        points: dict[uuid.UUID, tuple[float, float]] = {}
+        codes: dict[uuid.UUID, str] = {}
+        for r in await conn.fetch(ROUTING_SNAPSHOT_SQL, skus):
+            if not r["active"]:
+                continue
+            points[r["id"]] = (r["latitude"], r["longitude"])
+            codes[r["id"]] = r["code"]
+            if r["sku"] is not None and r["available"] > 0:
+                stock.setdefault(r["id"], {})[r["sku"]] = r["available"]
+        by_distance = sorted(stock, key=lambda w: _km(dest, points[w]))
+        plan: list[tuple[int, uuid.UUID]] = []
+        whole = [
+            w
+            for w in by_distance
+            if all(stock[w].get(ln["sku"], 0) >= ln["quantity"] for ln in lines)
+        ]
+        for i, ln in enumerate(lines):
+            if whole:
+                plan.append((i, whole[0]))
+                continue
+            w = next((w for w in by_distance if stock[w].get(ln["sku"], 0) >= ln["quantity"]), None)
+            if w is None:
+                raise _Rollback("insufficient_stock")
+            plan.append((i, w))
+        principal = Principal(
+            key_id=row["id"], name=row["name"], role=Role(row["role"]), channel=row["channel"]
+        )
+        amounts = [
+            line_amounts(ln["quantity"], ln["unit_price"], ln.get("tax_rate_bps", 0))
+            for ln in lines
+        ]
+        totals = order_totals(amounts, body["shipping_fee"])
+        new_lines = [
+            NewOrderLine(
+                id=uuid.uuid4(),
+                order_id=order_id,
+                line_no=n,
+                sku=ln["sku"],
+                name=ln.get("name"),
+                quantity=ln["quantity"],
+                unit_price=ln["unit_price"],
+                tax_rate_bps=ln.get("tax_rate_bps", 0),
+                backordered=0,
+                subtotal_amount=a.subtotal,
+                tax_amount=a.tax,
+                total_amount=a.total,
+            )
+            for n, (ln, a) in enumerate(zip(lines, amounts, strict=True), start=1)
+        ]
+        line_ids = [ln.id for ln in new_lines]
+        wids = list(dict.fromkeys(w for _, w in plan))
+        shipments = [
+            NewShipment(
+                id=uuid.uuid4(),
+                order_id=order_id,
+                seq=n,
+                warehouse_id=w,
+                warehouse_code=codes[w],
+                created_at=now,
+            )
+            for n, w in enumerate(wids, start=1)
+        ]
+        ship_ids = {sh.warehouse_id: sh.id for sh in shipments}
+        # Documents of the size oms writes: the routing decision with its explanation (one
+        # real explanation, computed once), and an OrderRead-shaped idempotent response.
+        routing = {
+            "warehouses": [str(w) for w in wids],
+            "fully_filled": True,
+            "backorders": [],
+            "explanation": ctx.explanation,
+        }
+        addr = body["shipping_address"]
+        order = NewOrder(
+            id=order_id,
+            number=0,
+            status="placed",
+            version=1,
+            channel=body["channel"],
+            external_reference=None,
+            customer_id=body["customer"]["id"],
+            customer_email=body["customer"]["email"],
+            currency=body["currency"],
+            payment_method=body["payment_method"],
+            priority="standard",
+            ship_name=addr["name"],
+            ship_lines=addr["lines"],
+            ship_city=addr["city"],
+            ship_postal_code=addr["postal_code"],
+            ship_region=None,
+            ship_country=addr["country"],
+            ship_latitude=None,
+            ship_longitude=None,
+            subtotal_amount=totals.subtotal,
+            tax_amount=totals.tax_total,
+            shipping_fee=totals.shipping_fee,
+            total_amount=totals.total,
+            fulfillment="ship",
+            pickup_warehouse_code=None,
+            notes=None,
+            attributes={},
+            created_by=principal.actor,
+            created_at=now,
+            updated_at=now,
+            lines=new_lines,
+            routing=routing,
+        )
+        stamp = now.isoformat()
+        response = {
+            "id": str(order_id),
+            "number": 0,
+            "status": "placed",
+            "version": 1,
+            "allowed_transitions": ["paid", "cancelled"],
+            **{k: body[k] for k in ("channel", "currency", "customer", "shipping_address")},
+            "payment_method": order.payment_method,
+            "priority": order.priority,
+            "lines": [
+                {
+                    "id": str(ln.id),
+                    "line_no": ln.line_no,
+                    "backordered": 0,
+                    "subtotal": ln.subtotal_amount,
+                    "tax": ln.tax_amount,
+                    "total": ln.total_amount,
+                    **data,
+                }
+                for ln, data in zip(new_lines, lines, strict=True)
+            ],
+            "totals": {
+                "subtotal": totals.subtotal,
+                "tax_total": totals.tax_total,
+                "shipping_fee": totals.shipping_fee,
+                "total": totals.total,
+            },
+            "fulfillment": "ship",
+            "pickup_store": None,
+            "shipments": [
+                {
+                    "id": str(sh.id),
+                    "order_id": str(order_id),
+                    "seq": sh.seq,
+                    "warehouse": sh.warehouse_code,
+                    "status": "pending",
+                    "carrier": None,
+                    "tracking_number": None,
+                    "lines": [
+                        {
+                            "order_line_id": str(line_ids[i]),
+                            "sku": lines[i]["sku"],
+                            "quantity": lines[i]["quantity"],
+                        }
+                        for i, pw in plan
+                        if pw == sh.warehouse_id
+                    ],
+                    "created_at": stamp,
+                    **dict.fromkeys(
+                        ("picked_at", "packed_at", "shipped_at", "delivered_at", "cancelled_at")
+                    ),
+                }
+                for sh in shipments
+            ],
+            "routed_to": [sh.warehouse_code for sh in shipments],
+            "notes": None,
+            "attributes": {},
+            "created_at": stamp,
+            "updated_at": stamp,
+            **dict.fromkeys(
+                ("carrier", "tracking_number", "paid_at", "shipped_at", "delivered_at")
+            ),
+            "cancelled_at": None,
+        }
+        # as oms.orders.placement._write sends it (the request id: the idempotency key)
+        event_id = uuid.uuid4()
+        event = {
+            "id": str(event_id),
+            "type": "order.placed",
+            "occurred_at": stamp,
+            "data": {**order_summary(order), "warehouses": routing["warehouses"]},
+        }
+        number = await conn.fetchval(
+            _PLACE_ORDER,
+            *place_order_args(
+                order,
+                new_lines,
+                shipments,
+                principal,
+                key,
+                event_id=event_id,
+                event=json.dumps(event, default=str),
+                response=json.dumps(response),
+                idempotency=(ctx.scope, key),
+            ),
+        )
+        assert number is not None
+        reservations = [
+            Reservation(
+                order_id=order_id,
+                order_line_id=line_ids[i],
+                shipment_id=ship_ids[w],
+                warehouse_id=w,
+                sku=lines[i]["sku"],
+                quantity=lines[i]["quantity"],
+            )
+            for i, w in plan
+        ]
+        try:
+            await conn.execute(RESERVE_SQL, *reserve_args(reservations, now))
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate != STOCK_MOVED:
+                raise
+            raise _Rollback("stock_moved") from None
+        await conn.execute("COMMIT")
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+    return response
 
 
 def _sample_explanation() -> dict[str, Any]:

@@ -31,7 +31,12 @@ What it does:
 5. **Ceiling.** ``bench/_ceiling.py`` runs the order transaction's SQL directly with asyncpg
    (prepared statements, a pool of 8 connections, no HTTP, no ORM) at the same concurrency
    levels, for ``spread`` and ``flash``. oms's orders/s is reported as a ratio to it.
-6. **Report.** A table on stdout, ``bench/results/load.json`` and ``bench/results/load.png``
+6. **Floor** (``--floor``). ``bench/_floor_app.py``: the ceiling's own transaction behind the
+   design card's stack alone (uvicorn, one FastAPI route validating oms's ``OrderCreate``, an
+   asyncpg pool of oms's size per worker, oms's worker count), driven by the same load
+   generator for ``spread``. Its ratio to the ceiling is the best any FastAPI service sending
+   oms's SQL can reach on this machine; oms's ratio is reported beside it.
+7. **Report.** A table on stdout, ``bench/results/load.json`` and ``bench/results/load.png``
    (throughput and p99 against concurrency). CPU use of the server, Postgres, the load
    generator and everything else on the machine is recorded for every level, because all of
    them share the same cores.
@@ -304,6 +309,24 @@ class Server:
             )
         self.base = f"http://127.0.0.1:{self.port}"
 
+    @classmethod
+    def floor(cls, workers: int, spec: dict[str, Any], workdir: Path) -> Server:
+        """``_floor_app.py`` under uvicorn (see the module docstring, step 6)."""
+        self = cls.__new__(cls)
+        self.port = free_port()
+        self.log = workdir / "floor.log"
+        cmd = [sys.executable, "-m", "uvicorn", "_floor_app:app", "--app-dir", str(HERE)]
+        cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)]
+        cmd += ["--loop", "uvloop", "--http", "httptools", "--no-access-log"]
+        cmd += ["--log-level", "warning"]
+        env = os.environ | {"OMS_FLOOR": json.dumps(spec)}
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=HERE
+            )
+        self.base = f"http://127.0.0.1:{self.port}"
+        return self
+
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -449,6 +472,12 @@ def print_table(report: dict[str, Any]) -> None:
             f"orders/s  p50 {c['p50_ms']} p95 {c['p95_ms']} p99 {c['p99_ms']} ms  "
             f"outcomes {c['outcomes']}  cpu {c['cpu']}  per order {c.get('cpu_per_order')}"
         )
+    for r in report.get("floor", []):
+        print(
+            f"floor    {r['scenario']:<6} c={r['concurrency']:<3} {r['orders_per_s']:>8.1f} "
+            f"orders/s  p50 {r['p50_ms']} p99 {r['p99_ms']} ms  errors {r['errors']}  "
+            f"ratio to ceiling {r.get('ratio_to_ceiling')}  ms/op {r['cpu_per_op']}"
+        )
     for f in report["flash_checks"]:
         print(f"flash check c={f['concurrency']}: {f}")
     print(f"invariants (rows breaking each, all must be 0): {report['invariants']}")
@@ -524,6 +553,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="oms worker processes (default: oms's own)")
     parser.add_argument("--scenarios", default="spread,flash,mixed")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the asyncpg ceiling")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run the framework floor (the ceiling's SQL behind uvicorn + FastAPI) for spread",
+    )
     parser.add_argument("--flash-stock", type=int, help="units of the hot SKU per flash level")
     parser.add_argument("--server-env", action="append", default=[], help="KEY=VALUE for oms")
     parser.add_argument("--label", default="", help="free text stored in the JSON")
@@ -574,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "rows": [],
         "ceiling": [],
+        "floor": [],
         "flash_checks": [],
     }
     with database(args.database_url, args.keep) as db:
@@ -585,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         pm_pid = asyncio.run(postmaster_pid(db.dsn))
         keys = asyncio.run(create_keys(db.sqlalchemy_url))
         server = Server(db.sqlalchemy_url, args.workers, server_env, workdir)
+        floor: Server | None = None
         try:
             server.wait_ready()
             log(f"oms is ready on port {server.port}")
@@ -622,6 +658,20 @@ def main(argv: list[str] | None = None) -> int:
                 "duration_s": duration,
                 "cpu": {"postmaster_pid": pm_pid, "database": db.name},
             }
+            if args.floor:
+                floor = Server.floor(
+                    report["server"]["workers"],
+                    {
+                        "dsn": db.dsn,
+                        "pool_size": settings.effective_db_pool_size,
+                        "key_prefix_db": keys["storefront_prefix"],
+                        "secret_hash": keys["storefront_secret_hash"],
+                        "key_scope": keys["storefront_id"],
+                    },
+                    workdir,
+                )
+                floor.wait_ready()
+                log(f"floor is ready on port {floor.port}")
             if args.prewarm > 0:
                 # A production database has orders in it. Fresh tables make Postgres cache
                 # sequential-scan plans for the foreign-key checks on `orders` in the
@@ -700,11 +750,30 @@ def main(argv: list[str] | None = None) -> int:
                                 for n in ("postgres", "client")
                             }
                         report["ceiling"].append(ceiling)
-                    report["rows"].append(_row(result, ceiling))
+                    row = _row(result, ceiling)
+                    if floor is not None and scenario == "spread":
+                        log(f"floor {scenario} c={conc}")
+                        fres = run_child(
+                            "_loadgen.py",
+                            spec
+                            | {
+                                "port": floor.port,
+                                "key_prefix": f"{run_id}-floor-{conc}",
+                                "cpu": cpu | {"server_pid": floor.proc.pid},
+                            },
+                        )
+                        frow = _row(fres, ceiling)
+                        report["floor"].append(frow)
+                        row["floor_orders_per_s"] = frow["orders_per_s"]
+                        if ceiling is not None and ceiling.get("orders_per_s"):
+                            row["floor_ratio_to_ceiling"] = frow["ratio_to_ceiling"]
+                    report["rows"].append(row)
             report["invariants"] = asyncio.run(invariants(db.dsn))
             report["table_counts"] = asyncio.run(table_counts(db.dsn))
         finally:
             server.stop()
+            if floor is not None:
+                floor.stop()
             report["server_log_tail"] = server.log.read_text(errors="replace")[-2000:]
             shutil.rmtree(workdir, ignore_errors=True)
     report["machine"]["load_avg_after"] = os.getloadavg()
