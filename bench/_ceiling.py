@@ -294,7 +294,7 @@ async def place_one(
         # Documents of the size oms writes: the routing decision with its explanation (one
         # real explanation, computed once), and an OrderRead-shaped idempotent response.
         routing = {
-            "warehouses": [str(w) for w in wids],
+            "warehouses": [codes[w] for w in wids],
             "fully_filled": True,
             "backorders": [],
             "explanation": ctx.explanation,
