@@ -514,6 +514,13 @@ def plot(report: dict[str, Any], path: Path) -> None:
         style = {"marker": markers.get(name, "o"), "color": colors.get(name), "alpha": 0.6}
         ax1.plot(xs, [r["orders_per_s"] for r in rows], "--", label=f"DB ceiling {name}", **style)
         ax2.plot(xs, [r["p99_ms"] for r in rows], "--", label=f"DB ceiling {name}", **style)
+    floors = report.get("floor") or []
+    if floors:
+        xs = [r["concurrency"] for r in floors]
+        style = {"marker": "D", "color": "C3", "alpha": 0.7}
+        label = "framework floor spread (ceiling's SQL behind FastAPI)"
+        ax1.plot(xs, [r["orders_per_s"] for r in floors], ":", label=label, **style)
+        ax2.plot(xs, [r["p99_ms"] for r in floors], ":", label=label, **style)
     ax2.set_yscale("log")
     for ax in (ax1, ax2):
         ax.set_xscale("log", base=2)
