@@ -61,9 +61,20 @@ OrderCursor = Annotated[
 
 
 async def read_orders(session: Session, orders: list[Order]) -> list[OrderRead]:
+    """Orders changed by this request (their pending changes included) as the API shows them."""
     shipments = await service.shipments_for(session, order_ids=[o.id for o in orders])
     holds = await service.holds_for(session, order_ids=[o.id for o in orders])
     return [views.to_read(o, shipments[o.id], holds.get(o.id)) for o in orders]
+
+
+def document_read(doc: service.OrderDocument) -> OrderRead:
+    return views.to_read(doc.order, doc.shipments, doc.holds)
+
+
+async def read_listed(session: Session, orders: list[Order]) -> list[OrderRead]:
+    """Orders a read listed, as the API shows them: read again whole in one statement."""
+    docs = await service.order_documents(session, order_ids=[o.id for o in orders])
+    return [document_read(d) for d in docs]
 
 
 @router.post(
@@ -202,7 +213,7 @@ async def list_orders(
         limit=limit,
         cursor=cursor,
     )
-    return OrderPage(items=await read_orders(session, orders), next_cursor=next_cursor)
+    return OrderPage(items=await read_listed(session, orders), next_cursor=next_cursor)
 
 
 @router.get(
@@ -225,7 +236,7 @@ async def customer_orders(
         limit=limit,
         cursor=cursor,
     )
-    return OrderPage(items=await read_orders(session, orders), next_cursor=next_cursor)
+    return OrderPage(items=await read_listed(session, orders), next_cursor=next_cursor)
 
 
 @router.get(
@@ -235,8 +246,8 @@ async def customer_orders(
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def get_order(order_id: uuid.UUID, session: Session, principal: Reader) -> OrderRead:
-    order = await service.get_order(session, order_id=order_id, principal=principal)
-    return (await read_orders(session, [order]))[0]
+    doc = await service.get_order_document(session, order_id=order_id, principal=principal)
+    return document_read(doc)
 
 
 @router.post(

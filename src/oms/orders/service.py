@@ -50,11 +50,14 @@ from oms.orders.placement import (
 )
 from oms.orders.plans import NewOrder, ShipmentView
 from oms.orders.queries import (
+    OrderDocument,
     OrderFilter,
     OrderRef,
     find_order,
     get_order,
+    get_order_document,
     list_orders,
+    order_documents,
     order_exists,
     order_history,
     pick_queue,
@@ -132,6 +135,9 @@ __all__ = [
     "find_order",
     "get_order",
     "list_orders",
+    "get_order_document",
+    "order_documents",
+    "OrderDocument",
     "lock_order",
     "lock_order_of_shipment",
     "mark_paid",
