@@ -118,6 +118,14 @@ async def get_order_document(
     return found[0]
 
 
+async def read_after_change(session: AsyncSession, *, order_id: uuid.UUID) -> OrderDocument:
+    """An order this request changed, as the API shows it: the session's pending changes are
+    flushed (sent now rather than at commit), then the order is read whole in one statement
+    inside the request's transaction (:func:`order_documents`)."""
+    await session.flush()
+    return (await order_documents(session, order_ids=[order_id]))[0]
+
+
 def _encode_cursor(created_at: datetime, order_id: uuid.UUID) -> str:
     raw = f"{created_at.isoformat()}|{order_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")

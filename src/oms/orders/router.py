@@ -60,13 +60,6 @@ OrderCursor = Annotated[
 ]
 
 
-async def read_orders(session: Session, orders: list[Order]) -> list[OrderRead]:
-    """Orders changed by this request (their pending changes included) as the API shows them."""
-    shipments = await service.shipments_for(session, order_ids=[o.id for o in orders])
-    holds = await service.holds_for(session, order_ids=[o.id for o in orders])
-    return [views.to_read(o, shipments[o.id], holds.get(o.id)) for o in orders]
-
-
 def document_read(doc: service.OrderDocument) -> OrderRead:
     return views.to_read(doc.order, doc.shipments, doc.holds)
 
@@ -274,7 +267,7 @@ async def transition_order(
         principal=principal,
         request_id=request_id_var.get(),
     )
-    return (await read_orders(session, [order]))[0]
+    return document_read(await service.read_after_change(session, order_id=order.id))
 
 
 @router.get(
@@ -364,7 +357,7 @@ async def reroute(
         reason=body.reason,
         request_id=request_id_var.get(),
     )
-    return (await read_orders(session, [order]))[0]
+    return document_read(await service.read_after_change(session, order_id=order.id))
 
 
 def route_read(

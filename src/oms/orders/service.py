@@ -62,6 +62,7 @@ from oms.orders.queries import (
     order_history,
     pick_queue,
     preview_route,
+    read_after_change,
     shipments_for,
 )
 from oms.orders.reroute import reroute_order
@@ -137,6 +138,7 @@ __all__ = [
     "list_orders",
     "get_order_document",
     "order_documents",
+    "read_after_change",
     "OrderDocument",
     "lock_order",
     "lock_order_of_shipment",

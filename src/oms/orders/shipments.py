@@ -55,7 +55,6 @@ from oms.orders import domain, promising, views
 from oms.orders.domain import OrderStatus, ShipmentStatus
 from oms.orders.events import shipment_payload
 from oms.orders.exception_models import EXCEPTION_REASONS, ShipmentException
-from oms.orders.holds import holds_for
 from oms.orders.locking import lock_order_of_shipment, not_found, visible
 from oms.orders.models import Order, OrderEvent, OrderLine, Shipment
 from oms.orders.plans import (
@@ -67,7 +66,7 @@ from oms.orders.plans import (
     stock_contention,
     store_current_routing,
 )
-from oms.orders.queries import shipments_for
+from oms.orders.queries import read_after_change
 from oms.orders.schemas import OrderRead
 from oms.outbox.service import record_event
 from oms.routing import service as routing_service
@@ -354,9 +353,8 @@ def _lines_json(units: dict[uuid.UUID, int], order: Order) -> list[dict[str, Any
 
 async def order_read(session: AsyncSession, *, order: Order) -> OrderRead:
     """The order as the API shows it after a change of its shipments."""
-    shipments = await shipments_for(session, order_ids=[order.id])
-    holds = await holds_for(session, order_ids=[order.id])
-    return views.to_read(order, shipments[order.id], holds.get(order.id))
+    doc = await read_after_change(session, order_id=order.id)
+    return views.to_read(doc.order, doc.shipments, doc.holds)
 
 
 async def list_exceptions(
