@@ -13,6 +13,9 @@ rounds and pairs share nothing but the warehouses, the keys and the connector.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import itertools
 import json
 import os
@@ -31,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
 from oms.inventory import service as inventory
+from oms.orders import service as orders_service
 from oms.shared.roles import Role
 from tests.helpers import (
     INVARIANTS_SQL,
@@ -48,6 +52,8 @@ RACE_TIMEOUT_S = 30.0
 """Requests that have not all answered by then are a hang (a lock never released)."""
 
 PSP = "psp"  # the payment provider connector (format oms, channel web)
+SHOP = "race-shop"  # the marketplace connector (format shopify, channel web)
+SHOP_SECRET = "shpss_race_matrix"
 _serial_numbers = itertools.count(1)
 
 
@@ -91,6 +97,9 @@ class RaceOrder:
     return_lines: dict[str, str] = field(default_factory=dict)  # "shirt" -> return line id
     hold_id: str | None = None  # the hold standing on it (state "held")
     transfer_id: str | None = None  # #19: the transfer bringing its short units to the store
+    # the marketplace's ids (``Harness.place``): the order's, and each line's ("shirt"/"mug")
+    external_reference: str | None = None
+    external_lines: dict[str, str] = field(default_factory=dict)
 
 
 STATES: tuple[str, ...] = (
@@ -180,6 +189,20 @@ class Harness:
         }
         return await self.client.post(f"/v1/webhooks/inbound/{PSP}", content=body, headers=headers)
 
+    async def shopify(self, topic: str, payload: dict[str, Any]) -> httpx.Response:
+        """Deliver one Shopify webhook (``topic``) to the marketplace connector, signed as
+        Shopify signs, with a new webhook id each time."""
+        body = json.dumps(payload).encode()
+        digest = hmac.new(SHOP_SECRET.encode(), body, hashlib.sha256).digest()
+        headers = {
+            "content-type": "application/json",
+            "X-Shopify-Topic": topic,
+            "X-Shopify-Hmac-Sha256": base64.b64encode(digest).decode(),
+            "X-Shopify-Shop-Domain": "races.myshopify.com",
+            "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+        }
+        return await self.client.post(f"/v1/webhooks/inbound/{SHOP}", content=body, headers=headers)
+
     # -- the operations' building blocks, shared with the setups --------------------------
 
     async def order_to(self, order: RaceOrder, to: str) -> httpx.Response:
@@ -252,16 +275,28 @@ class Harness:
                     quantity=100,
                     actor="races",
                 )
+        # as a marketplace's order: its id, and its line items' ids (what the connector's
+        # order.updated and order.edited name)
+        reference = str(7_000_000_000 + n)
+        external_lines = {"shirt": f"{reference}1", "mug": f"{reference}2"}
         body = order_body(
+            external_reference=reference,
             lines=[
                 {"sku": shirt, "quantity": shirts, "unit_price": 1999, "tax_rate_bps": 1900},
                 {"sku": mug, "quantity": mugs, "unit_price": 850, "tax_rate_bps": 700},
-            ]
+            ],
         )
         placed = await self.ok("/v1/orders", "storefront", body)
         shipments = sorted(placed["shipments"], key=lambda s: s["seq"])
         assert sorted(s["warehouse"] for s in shipments) == ["BER", "HAM"], placed
         by_sku = {ln["sku"]: ln["id"] for ln in placed["lines"]}
+        async with self.sessionmaker() as session, session.begin():  # as the connector does
+            await orders_service.set_external_line_ids(
+                session,
+                order_id=uuid.UUID(placed["id"]),
+                line_ids=[external_lines["shirt"], external_lines["mug"]],
+                channel_updated_at=None,
+            )
         return RaceOrder(
             id=placed["id"],
             total=placed["totals"]["total"],
@@ -269,6 +304,8 @@ class Harness:
             mug=mug,
             shipments=[s["id"] for s in shipments],
             lines={"shirt": by_sku[shirt], "mug": by_sku[mug]},
+            external_reference=reference,
+            external_lines=external_lines,
         )
 
     async def place_backordered(self) -> RaceOrder:
@@ -468,6 +505,12 @@ async def harness(
         )
         assert resp.status_code == 201, resp.text
         secret = resp.json()["secret"]
+        resp = await client.post(  # a marketplace selling into the same channel
+            "/v1/connectors",
+            json={"name": SHOP, "channel": "web", "format": "shopify", "secret": SHOP_SECRET},
+            headers=auth(keys["admin"]),
+        )
+        assert resp.status_code == 201, resp.text
         # unpaid card orders of 'web' expire after a year (the `expire` op runs a year later)
         resp = await client.put(
             "/v1/expiry-policies/web/card", json={"after_hours": 8784}, headers=auth(keys["admin"])

@@ -14,6 +14,8 @@ API, fires both requests together and checks:
   returns, money, history and outbox agree with the final state.
 
 The serial runs double as a check of the registry: each operation, run first, must succeed.
+``RACED_ROUTES`` and ``NOT_RACED`` (below ``OPS``) account for every writing route of the app;
+``test_race_registry.py`` fails when one is in neither.
 
 Rounds per pair: ``OMS_RACE_ROUNDS`` (default 3). Each pair races from the latest state both
 operations apply to; ``OMS_RACE_ALL_STATES=1`` races it from every shared state.
@@ -85,6 +87,13 @@ CAPTURED = _states(
     "delivered",
     "return_requested",
     "return_approved",
+)
+# Click-and-collect orders (off the chain), paid: what works on a paid order works on them.
+# An operation lists the off-chain states it succeeds from where that adds pairs with the
+# operations of those states without moving any of its other pairs off the state they race
+# from (a pair races from the latest state both list; see _pairs)
+PICKUP_OFF_CHAIN = _states(
+    "pickup_picked", "ready_for_pickup", "transfer_awaited", "transfer_in_transit"
 )
 
 
@@ -181,6 +190,56 @@ async def _hook_refund(h: Harness, o: RaceOrder) -> httpx.Response:
     return await h.hook(
         "payment.refunded", order_id=o.id, amount=o.total, currency="EUR", reference=_ref("re")
     )
+
+
+def _shopify_order(o: RaceOrder, *, mugs: int) -> dict[str, Any]:
+    """The race order as its marketplace (Shopify) has it now: two T-shirts, ``mugs`` mugs,
+    the same address (``tests.helpers.ORDER``)."""
+    items = [
+        (o.external_lines["shirt"], o.shirt, 2, "19.99", "0.19"),
+        (o.external_lines["mug"], o.mug, mugs, "8.50", "0.07"),
+    ]
+    return {
+        "id": int(str(o.external_reference)),
+        "currency": "EUR",
+        "email": "ada@example.com",
+        "customer": {"id": 1},
+        "shipping_address": {
+            "name": "Ada Lovelace",
+            "address1": "Unter den Linden 1",
+            "city": "Berlin",
+            "zip": "10117",
+            "country_code": "DE",
+        },
+        "shipping_lines": [{"price": "4.95"}],
+        "line_items": [
+            {
+                "id": int(line_id),
+                "sku": sku,
+                "title": sku,
+                "quantity": qty,
+                "price": price,
+                "tax_lines": [{"rate": rate}],
+            }
+            for line_id, sku, qty, price, rate in items
+        ],
+    }
+
+
+async def _hook_update(h: Harness, o: RaceOrder) -> httpx.Response:
+    """The marketplace's ``orders/updated`` (connector ``race-shop``): the order as it is there
+    now, with two mugs instead of one, applied as an edit (``flows.intake``)."""
+    return await h.shopify("orders/updated", _shopify_order(o, mugs=2))
+
+
+async def _hook_edited(h: Harness, o: RaceOrder) -> httpx.Response:
+    """The marketplace's ``orders/edited``: one mug added to the mug's line item."""
+    edit = {
+        "id": int(uuid.uuid4().int % 10**12),
+        "order_id": int(str(o.external_reference)),
+        "line_items": {"additions": [{"id": int(o.external_lines["mug"]), "delta": 1}]},
+    }
+    return await h.shopify("orders/edited", {"order_edit": edit})
 
 
 async def _hold_place(h: Harness, o: RaceOrder) -> httpx.Response:
@@ -329,7 +388,11 @@ def _ref(prefix: str) -> str:
 OPS: tuple[Op, ...] = (
     # order transitions (POST /v1/orders/{id}/transitions), admin key
     Op("order-paid", _states("placed", "authorized"), _order_to("paid")),
-    Op("order-picked", _states("paid", "picked_one"), _order_to("picked")),
+    Op(
+        "order-picked",
+        _states("paid", "transfer_awaited", "transfer_in_transit", "picked_one"),
+        _order_to("picked"),
+    ),
     Op("order-packed", _states("picked"), _order_to("packed")),
     Op("order-shipped", _states("packed"), _order_to("shipped")),
     Op("order-delivered", _states("shipped"), _order_to("delivered")),
@@ -352,7 +415,7 @@ OPS: tuple[Op, ...] = (
     Op("reroute", _states("placed", "authorized", "paid"), _reroute),
     Op("pay", _states("placed", "authorized"), _pay),
     Op("capture", _states("authorized"), _capture),
-    Op("refund", CAPTURED, _refund),
+    Op("refund", _states(*CAPTURED, *PICKUP_OFF_CHAIN, "held"), _refund),
     # returns
     Op("return-request", _states("delivered"), _request_return),
     Op("return-approve", _states("return_requested"), _decide("approve")),
@@ -360,16 +423,21 @@ OPS: tuple[Op, ...] = (
     Op("return-receive", _states("return_approved"), _receive),
     Op("return-close", _states("return_received"), _close),
     # changes of pending shipments (exceptions, moves, splits)
-    Op("ship1-exception", _states("placed", "authorized", "paid", "split"), _ship1_exception),
+    Op(
+        "ship1-exception",
+        _states("placed", "authorized", "paid", "backordered", "split"),
+        _ship1_exception,
+    ),
     Op("ship-move", _states("placed", "authorized", "paid", "split"), _ship_move),
     Op("ship-split", _states("placed", "authorized", "paid"), _ship_split),
     Op("ship-merge", _states("split"), _ship_merge),
     # the payment provider's webhooks (POST /v1/webhooks/inbound/psp, format oms)
-    Op("hook-cancel", UNSHIPPED_OR_HELD, _hook_cancel),
+    Op("hook-cancel", _states(*UNSHIPPED_OR_HELD, *PICKUP_OFF_CHAIN), _hook_cancel),
     Op("hook-capture", _states("placed", "authorized"), _hook_capture),
-    Op("hook-refund", CAPTURED, _hook_refund),
+    Op("hook-refund", _states(*CAPTURED, *PICKUP_OFF_CHAIN, "held"), _hook_refund),
     # holds (POST /v1/orders/{id}/holds, .../holds/{hold_id}/release), admin key
-    Op("hold-place", UNSHIPPED, _hold_place),
+    # (a second hold on a held order is placed as the first)
+    Op("hold-place", _states(*UNSHIPPED, *PICKUP_OFF_CHAIN, "held", "backordered"), _hold_place),
     Op("hold-release", _states("held"), _hold_release),
     # the worker's expiry of unpaid orders (a policy for web/card is set up by the harness)
     Op("expire", _states("placed", "authorized"), _expire),
@@ -379,7 +447,7 @@ OPS: tuple[Op, ...] = (
     Op("backordered-cancelled", _states("backordered"), _order_to("cancelled")),
     Op("backordered-picked", _states("backordered"), _order_to("picked")),
     # edits and partial cancellation (POST /v1/orders/{id}/edits, .../cancel-lines)
-    Op("edit", _states("placed", "authorized", "paid", "picked_one"), _edit),
+    Op("edit", _states("placed", "authorized", "paid", "held", "picked_one"), _edit),
     Op("cancel-lines", _states("placed", "authorized", "paid"), _cancel_lines),
     # -- #17 follow-up (exceptions on picked shipments) --
     Op("ship1-picked-exception", _states("picked_one", "picked"), _ship1_picked_exception),
@@ -388,7 +456,13 @@ OPS: tuple[Op, ...] = (
     # the worker's SLA check announcing shipment 1 late (its ship_by long past)
     Op(
         "sla-late",
-        _states("placed", "authorized", "paid", "held", "split", "picked_one", "picked", "packed"),
+        _states(
+            *UNSHIPPED_OR_HELD,
+            "pickup_picked",
+            "transfer_awaited",
+            "transfer_in_transit",
+            "backordered",
+        ),
         _sla_late,
     ),
     # -- #19 (stores: collection, pickup expiry, transfers, till sales) --
@@ -409,10 +483,159 @@ OPS: tuple[Op, ...] = (
         _order_to("cancelled"),
     ),
     # -- #20 (waves) --
-    Op("wave", _states("placed", "authorized", "paid", "split", "picked_one", "held"), _wave),
+    Op(
+        "wave",
+        _states(
+            "placed",
+            "authorized",
+            "paid",
+            "transfer_awaited",
+            "transfer_in_transit",
+            "held",
+            "split",
+            "picked_one",
+        ),
+        _wave,
+    ),
     # -- #22 (messages) --
+    # -- the marketplace's changes (POST /v1/webhooks/inbound/race-shop, format shopify):
+    # applied as edits of the mug's line, pending up to "picked_one" --
+    Op("hook-update", _states("placed", "authorized", "paid", "held", "picked_one"), _hook_update),
+    Op("hook-edited", _states("placed", "authorized", "paid", "held", "picked_one"), _hook_edited),
 )
 BY_NAME = {op.name: op for op in OPS}
+
+_ORDER_MOVES = tuple(op.name for op in OPS if op.name.startswith("order-")) + (
+    "backordered-cancelled",
+    "backordered-picked",
+    "pickup-cancelled",
+    "transfer-order-cancelled",
+)
+_SHIPMENT_MOVES = tuple(
+    op.name
+    for op in OPS
+    if op.name.startswith(("ship1-", "ship2-")) and not op.name.endswith("exception")
+)
+_HOOKS = ("hook-cancel", "hook-capture", "hook-refund", "hook-update", "hook-edited")
+
+RACED_ROUTES: dict[tuple[str, str], tuple[str, ...]] = {
+    # Every writing route of the app that changes an order (or its shipments, lines,
+    # allocations, holds, payments, returns), and the operations of OPS that race it. Checked
+    # against the app's routes by tests/races/test_race_registry.py: a new writing route fails
+    # there until it is listed here (with its operations) or in NOT_RACED (with the reason).
+    ("POST", "/v1/orders/{order_id}/transitions"): _ORDER_MOVES,
+    ("POST", "/v1/shipments/{shipment_id}/transitions"): _SHIPMENT_MOVES,
+    ("POST", "/v1/orders/{order_id}/reroute"): ("reroute",),
+    ("POST", "/v1/orders/{order_id}/payments"): ("pay",),
+    ("POST", "/v1/payments/{payment_id}/capture"): ("capture",),
+    ("POST", "/v1/orders/{order_id}/refunds"): ("refund",),
+    ("POST", "/v1/orders/{order_id}/returns"): ("return-request",),
+    ("POST", "/v1/returns/{return_id}/approve"): ("return-approve",),
+    ("POST", "/v1/returns/{return_id}/reject"): ("return-reject",),
+    ("POST", "/v1/returns/{return_id}/receive"): ("return-receive",),
+    ("POST", "/v1/returns/{return_id}/close"): ("return-close",),
+    ("POST", "/v1/shipments/{shipment_id}/exceptions"): (
+        "ship1-exception",
+        "ship1-picked-exception",
+    ),
+    ("POST", "/v1/shipments/{shipment_id}/move"): ("ship-move",),
+    ("POST", "/v1/shipments/{shipment_id}/split"): ("ship-split",),
+    ("POST", "/v1/shipments/{shipment_id}/merge"): ("ship-merge",),
+    ("POST", "/v1/orders/{order_id}/holds"): ("hold-place",),
+    ("POST", "/v1/orders/{order_id}/holds/{hold_id}/release"): ("hold-release",),
+    ("POST", "/v1/orders/{order_id}/edits"): ("edit",),
+    ("POST", "/v1/orders/{order_id}/cancel-lines"): ("cancel-lines",),
+    ("POST", "/v1/pickups/{shipment_id}/ready"): ("pickup-ready",),
+    ("POST", "/v1/pickups/{shipment_id}/code"): ("pickup-code",),
+    ("POST", "/v1/pickups/{shipment_id}/collect"): ("collect",),
+    ("POST", "/v1/transfers/{transfer_id}/ship"): ("transfer-ship",),
+    ("POST", "/v1/transfers/{transfer_id}/receive"): ("transfer-receive",),
+    ("POST", "/v1/waves"): ("wave",),
+    # connectors' webhooks, and a stored one replayed: the same intake (flows.intake), which
+    # takes the order lock for each kind of event
+    ("POST", "/v1/webhooks/inbound/{connector_name}"): _HOOKS,
+    ("POST", "/v1/webhooks/inbox/{inbox_id}/replay"): _HOOKS,
+    # stock arriving fills backorders: each order filled under its lock by
+    # orders.backorders.fill_order, whichever stock change brought the units
+    ("POST", "/v1/inventory/adjustments"): ("receipt",),
+    ("POST", "/v1/inventory/bulk"): ("receipt",),
+    ("POST", "/v1/purchase-orders/{po_id}/receipts"): ("po-receipt",),
+    # the console's forms call the API's own flow functions, which take the lock
+    ("POST", "/console/orders/{order_id}/transitions"): _ORDER_MOVES,
+    ("POST", "/console/orders/{order_id}/holds"): ("hold-place",),
+    ("POST", "/console/orders/{order_id}/holds/{hold_id}/release"): ("hold-release",),
+    ("POST", "/console/orders/{order_id}/reroute"): ("reroute",),
+    ("POST", "/console/warehouse/{code}/orders/{order_id}/shipments/{shipment_id}"): (
+        _SHIPMENT_MOVES
+    ),
+    ("POST", "/console/inventory/adjustments"): ("receipt",),
+    ("POST", "/console/integrations/inbox/{inbox_id}/replay"): _HOOKS,
+}
+
+WORKER_OPS = ("expire", "pickup-expire", "sla-late", "wave")
+"""Operations of OPS that are the worker's jobs (no route of their own, or not only one)."""
+
+_CONFIG = "configuration: read when an order is placed, routed or swept later, never an order"
+NOT_RACED: dict[tuple[str, str], str] = {
+    # Writing routes that change no existing order (checked with RACED_ROUTES, see above).
+    ("POST", "/v1/orders"): "placement: the order does not exist before its INSERT commits",
+    ("POST", "/v1/stores/{code}/sales"): "a till sale places its own order (placement); a "
+    "retry answers with that order, changing nothing",
+    ("POST", "/v1/stores/{code}/sales/batch"): "till sales, as POST /v1/stores/{code}/sales",
+    ("POST", "/v1/routing/preview"): "a plan, nothing written",
+    ("POST", "/v1/routing/simulations"): "a what-if over orders, nothing written",
+    ("POST", "/v1/transfers"): "a draft transfer between locations: nothing moves",
+    ("POST", "/v1/transfers/{transfer_id}/cancel"): "a draft transfer that fulfils no order "
+    "(one that does is refused: it is cancelled with its order)",
+    ("POST", "/v1/inventory/incoming"): "expected supply: promises of later orders",
+    ("POST", "/v1/inventory/incoming/{supply_id}/{outcome}"): "expected supply closed",
+    ("PATCH", "/v1/inventory/levels/{warehouse}/{sku:path}"): "stock settings; units it "
+    "frees for backorders are filled by the worker's sweep (as receipt's fill)",
+    ("POST", "/v1/warehouses"): _CONFIG,
+    ("PATCH", "/v1/warehouses/{code}"): _CONFIG,
+    ("PUT", "/v1/warehouses/{code}/calendar"): _CONFIG,
+    ("DELETE", "/v1/warehouses/{code}/calendar"): _CONFIG,
+    ("PUT", "/v1/transit-times/{country}"): _CONFIG,
+    ("DELETE", "/v1/transit-times/{country}"): _CONFIG,
+    ("PUT", "/v1/routing-policies/{channel}"): _CONFIG,
+    ("PUT", "/v1/hold-rules/{channel}/{name}"): _CONFIG,
+    ("DELETE", "/v1/hold-rules/{channel}/{name}"): _CONFIG,
+    ("PUT", "/v1/expiry-policies/{channel}/{payment_method}"): _CONFIG,
+    ("DELETE", "/v1/expiry-policies/{channel}/{payment_method}"): _CONFIG,
+    ("PUT", "/v1/wave-policies/{channel}"): _CONFIG,
+    ("PUT", "/v1/stores/{code}/policy"): _CONFIG,
+    ("PUT", "/v1/reorder-policies/{warehouse}"): _CONFIG,
+    ("DELETE", "/v1/reorder-policies/{warehouse}"): _CONFIG,
+    ("PUT", "/v1/reorder-policies/{warehouse}/{sku:path}"): _CONFIG,
+    ("DELETE", "/v1/reorder-policies/{warehouse}/{sku:path}"): _CONFIG,
+    ("POST", "/v1/suppliers"): "purchasing: no order",
+    ("PATCH", "/v1/suppliers/{code}"): "purchasing: no order",
+    ("POST", "/v1/purchase-orders"): "purchasing: no order",
+    ("POST", "/v1/purchase-orders/{po_id}/send"): "purchasing: no order",
+    ("POST", "/v1/purchase-orders/{po_id}/cancel"): "purchasing: no order",
+    ("PUT", "/v1/api-keys/{key_id}/warehouses"): "keys",
+    ("POST", "/v1/connectors"): "connectors",
+    ("PATCH", "/v1/connectors/{name}"): "connectors",
+    ("DELETE", "/v1/connectors/{name}"): "connectors",
+    ("POST", "/v1/webhooks/subscriptions"): "outbound webhooks: no order",
+    ("PATCH", "/v1/webhooks/subscriptions/{subscription_id}"): "outbound webhooks: no order",
+    ("DELETE", "/v1/webhooks/subscriptions/{subscription_id}"): "outbound webhooks: no order",
+    ("POST", "/v1/webhooks/subscriptions/{subscription_id}/redeliver"): "outbound webhooks",
+    ("POST", "/v1/webhooks/subscriptions/{subscription_id}/rotate-secret"): "outbound webhooks",
+    ("POST", "/v1/webhooks/deliveries/{delivery_id}/redeliver"): "outbound webhooks",
+    ("POST", "/v1/messages/preview"): "messages: a rendering, nothing written",
+    ("PUT", "/v1/messages/providers/email"): "messages: no order",
+    ("PUT", "/v1/messages/providers/sms"): "messages: no order",
+    ("PUT", "/v1/messages/rules/{sales_channel}"): "messages: no order",
+    ("PUT", "/v1/messages/templates/{event_type}/{message_channel}/{language}"): "messages",
+    ("DELETE", "/v1/messages/templates/{event_type}/{message_channel}/{language}"): "messages",
+    ("PUT", "/v1/messages/opt-outs/{message_channel}/{address}"): "messages: a customer's "
+    "address, not an order",
+    ("DELETE", "/v1/messages/opt-outs/{message_channel}/{address}"): "messages: as above",
+    ("POST", "/console/sign-in"): "console sessions",
+    ("POST", "/console/sign-out"): "console sessions",
+    ("POST", "/console/integrations/deliveries/{delivery_id}/redeliver"): "outbound webhooks",
+}
 ALL_STATES = os.environ.get("OMS_RACE_ALL_STATES", "") not in ("", "0")
 
 
