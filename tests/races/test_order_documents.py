@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from oms.auth.service import Principal
 from oms.orders import service, views
@@ -106,3 +107,24 @@ async def test_a_missing_order_is_404(harness: Harness) -> None:
     resp = await harness.client.get(f"/v1/orders/{uuid.uuid4()}", headers=harness.headers("admin"))
     assert resp.status_code == 404
     assert resp.json()["code"] == "order_not_found"
+
+
+async def test_a_column_added_by_a_later_migration_changes_no_read(harness: Harness) -> None:
+    """Rolling deploys migrate under running code: the read names its columns, so a column
+    added meanwhile (to any table it reads) neither breaks its prepared statement ("cached
+    plan must not change result type") nor changes what it shows."""
+    order = await harness.build("held")
+    before = [await _read(harness, order) for _ in range(12)]  # prepared on pooled connections
+    tables = ("orders", "order_lines", "shipments", "allocations", "order_holds")
+    async with harness.engine.begin() as conn:
+        for table in tables:
+            await conn.execute(text(f"ALTER TABLE {table} ADD COLUMN zz_later integer DEFAULT 7"))
+    try:
+        after = [await _read(harness, order) for _ in range(12)]
+        listed = await _listed(harness, order, after[0])
+    finally:
+        async with harness.engine.begin() as conn:
+            for table in tables:
+                await conn.execute(text(f"ALTER TABLE {table} DROP COLUMN zz_later"))
+    assert after == before[:1] * 12
+    assert listed == before[0]

@@ -52,11 +52,16 @@ async def get_order(session: AsyncSession, *, order_id: uuid.UUID, principal: Pr
     return order
 
 
-_ORDER_DOCUMENTS = sql_file("oms.orders", "order_documents")
 _ORDER_FIELDS = tuple(f.name for f in fields(NewOrder) if f.name != "lines")
 _LINE_FIELDS = tuple(f.name for f in fields(NewOrderLine))
 _SHIPMENT_FIELDS = tuple(f.name for f in fields(NewShipment))
 _HOLD_FIELDS = tuple(c.key for c in OrderHold.__table__.columns)
+_ORDER_DOCUMENTS = sql_file("oms.orders", "order_documents").format(
+    order_columns=", ".join(f"o.{f}" for f in _ORDER_FIELDS),
+    line_columns=", ".join(f"l.{f}" for f in _LINE_FIELDS),
+    shipment_columns=", ".join(f"s.{f}" for f in _SHIPMENT_FIELDS),
+    hold_columns=", ".join(f"h.{f}" for f in _HOLD_FIELDS),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +89,7 @@ async def order_documents(
         r = rows.get(oid)
         if r is None:
             continue
-        lines = [NewOrderLine(**{f: ln[f] for f in _LINE_FIELDS}) for ln in r["doc_lines"]]
+        lines = [NewOrderLine(*ln) for ln in r["doc_lines"]]  # (the columns, in field order)
         carried: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
         for shipment_id, line_id, sku, quantity in r["doc_units"]:
             carried[shipment_id].append(
@@ -94,13 +99,12 @@ async def order_documents(
             OrderDocument(
                 order=NewOrder(**{f: r[f] for f in _ORDER_FIELDS}, lines=lines),
                 shipments=[
-                    ShipmentView(
-                        NewShipment(**{f: sh[f] for f in _SHIPMENT_FIELDS}),
-                        carried.get(sh["id"], []),
-                    )
+                    ShipmentView(NewShipment(*sh), carried.get(sh[0], []))  # sh[0]: its id
                     for sh in r["doc_shipments"]
                 ],
-                holds=[OrderHold(**{f: h[f] for f in _HOLD_FIELDS}) for h in r["doc_holds"]],
+                holds=[
+                    OrderHold(**dict(zip(_HOLD_FIELDS, h, strict=True))) for h in r["doc_holds"]
+                ],
             )
         )
     return out
