@@ -15,20 +15,23 @@ OrderRead-shaped idempotent response), and the same reads:
    the ``order.placed`` outbox event, the stored idempotent response and the customer's
    placed-order totals: oms's own statement and parameters (``oms.orders.placement._PLACE_ORDER``,
    i.e. ``src/oms/orders/sql/place_order.sql``, and ``place_order_args``)
-6. the reservation, the contended statement: oms's own statement and arguments
-   (``oms.inventory.service.RESERVE_SQL`` and ``reserve_args``, calling the database function
-   ``oms_reserve``): the allocations written, the stock rows locked in (warehouse, sku) order
-   and incremented only if all of them still have the units; then ``COMMIT``
+6. the reservation, the contended statement, sent as oms sends it with ``POST /v1/orders``
+   (``oms.inventory.service.reserve_literal_sql``, the database function ``oms_reserve`` with
+   oms's arguments as literals): the allocations written, the stock rows locked in
+   (warehouse, sku) order and incremented only if all of them still have the units, in one
+   message with ``COMMIT; BEGIN`` (so the stock rows are unlocked by the server right after
+   the reservation); then the ``COMMIT`` of that empty transaction, as oms's session ends it
 
 The database functions are the ones the migrations install from ``src/oms/inventory/sql/``.
 The statements of steps 4 to 6 are oms's own, not copies, sent with the arguments oms's own
 functions build from the same rows (``NewOrder``, ``NewShipment``, ``Reservation``); only the
 small reads of steps 2 and 3, which oms builds with SQLAlchemy, are written out here.
 
-oms sends one more round trip (the channel's routing policy). When the stock moved, both roll
-back; oms then routes again in a new transaction, the ceiling does not retry. The "routing" here
-is a stand-in (the nearest warehouse holding every line, else each line from the nearest one
-holding it): the ceiling measures the database, not the planner. Spec on stdin (JSON), like
+oms sends the same round trips (the channel's routing policy comes from a per-process
+cache). When the stock moved, both roll back; oms then routes again in a new transaction, the
+ceiling does not retry. The "routing" here is a stand-in (the nearest warehouse holding every
+line, else each line from the nearest one holding it): the ceiling measures the database, not
+the planner. Spec on stdin (JSON), like
 ``_loadgen.py``; results as JSON on stdout.
 """
 
@@ -60,12 +63,11 @@ from _common import (
 )
 
 from oms.auth.service import Principal
+from oms.inventory.reservations import reserve_literal_sql
 from oms.inventory.service import (
-    RESERVE_SQL,
     ROUTING_SNAPSHOT_SQL,
     STOCK_MOVED,
     Reservation,
-    reserve_args,
 )
 from oms.orders.domain import line_amounts, order_totals
 from oms.orders.events import order_summary
@@ -433,8 +435,8 @@ async def place_one(
             )
             for i, w in plan
         ]
-        try:
-            await conn.execute(RESERVE_SQL, *reserve_args(reservations, now))
+        try:  # as oms.db.DriverConnection.execute_then_commit sends it
+            await conn.execute(reserve_literal_sql(reservations, now) + ";\nCOMMIT;\nBEGIN")
         except asyncpg.PostgresError as exc:
             if exc.sqlstate != STOCK_MOVED:
                 raise

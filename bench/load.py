@@ -633,7 +633,13 @@ def main(argv: list[str] | None = None) -> int:
             log(f"oms is ready on port {server.port}")
             from oms.config import Settings
 
-            settings = Settings(**({"workers": args.workers} if args.workers else {}))
+            # oms's settings as the server sees them (its --server-env included), for the
+            # report and for the floor, which gets the same workers and pool size
+            given = {k[4:].lower(): v for k, v in server_env.items() if k.startswith("OMS_")}
+            given = {k: v for k, v in given.items() if k in Settings.model_fields}
+            if args.workers:
+                given["workers"] = str(args.workers)
+            settings = Settings(**given)
             report["server"] = {
                 "workers": args.workers or settings.workers,
                 "db_pool_size": settings.effective_db_pool_size,
