@@ -163,7 +163,12 @@ def _replay(stored: service.StoredResponse, response: Response) -> OrderRead:
     "/orders",
     response_model=OrderPage,
     summary="List orders",
-    description="Newest first, with filters and cursor pagination (`next_cursor`).",
+    description=(
+        "Newest first, with filters and cursor pagination (`next_cursor`). The filters choose "
+        "the page; each order on it is then shown whole as it is at that moment (its lines, "
+        "shipments and holds from one snapshot): an order that changed in between may no "
+        "longer match a filter on its status or blockers."
+    ),
     responses=problems(400, *AUTH_PROBLEMS),
 )
 async def list_orders(
