@@ -143,6 +143,29 @@ CASES: dict[str, tuple[str, str, Any, str]] = {
         },
         "fulfillment",
     ),
+    # year 9999: the supply it creates would overflow every promise computed from it
+    "transfer expected 9999-12-31": (
+        "POST",
+        "/v1/transfers",
+        {
+            "from_warehouse": "BER",
+            "to_warehouse": STORE,
+            "lines": [{"sku": SKU, "quantity": 1}],
+            "expected_on": "9999-12-31",
+        },
+        "fulfillment",
+    ),
+    "transfer expected year 1": (
+        "POST",
+        "/v1/transfers",
+        {
+            "from_warehouse": "BER",
+            "to_warehouse": STORE,
+            "lines": [{"sku": SKU, "quantity": 1}],
+            "expected_on": "0001-01-01",
+        },
+        "fulfillment",
+    ),
     "transfer storefront key": (
         "POST",
         "/v1/transfers",
@@ -500,4 +523,27 @@ async def test_bad_moves_on_real_resources_are_4xx_and_change_nothing(
     resp = await client.request(method, path.format(**ids), json=body, headers=auth(keys[role]))
     assert 400 <= resp.status_code < 500, (resp.status_code, resp.text[:500])
     assert resp.headers["content-type"] == "application/problem+json", resp.text[:300]
+    assert await _state(engine) == before
+
+
+async def test_shipping_a_transfer_for_year_9999_is_422_and_changes_nothing(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    """Shipped, a transfer is incoming supply at its destination on ``expected_on``; a date
+    past 9000 made every delivery promise from that supply (``POST /v1/routing/preview`` of a
+    backordered line) overflow Python's dates: a 500."""
+    staff = auth(keys["fulfillment"])
+    transfer = {
+        "from_warehouse": STORE,
+        "to_warehouse": "BER",
+        "lines": [{"sku": SKU, "quantity": 5}],
+    }
+    resp = await client.post("/v1/transfers", json=transfer, headers=staff)
+    assert resp.status_code == 201, resp.text
+    ship = f"/v1/transfers/{resp.json()['id']}/ship"
+    before = await _state(engine)
+    for day in ("9999-12-31", "0001-01-01"):
+        resp = await client.post(ship, json={"expected_on": day}, headers=staff)
+        assert resp.status_code == 422, resp.text[:300]
+        assert resp.headers["content-type"] == "application/problem+json"
     assert await _state(engine) == before

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from oms.cli import openapi_document
 from oms.orders.schemas import Address
 from tests.helpers import assert_stock_invariants, auth, order_body, stock
 
@@ -118,6 +119,10 @@ async def test_retries_answer_with_the_first_sale(
     assert again.status_code == 200, again.text
     assert again.json()["replayed"] is True
     assert again.json()["order_id"] == first.json()["order_id"]
+    # ...and that 200 is documented (the schema fuzzer found it missing: an undocumented status)
+    answers = openapi_document()["paths"]["/v1/stores/{code}/sales"]["post"]["responses"]
+    replay = answers["200"]["content"]["application/json"]["schema"]
+    assert replay == {"$ref": "#/components/schemas/TillSaleRead"}
     other = await _sell(client, keys, _sale("R-2", quantity=1))
     assert other.status_code == 409
     assert other.json()["code"] == "receipt_conflict"
@@ -227,3 +232,28 @@ async def test_a_sale_at_a_store_without_street_lines_has_a_whole_address(
     Address.model_validate(address)  # the schema every order answer documents
     listed = await client.get("/v1/orders", params={"channel": "pos"}, headers=auth(keys["admin"]))
     assert [o["shipping_address"]["lines"] for o in listed.json()["items"]] == [[STORE]]
+
+
+async def test_a_customers_total_past_the_bigint_range_stays_at_its_largest(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    """The till sale adds to the customer's running total (top-customers report) as placement
+    does, saturating: a total already at the end of the bigint range was a 500 for every
+    later sale of that customer."""
+    largest = 2**63 - 1
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO customer_order_totals (currency, guest, customer_key, orders, amount) "
+                "VALUES ('EUR', false, 'cust-huge', 1, :amount)"
+            ),
+            {"amount": largest - 5},
+        )
+    resp = await _sell(client, keys, _sale("R-HUGE", customer_id="cust-huge"))
+    assert resp.status_code == 201, resp.text
+    row = await _scalar(
+        engine,
+        "SELECT orders || ':' || amount FROM customer_order_totals "
+        "WHERE customer_key = 'cust-huge'",
+    )
+    assert row == f"2:{largest}"

@@ -197,3 +197,18 @@ async def test_a_storefront_key_cannot_read_the_ledger(
         "/v1/inventory/ledger/verify?previous_hash=xyz", headers=auth(keys["admin"])
     )
     assert resp.status_code == 422
+
+
+async def test_verifying_from_the_last_bigint_seqs_is_an_answer_not_a_500(
+    client: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    """`from_seq` up to the largest bigint is valid input: the range read past it must not
+    overflow (a seq beyond 2^63 - 1 cannot be sent to the database)."""
+    key = keys["fulfillment"]
+    top = 2**63 - 1
+    for from_seq in (top, top - 1, top - 4_999):
+        got = await _verify(client, key, from_seq=from_seq, previous_hash="0" * 64)
+        assert got["checked"] == 0 and got["last_seq"] == from_seq - 1
+        got = await _verify(client, key, from_seq=from_seq, previous_hash="0" * 64, limit=10**6)
+        assert got["checked"] == 0
+        assert not (await _verify(client, key, from_seq=from_seq))["ok"]  # no movement before

@@ -324,6 +324,63 @@ async def test_largest_valid_order_fits_its_columns(
         assert resp.json()["totals"]["total"] == 250 * 2 * 10**16 + 10**12
 
 
+async def _largest_orders_possible(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
+    """Backorders allowed on `web`, and 500 known SKUs without units (BIG-0...BIG-499)."""
+    policy = {"allow_backorder": True}
+    assert (await client.put("/v1/routing-policies/web", json=policy, headers=admin)).is_success
+    empty = {"rows": [{"warehouse": "BER", "sku": f"BIG-{i}", "on_hand": 0} for i in range(500)]}
+    assert (await client.post("/v1/inventory/bulk", json=empty, headers=admin)).is_success
+
+
+def _biggest_lines(skus: range) -> list[dict[str, Any]]:
+    return [
+        {"sku": f"BIG-{i}", "quantity": 10_000, "unit_price": 10**12, "tax_rate_bps": 10_000}
+        for i in skus
+    ]
+
+
+async def test_one_customer_can_place_the_largest_order_again_and_again(
+    client: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    """Each order fits its columns, but the customer's running total (for the top-customers
+    report) passed 2^63 - 1 at the second one: every later order of that customer was a 500,
+    and so were the reports summing the day's revenue."""
+    admin = auth(keys["admin"])
+    await _largest_orders_possible(client, admin)
+    body = order_body(lines=_biggest_lines(range(250)), shipping_fee=10**12)
+    for _ in range(3):
+        resp = await client.post("/v1/orders", json=body, headers=admin)
+        assert resp.status_code == 201, resp.text[:500]
+    # and the reports summing them answer (their figures stop at the largest bigint)
+    for report in ("top-customers", "top-products", "top-channels", "top-countries", "daily"):
+        resp = await client.get(f"/v1/reports/{report}", headers=admin)
+        assert resp.status_code == 200, (report, resp.text[:500])
+
+
+async def test_an_edit_cannot_grow_an_order_past_the_line_limit(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    """An order has at most 250 lines when placed, and so after an edit: adding 250 more at
+    the highest price made totals past 2^63 - 1 (a 500 from the database, even for a preview);
+    it is 422 `too_many_lines` and nothing changes."""
+    admin = auth(keys["admin"])
+    await _largest_orders_possible(client, admin)
+    body = order_body(lines=_biggest_lines(range(250)), shipping_fee=10**12)
+    order = (await client.post("/v1/orders", json=body, headers=admin)).json()
+    edit = {"expected_version": order["version"], "add_lines": _biggest_lines(range(250, 500))}
+    for dry_run in ("true", "false"):
+        resp = await client.post(
+            f"/v1/orders/{order['id']}/edits",
+            json=edit,
+            params={"dry_run": dry_run},
+            headers=admin,
+        )
+        assert assert_clean_problem(resp, 422)["code"] == "too_many_lines"
+    after = (await client.get(f"/v1/orders/{order['id']}", headers=admin)).json()
+    assert after["version"] == order["version"] and len(after["lines"]) == 250
+    await assert_stock_invariants(engine)
+
+
 async def test_stock_cannot_be_pushed_past_its_column(
     client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
 ) -> None:
@@ -339,6 +396,82 @@ async def test_stock_cannot_be_pushed_past_its_column(
             break
     assert statuses[-1] != 201, "2.5 billion units accepted"
     await assert_stock_invariants(engine)
+
+
+CODE_PATHS = (  # operations whose only parameter is a warehouse, store or supplier code
+    ("GET", "/v1/warehouses/{code}"),
+    ("GET", "/v1/warehouses/{code}/calendar"),
+    ("DELETE", "/v1/warehouses/{code}/calendar"),
+    ("GET", "/v1/suppliers/{code}"),
+    ("GET", "/v1/stores/{code}/policy"),
+    ("DELETE", "/v1/reorder-policies/{warehouse}"),
+)
+
+
+async def test_nul_in_a_code_in_the_path_is_a_documented_422(
+    client: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    """A NUL in a path code cannot be sent to Postgres: 422, and the operation documents it
+    (it used to be an undocumented 422 ``invalid_character`` from the database)."""
+    from oms.cli import openapi_document
+
+    paths = openapi_document()["paths"]
+    admin = auth(keys["admin"])
+    for method, template in CODE_PATHS:
+        path = template.replace("{code}", "A%00B").replace("{warehouse}", "A%00B")
+        resp = await client.request(method, path, headers=admin)
+        assert_clean_problem(resp, 422)
+        assert "422" in paths[template][method.lower()]["responses"], (method, template)
+
+
+# ---- timestamps ---------------------------------------------------------------------------------
+
+# years at the ends of what Python and Postgres hold, with offsets that push them past the end
+EXTREME_TIMES = (
+    "0001-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59.999999Z",
+    "9999-12-31T23:00:00-01:00",
+    "9999-12-31T23:59:59-14:00",
+)
+TIME_QUERIES = (
+    ("/v1/orders", "created_from"),
+    ("/v1/orders", "created_to"),
+    ("/v1/inventory/levels", "as_of"),
+    ("/v1/webhooks/inbox", "received_from"),
+    ("/v1/reports/daily", "from"),
+    ("/v1/reports/top-products.csv", "to"),
+    ("/v1/waves", "before"),
+)
+
+
+async def test_extreme_timestamps_in_queries_are_422(
+    client: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    """Every timestamp query parameter refuses years 1 and 9999 (and offsets past them) with a
+    422, not a 500 from the driver or from Python's arithmetic."""
+    admin = auth(keys["admin"])
+    for path, name in TIME_QUERIES:
+        for value in EXTREME_TIMES:
+            resp = await client.get(path, params={name: value}, headers=admin)
+            problem = assert_clean_problem(resp, 422)
+            assert problem["code"] == "validation_error", (path, name, value)
+
+
+async def test_extreme_timestamps_in_a_simulation_window_are_422(
+    client: httpx.AsyncClient, keys: dict[str, str], engine: AsyncEngine
+) -> None:
+    admin = auth(keys["admin"])
+    proposed = {"max_shipments": 2, "waves": False}
+    for start, end in (
+        (EXTREME_TIMES[0], "2026-01-01T00:00:00Z"),
+        (EXTREME_TIMES[1], EXTREME_TIMES[4]),
+        ("2026-01-01T00:00:00Z", EXTREME_TIMES[3]),
+    ):
+        body = {"channel": "web", "from": start, "to": end, "proposed": proposed}
+        resp = await client.post("/v1/routing/simulations", json=body, headers=admin)
+        assert_clean_problem(resp, 422)
+    assert await _count(engine, "orders") == 0
 
 
 # ---- content types ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ and an unknown SKU is named as such."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from oms.orders.models import Order
+from oms.payments.models import Payment, Refund
 from oms.webhooks.inbound.models import InboxMessage
 from tests.webhooks.conftest import (
     canonical,
@@ -277,3 +279,141 @@ async def test_unknown_sku_is_the_inbox_failure_reason(
         row = (await conn.execute(select(InboxMessage.status, InboxMessage.error_code))).one()
     assert tuple(row) == ("failed", "unknown_sku")
     assert await count(engine, Order) == 0
+
+
+async def test_numbers_with_enormous_exponents_are_refused_at_once(
+    client: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine
+) -> None:
+    """A quantity or amount like ``1e400000`` (a few bytes) is 422 ``invalid_payload`` at once:
+    turned into an integer it has 400 001 digits, which takes seconds of CPU with the event loop
+    blocked (minutes for ``1e2000000``), and it could never be stored anyway."""
+    await make_connector(client, admin, name="shop", fmt="shopify", secret="shpss_x1")
+    await make_connector(client, admin, name="woo", fmt="woocommerce", secret="woo-secret-1")
+    mapped = {"sku_map": {"product:93": "MUG-01", "variant:23": "TSHIRT-RED-M"}}
+    assert (await client.patch("/v1/connectors/woo", json=mapped, headers=admin)).is_success
+    huge = "1e400000"
+    shop_line = fixture_json("shopify_orders_create.json")["line_items"][0]
+    woo_line = fixture_json("woocommerce_order.json")["line_items"][0]
+    cases = [  # (connector, line field, the value as JSON text)
+        ("shop", "quantity", huge),
+        ("shop", "price", huge),
+        ("shop", "price", f'"{huge}"'),
+        ("shop", "total_discount", f'"{huge}"'),
+        ("woo", "quantity", huge),
+        ("woo", "price", huge),
+        ("woo", "total", f'"{huge}"'),
+    ]
+    for i, (name, field, value) in enumerate(cases):
+        if name == "shop":
+            raw = _shopify(8100 + i, line_items=[shop_line | {field: "@@"}])
+        else:
+            sample = fixture_json("woocommerce_order.json")
+            sample.update(id=8100 + i, line_items=[woo_line | {field: "@@"}])
+            raw = json.dumps(sample).encode()
+        body = raw.replace(b'"@@"', value.encode())
+        headers = (
+            shopify_headers("shpss_x1", body)
+            if name == "shop"
+            else woo_headers("woo-secret-1", body)
+        )
+        started = time.perf_counter()
+        resp = await _post(client, name, body, headers)
+        assert time.perf_counter() - started < 1.5, (name, field, value)
+        assert resp.status_code == 422, (name, field, resp.text[:300])
+        assert resp.json()["code"] == "invalid_payload"
+    assert await count(engine, Order) == 0
+
+
+async def test_deeply_nested_platform_payloads_are_400_not_500(
+    client: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine
+) -> None:
+    """JSON nested a thousand deep (a body of a few kB) overflows the parser's recursion: a
+    Shopify or WooCommerce delivery like that is 400 ``malformed_payload`` (as the oms format
+    answers), not a RecursionError and a 500."""
+    await make_connector(client, admin, name="shop", fmt="shopify", secret="shpss_x1")
+    await make_connector(client, admin, name="woo", fmt="woocommerce", secret="woo-secret-1")
+    deep = "[" * 5000 + "]" * 5000
+    for i, body in enumerate(
+        (
+            deep.encode(),
+            _shopify(8200).replace(b'"note": null', f'"note": {deep}'.encode()),
+            _woo(8201).replace(b'"meta_data": []', f'"meta_data": {deep}'.encode(), 1),
+        )
+    ):
+        for name, headers in (
+            ("shop", shopify_headers("shpss_x1", body)),
+            ("woo", woo_headers("woo-secret-1", body)),
+        ):
+            resp = await _post(client, name, body, headers)
+            assert resp.status_code == 400, (i, name, resp.text[:300])
+            assert resp.json()["code"] == "malformed_payload"
+    assert await count(engine, Order) == 0
+
+
+async def test_nul_in_platform_text_is_422_not_500(
+    client: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine
+) -> None:
+    """Postgres cannot store NUL in text: a delivery with one in a note, a city, a line name,
+    a customer id or an attribute is 422 ``invalid_character`` (as through the API), kept as
+    failed, not a 500 "internal error while processing the webhook"."""
+    await make_connector(client, admin, name="shop", fmt="shopify", secret="shpss_x1")
+    secret = await make_connector(client, admin, name="psp", fmt="oms")
+    bodies: list[tuple[str, bytes, dict[str, str]]] = []
+    sample = fixture_json("shopify_orders_create.json")
+    for i, change in enumerate(
+        (
+            {"note": "a\x00b"},
+            {"shipping_address": sample["shipping_address"] | {"city": "Ber\x00lin"}},
+            {"line_items": [sample["line_items"][0] | {"name": "Mug\x00"}]},
+        )
+    ):
+        body = _shopify(8300 + i, **change)
+        bodies.append(("shop", body, shopify_headers("shpss_x1", body)))
+    for i, change in enumerate(
+        (
+            {"notes": "a\x00b"},
+            {"attributes": {"k\x00": 1}},
+            {"attributes": {"k": "v\x00"}},
+            {"customer": {"id": "cus\x00", "email": "ada@example.com"}},
+        )
+    ):
+        body = canonical("order.created", **order_data(f"NUL-{i}", **change))
+        bodies.append(("psp", body, oms_headers(secret, body)))
+    for name, body, headers in bodies:
+        resp = await _post(client, name, body, headers)
+        assert resp.status_code == 422, (name, body[:80], resp.text[:300])
+        assert resp.json()["code"] == "invalid_character"
+    assert await count(engine, Order) == 0
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(InboxMessage.status, InboxMessage.error_code))).all()
+    assert {tuple(r) for r in rows} == {("failed", "invalid_character")}
+    assert len(rows) == len(bodies)
+
+
+async def test_shopify_payments_of_zero_or_less_are_422(
+    client: httpx.AsyncClient, admin: dict[str, str], engine: AsyncEngine
+) -> None:
+    """A payment or refund of 0 or less is no payment (the oms format requires > 0): 422
+    ``invalid_payload``, kept as failed and nothing recorded; a payment of -1 was a 500 from
+    the database's check, a refund of -1 was "processed"."""
+    await make_connector(client, admin, name="shop", fmt="shopify", secret="shpss_x1")
+    body = _shopify(8400, financial_status="pending")
+    resp = await _post(client, "shop", body, shopify_headers("shpss_x1", body))
+    assert resp.status_code == 200, resp.text
+    for i, amount in enumerate(("0.00", "-1.00")):
+        paid = json.dumps(json.loads(_shopify(8400)) | {"total_price": amount}).encode()
+        refund = json.dumps(
+            {
+                "id": 8500 + i,
+                "order_id": 8400,
+                "transactions": [
+                    {"kind": "refund", "status": "success", "currency": "USD", "amount": amount}
+                ],
+            }
+        ).encode()
+        for topic, payload in (("orders/paid", paid), ("refunds/create", refund)):
+            headers = shopify_headers("shpss_x1", payload, topic=topic)
+            resp = await _post(client, "shop", payload, headers)
+            assert resp.status_code == 422, (topic, amount, resp.text[:300])
+            assert resp.json()["code"] == "invalid_payload"
+    assert await count(engine, Payment) == 0 and await count(engine, Refund) == 0

@@ -104,6 +104,24 @@ async def test_credentials_in_urls_are_refused_and_never_shown(
     assert one["url"] == "https://***@erp.example.com/oms"
 
 
+async def test_urls_longer_than_stored_are_422(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    """A URL is stored in at most 2048 characters, as sent or once percent-encoded (each `é`
+    takes 6): longer is 422 on create and update, not a 500 from the database."""
+    created = await _post(client, admin, "https://erp.example.com/oms")
+    assert created.status_code == 201, created.text
+    for url in ("https://erp.example.com/" + "a" * 2100, "https://erp.example.com/" + "é" * 400):
+        resp = await _post(client, admin, url)
+        assert resp.status_code == 422, resp.text[:300]
+        resp = await client.patch(
+            f"/v1/webhooks/subscriptions/{created.json()['id']}", json={"url": url}, headers=admin
+        )
+        assert resp.status_code == 422, resp.text[:300]
+    got = await client.get(f"/v1/webhooks/subscriptions/{created.json()['id']}", headers=admin)
+    assert got.json()["url"] == "https://erp.example.com/oms"
+
+
 async def _stored(sessionmaker: async_sessionmaker[AsyncSession], url: str) -> uuid.UUID:
     """A subscription row written directly: one saved before the rules, or while the local
     development setting was on."""

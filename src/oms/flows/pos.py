@@ -269,7 +269,9 @@ async def record_sale(
                 index_elements=["currency", "guest", "customer_key"],
                 set_={
                     "orders": CustomerOrderTotal.orders + 1,
-                    "amount": CustomerOrderTotal.amount + totals.total,
+                    "amount": orders_service.saturating_total(
+                        CustomerOrderTotal.amount, totals.total
+                    ),
                 },
             )
         )

@@ -155,6 +155,10 @@ async def export(session: AsyncSession, *, after_seq: int, limit: int) -> list[L
     return [_row(r) for r in await conn.fetch(_PAGE, after_seq, after_seq + limit)]
 
 
+LAST_SEQ = 2**63 - 1
+"""The largest ``seq`` (a bigint): a range read never reaches past it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Verification:
     from_seq: int
@@ -190,9 +194,8 @@ async def verify(
     checked = 0
     batch = 5000
     while checked < limit:
-        rows: Sequence[Any] = await conn.fetch(
-            _PAGE, expected - 1, expected - 1 + min(batch, limit - checked)
-        )
+        upto = min(expected - 1 + min(batch, limit - checked), LAST_SEQ)  # bigint's last
+        rows: Sequence[Any] = await conn.fetch(_PAGE, expected - 1, upto)
         for r in rows:
             if r["seq"] != expected:
                 return Verification(

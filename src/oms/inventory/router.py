@@ -29,7 +29,7 @@ from oms.inventory.schemas import (
     level_read,
 )
 from oms.shared.logging import request_id_var
-from oms.shared.openapi import AUTH_PROBLEMS, MAX_BIGINT, problems
+from oms.shared.openapi import AUTH_PROBLEMS, MAX_BIGINT, CodePath, problems
 from oms.shared.roles import Role
 from oms.shared.timestamps import RULE as TIMESTAMP_RULE
 from oms.shared.timestamps import Timestamp
@@ -69,7 +69,7 @@ async def list_warehouses(session: Session, _: Reader) -> list[WarehouseRead]:
     summary="Get a warehouse",
     responses=problems(404, *AUTH_PROBLEMS),
 )
-async def get_warehouse(code: str, session: Session, _: Reader) -> WarehouseRead:
+async def get_warehouse(code: CodePath, session: Session, _: Reader) -> WarehouseRead:
     return WarehouseRead.model_validate(await service.get_warehouse(session, code=code))
 
 
@@ -82,7 +82,7 @@ async def get_warehouse(code: str, session: Session, _: Reader) -> WarehouseRead
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def update_warehouse(
-    code: str, body: WarehouseUpdate, session: Session, _: Admin
+    code: CodePath, body: WarehouseUpdate, session: Session, _: Admin
 ) -> WarehouseRead:
     values = body.model_dump(exclude_unset=True)
     wh = await service.update_warehouse(session, code=code, values=values)

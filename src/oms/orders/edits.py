@@ -23,7 +23,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Numeric,
+    Table,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms.auth.service import Principal
@@ -58,6 +69,9 @@ from oms.shared.clock import utcnow
 from oms.shared.errors import Conflict, Unprocessable
 
 MAX_ROUTE_ATTEMPTS = 3
+MAX_LINES = 250
+"""Lines an order may have with units, as when it is placed (``OrderCreate.lines``)."""
+MAX_BIGINT = 2**63 - 1
 EDITABLE_STATUSES = (OrderStatus.PLACED, OrderStatus.PAID)
 """An order may be edited (or lines cancelled) only before it is picked as a whole."""
 
@@ -129,6 +143,12 @@ def address_of(order: Order) -> dict[str, Any]:
         "latitude": order.ship_latitude,
         "longitude": order.ship_longitude,
     }
+
+
+def saturating_total(column: Any, delta: int) -> ColumnElement[Any]:
+    """``column + delta`` kept within 0 and the bigint range (a report's running total)."""
+    total = column.cast(Numeric) + delta
+    return func.greatest(func.least(total, MAX_BIGINT), 0).cast(BigInteger)
 
 
 def _totals(order: Order) -> dict[str, int]:
@@ -249,6 +269,13 @@ async def edit_order(
         raise Unprocessable(
             "an edit cannot take away every unit; cancel the order (or its lines) instead",
             code="empty_order",
+        )
+    lines_left = sum(1 for lid, ln in lines.items() if changed.get(lid, ln.quantity))
+    if lines_left + len(spec.add) > MAX_LINES:  # as when placed: the totals fit their columns
+        raise Unprocessable(
+            f"an order has at most {MAX_LINES} lines; this edit would leave "
+            f"{lines_left + len(spec.add)}",
+            code="too_many_lines",
         )
     for attempt in range(MAX_ROUTE_ATTEMPTS):
         try:
@@ -580,7 +607,7 @@ async def _write(
                 CustomerOrderTotal.customer_key
                 == (order.customer_id or order.customer_email or ""),
             )
-            .values(amount=CustomerOrderTotal.amount + delta)
+            .values(amount=saturating_total(CustomerOrderTotal.amount, delta))
             .execution_options(synchronize_session=False)
         )
     if (

@@ -19,6 +19,7 @@ from oms.orders.edits import (
     cancel_lines,
     edit_order,
     record_channel_update,
+    saturating_total,
     set_external_line_ids,
     store_response,
 )
@@ -85,6 +86,7 @@ from oms.orders.transitions import (
 )
 
 __all__ = [
+    "saturating_total",
     "put_expiry_policy",
     "list_expiry_policies",
     "expiry_due",

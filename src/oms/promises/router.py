@@ -11,7 +11,7 @@ from oms.auth.service import Principal
 from oms.deps import Session, require
 from oms.promises import service
 from oms.promises.schemas import CalendarRead, CalendarWrite, TransitRead, TransitWrite
-from oms.shared.openapi import AUTH_PROBLEMS, problems
+from oms.shared.openapi import AUTH_PROBLEMS, CodePath, problems
 from oms.shared.roles import Role
 
 router = APIRouter(prefix="/v1", tags=["promises"])
@@ -53,7 +53,9 @@ def _read(view: service.CalendarView) -> CalendarRead:
     "unknown time zone.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
-async def put_calendar(code: str, body: CalendarWrite, session: Session, _: Admin) -> CalendarRead:
+async def put_calendar(
+    code: CodePath, body: CalendarWrite, session: Session, _: Admin
+) -> CalendarRead:
     view = await service.put_calendar(
         session,
         warehouse_code=code,
@@ -74,7 +76,7 @@ async def put_calendar(code: str, body: CalendarWrite, session: Session, _: Admi
     "Monday to Friday, cut-off 14:00 UTC, one handling day.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
-async def get_calendar(code: str, session: Session, _: Reader) -> CalendarRead:
+async def get_calendar(code: CodePath, session: Session, _: Reader) -> CalendarRead:
     return _read(await service.get_calendar(session, warehouse_code=code))
 
 
@@ -86,7 +88,7 @@ async def get_calendar(code: str, session: Session, _: Reader) -> CalendarRead:
     "one handling day). 404 `calendar_not_found` when it has none.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
-async def delete_calendar(code: str, session: Session, _: Admin) -> None:
+async def delete_calendar(code: CodePath, session: Session, _: Admin) -> None:
     await service.delete_calendar(session, warehouse_code=code)
 
 

@@ -30,7 +30,7 @@ from oms.purchasing.schemas import (
 )
 from oms.shared.clock import utcnow
 from oms.shared.logging import request_id_var
-from oms.shared.openapi import AUTH_PROBLEMS, problems
+from oms.shared.openapi import AUTH_PROBLEMS, CodePath, problems
 from oms.shared.roles import Role
 
 router = APIRouter(prefix="/v1", tags=["purchasing"])
@@ -136,7 +136,7 @@ async def list_suppliers(session: Session, _: Stocker) -> list[SupplierRead]:
     "`supplier_not_found`.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
-async def get_supplier(code: str, session: Session, _: Stocker) -> SupplierRead:
+async def get_supplier(code: CodePath, session: Session, _: Stocker) -> SupplierRead:
     return SupplierRead.model_validate(await service.get_supplier(session, code=code))
 
 
@@ -148,7 +148,7 @@ async def get_supplier(code: str, session: Session, _: Stocker) -> SupplierRead:
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def update_supplier(
-    code: str, body: SupplierUpdate, session: Session, _: Admin
+    code: CodePath, body: SupplierUpdate, session: Session, _: Admin
 ) -> SupplierRead:
     supplier = await service.update_supplier(
         session, code=code, values=body.model_dump(exclude_unset=True)
@@ -336,7 +336,7 @@ _POLICY_DOC = (
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def put_warehouse_policy(
-    warehouse: str, body: ReorderPolicyWrite, session: Session, _: Admin
+    warehouse: CodePath, body: ReorderPolicyWrite, session: Session, _: Admin
 ) -> ReorderPolicyRead:
     return await _put_policy(session, warehouse, None, body)
 
@@ -349,7 +349,7 @@ async def put_warehouse_policy(
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def put_sku_policy(
-    warehouse: str, sku: SkuPath, body: ReorderPolicyWrite, session: Session, _: Admin
+    warehouse: CodePath, sku: SkuPath, body: ReorderPolicyWrite, session: Session, _: Admin
 ) -> ReorderPolicyRead:
     return await _put_policy(session, warehouse, sku, body)
 
@@ -373,7 +373,7 @@ async def list_policies(session: Session, _: Stocker) -> list[ReorderPolicyRead]
     "`policy_not_found`.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
-async def delete_warehouse_policy(warehouse: str, session: Session, _: Admin) -> None:
+async def delete_warehouse_policy(warehouse: CodePath, session: Session, _: Admin) -> None:
     await service.delete_policy(session, warehouse_code=warehouse, sku=None)
 
 
@@ -384,7 +384,7 @@ async def delete_warehouse_policy(warehouse: str, session: Session, _: Admin) ->
     description="The warehouse's policy, if any, applies to the SKU again. 404 `policy_not_found`.",
     responses=problems(404, *AUTH_PROBLEMS),
 )
-async def delete_sku_policy(warehouse: str, sku: SkuPath, session: Session, _: Admin) -> None:
+async def delete_sku_policy(warehouse: CodePath, sku: SkuPath, session: Session, _: Admin) -> None:
     await service.delete_policy(session, warehouse_code=warehouse, sku=sku)
 
 

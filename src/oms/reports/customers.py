@@ -15,7 +15,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms.reports.window import TOP_SORT, Sort, Window, fetch_rows, top_per_currency, window_where
+from oms.reports.window import (
+    MAX_SUM,
+    TOP_SORT,
+    Sort,
+    Window,
+    fetch_rows,
+    top_per_currency,
+    window_where,
+)
 
 SEED_FACTOR = 2
 """The customers with the largest placed-order totals taken as the first list: this many × the
@@ -54,7 +62,8 @@ def _customer_sales(key: str, where: str) -> str:
     the window's predicate on alias ``o``)."""
     sales = f"{where} AND o.currency = {key}.currency AND o.status <> 'cancelled'"
     return f"""
-        SELECT count(*) AS orders, CAST(coalesce(sum(x.total_amount), 0) AS bigint) AS revenue
+        SELECT count(*) AS orders,
+               CAST(least(coalesce(sum(x.total_amount), 0), {MAX_SUM}) AS bigint) AS revenue
         FROM (
             SELECT o.total_amount FROM orders o
             WHERE NOT {key}.guest AND o.customer_id = {key}.customer_key AND {sales}
@@ -230,7 +239,8 @@ async def _top_customers_of(
             f"""
             SELECT o.currency, o.customer_id,
                    CASE WHEN o.customer_id IS NULL THEN o.customer_email END AS guest_email,
-                   count(*) AS orders, CAST(sum(o.total_amount) AS bigint) AS revenue
+                   count(*) AS orders,
+                   CAST(least(sum(o.total_amount), {MAX_SUM}) AS bigint) AS revenue
             FROM orders o
             WHERE {where} AND o.status <> 'cancelled' {only}
               AND (o.customer_id IS NOT NULL OR o.customer_email IS NOT NULL)

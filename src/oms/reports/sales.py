@@ -7,7 +7,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from oms.reports.window import TOP_SORT, Sort, Window, fetch_rows, top_per_currency, window_where
+from oms.reports.window import (
+    MAX_SUM,
+    TOP_SORT,
+    Sort,
+    Window,
+    fetch_rows,
+    top_per_currency,
+    window_where,
+)
 
 
 async def top_products(
@@ -22,7 +30,8 @@ async def top_products(
     ranked = top_per_currency(
         f"""
         SELECT l.currency, l.sku, CAST(sum(l.quantity) AS bigint) AS units,
-               count(*) AS orders, CAST(sum(l.total_amount) AS bigint) AS revenue
+               count(*) AS orders,
+               CAST(least(sum(l.total_amount), {MAX_SUM}) AS bigint) AS revenue
         FROM order_lines l
         WHERE {line_where} AND NOT EXISTS (
             SELECT 1 FROM orders o
@@ -54,7 +63,7 @@ async def _top_by(
             SELECT t.*, row_number() OVER (PARTITION BY currency ORDER BY {order}, key) AS rank
             FROM (
                 SELECT o.currency, o.{column} AS key, count(*) AS orders,
-                       CAST(sum(o.total_amount) AS bigint) AS revenue
+                       CAST(least(sum(o.total_amount), {MAX_SUM}) AS bigint) AS revenue
                 FROM orders o
                 WHERE {where} AND o.status <> 'cancelled'
                 GROUP BY o.currency, o.{column}
@@ -95,8 +104,9 @@ async def daily(session: AsyncSession, *, window: Window, tz: str) -> list[dict[
             SELECT o.currency, CAST(o.created_at AT TIME ZONE :tz AS date) AS day,
                    count(*) FILTER (WHERE o.status <> 'cancelled') AS orders,
                    count(*) FILTER (WHERE o.status = 'cancelled') AS cancelled,
-                   CAST(coalesce(sum(o.total_amount) FILTER (WHERE o.status <> 'cancelled'), 0)
-                        AS bigint) AS revenue
+                   CAST(least(coalesce(
+                        sum(o.total_amount) FILTER (WHERE o.status <> 'cancelled'), 0
+                   ), {MAX_SUM}) AS bigint) AS revenue
             FROM orders o
             WHERE {where}
             GROUP BY 1, 2

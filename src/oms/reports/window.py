@@ -23,6 +23,10 @@ Sort = Literal["revenue", "units", "orders"]
 TOP_SORT = {"revenue": "revenue DESC", "units": "units DESC", "orders": "orders DESC"}
 """The ORDER BY of a top list, per sort (a whitelist: the only text spliced in)."""
 
+MAX_SUM = 2**63 - 1
+"""Sums of money are reported up to the largest bigint: beyond it (absurd, but a few orders at
+the highest prices reach it) a figure stays there instead of failing the report."""
+
 
 @dataclass(frozen=True, slots=True)
 class Window:

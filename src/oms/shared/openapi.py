@@ -182,6 +182,20 @@ AUTH_PROBLEMS = (401, 403, 422, 503)
 MAX_BIGINT = 2**63 - 1
 BigId = Annotated[int, Path(ge=1, le=MAX_BIGINT, description="A bigint id")]
 """A bigint primary key in a path: out-of-range numbers are 422, not a database error."""
+
+CodePath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$",
+        description="A warehouse (store) or supplier code",
+        examples=["BER"],
+    ),
+]
+"""A warehouse, store or supplier code in a path: the form codes are created with; anything
+else (a NUL...) is 422, not a database error."""
+
 IdCursor = Annotated[
     # the pattern is documented, not enforced here: any other text is 400 `invalid_cursor`
     Annotated[str, Field(json_schema_extra={"pattern": r"^[0-9]+$"})] | None,

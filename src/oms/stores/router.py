@@ -15,7 +15,7 @@ from oms.flows import pos as pos_flow
 from oms.flows import transfers as transfer_flow
 from oms.inventory import service as inventory_service
 from oms.shared.logging import request_id_var
-from oms.shared.openapi import AUTH_PROBLEMS, problems
+from oms.shared.openapi import AUTH_PROBLEMS, CodePath, problems
 from oms.shared.roles import Role
 from oms.stores import service
 from oms.stores.schemas import (
@@ -171,7 +171,7 @@ async def get_pickup(shipment_id: uuid.UUID, session: Session, principal: Staff)
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def get_policy(
-    code: str, request: Request, session: Session, principal: Staff
+    code: CodePath, request: Request, session: Session, principal: Staff
 ) -> StorePolicyRead:
     wh = await inventory_service.get_warehouse(session, code=code)
     terms = await service.terms_for(session, warehouse_id=wh.id, defaults=_defaults(request))
@@ -198,7 +198,7 @@ def _terms(terms: service.PickupTerms) -> dict[str, object]:
     responses=problems(404, *AUTH_PROBLEMS),
 )
 async def put_policy(
-    code: str, body: StorePolicyWrite, session: Session, principal: Admin
+    code: CodePath, body: StorePolicyWrite, session: Session, principal: Admin
 ) -> StorePolicyRead:
     wh = await inventory_service.get_warehouse(session, code=code)
     terms = await service.put_terms(
@@ -456,7 +456,13 @@ def _sale_read(store: str, result: pos_flow.SaleResult) -> TillSaleRead:
     "unreserved are still sold: the sale is flagged `stock_discrepancy` (`uncovered`, "
     "`store.stock_discrepancy` event). 404 `warehouse_not_found`; 422 `sold_in_the_future`."
     + _SCOPED,
-    responses=problems(404, 409, 422, *AUTH_PROBLEMS),
+    responses={
+        200: {
+            "model": TillSaleRead,
+            "description": "A retry of a recorded receipt: the first sale's order (`replayed`)",
+        },
+        **problems(404, 409, 422, *AUTH_PROBLEMS),
+    },
 )
 async def record_sale(
     code: str, body: TillSaleCreate, response: Response, session: Session, principal: Staff

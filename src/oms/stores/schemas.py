@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from oms.shared.codes import normalize_currency
-from oms.shared.timestamps import RULE, Timestamp
+from oms.shared.timestamps import RULE, Day, Timestamp
 
 Sku = Annotated[str, Field(min_length=1, max_length=64, examples=["TSHIRT-RED-M"])]
 Code = Annotated[str, Field(min_length=1, max_length=32, examples=["STORE-MITTE"])]
@@ -165,7 +165,9 @@ class TransferCreate(_Strict):
     from_warehouse: Code
     to_warehouse: Code
     lines: list[TransferLineCreate] = Field(min_length=1, max_length=250)
-    expected_on: date | None = None
+    expected_on: Day | None = Field(
+        default=None, description="When it should arrive; YYYY-MM-DD, years 1970-9000"
+    )
     reference: str | None = Field(default=None, max_length=128)
     note: str | None = Field(default=None, max_length=2000)
 
@@ -175,8 +177,10 @@ class TransferShip(_Strict):
         extra="forbid", json_schema_extra={"examples": [{"expected_on": "2026-12-07"}]}
     )
 
-    expected_on: date | None = Field(
-        default=None, description="When it should arrive (default: the transfer's, else today)"
+    expected_on: Day | None = Field(
+        default=None,
+        description="When it should arrive (default: the transfer's, else today); YYYY-MM-DD, "
+        "years 1970-9000",
     )
 
 

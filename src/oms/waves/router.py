@@ -4,7 +4,6 @@ back-testing a routing policy (``POST /v1/routing/simulations``)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -17,6 +16,8 @@ from oms.shared import admission
 from oms.shared.errors import NotFound
 from oms.shared.openapi import AUTH_PROBLEMS, problems
 from oms.shared.roles import Role
+from oms.shared.timestamps import RULE as TIMESTAMP_RULE
+from oms.shared.timestamps import Timestamp
 from oms.waves import service
 from oms.waves.schemas import (
     SimulationRead,
@@ -128,7 +129,9 @@ async def list_waves(
     _: Reader,
     channel: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[datetime | None, Query(description="Waves started before this")] = None,
+    before: Annotated[
+        Timestamp | None, Query(description=f"Waves started before this; {TIMESTAMP_RULE}")
+    ] = None,
 ) -> list[WaveRead]:
     rows = await service.list_waves(session, channel=channel, limit=limit, before=before)
     return [WaveRead.model_validate(w) for w in rows]

@@ -6,10 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from oms.routing.schemas import RoutingExplanation
 from oms.routing.wave import DEFAULT_TIME_LIMIT_S
+from oms.shared.timestamps import RULE as TIMESTAMP_RULE
+from oms.shared.timestamps import Timestamp
 
 Cutoff = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", examples=["14:00"])]
 Channel = Annotated[
@@ -172,8 +174,10 @@ class SimulationRequest(BaseModel):
     )
 
     channel: Channel
-    from_: AwareDatetime = Field(alias="from", description="Orders placed from (inclusive)")
-    to: AwareDatetime = Field(description="... until (exclusive)")
+    from_: Timestamp = Field(
+        alias="from", description=f"Orders placed from (inclusive); {TIMESTAMP_RULE}"
+    )
+    to: Timestamp = Field(description=f"... until (exclusive); {TIMESTAMP_RULE}")
     proposed: ProposedPolicy
     max_orders: int = Field(default=1_000, ge=1, le=5_000, description="Replay at most these")
     changed_limit: int = Field(

@@ -55,6 +55,8 @@ WITH o AS (
   SELECT $6, $4::text IS NULL, coalesce($4, $5), 1, $20 FROM o
   WHERE coalesce($4, $5) IS NOT NULL  -- guests known only by phone, and anonymous ones: none
   ON CONFLICT (currency, guest, customer_key)
-  DO UPDATE SET orders = t.orders + 1, amount = t.amount + excluded.amount
+  -- saturating: a customer's total past the bigint range stays at its largest value
+  DO UPDATE SET orders = t.orders + 1,
+    amount = least(t.amount::numeric + excluded.amount, 9223372036854775807)::bigint
 )
 SELECT number FROM o

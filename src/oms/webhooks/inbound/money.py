@@ -19,6 +19,11 @@ _EXPONENT: dict[str, int] = {
 }
 
 
+MAX_DIGITS = 30
+"""Digits before the point that a number from a payload may have (1e30 at most): more is no
+amount, quantity or rate, and turning ``1e2000000`` into an integer would take minutes of CPU."""
+
+
 class AmountError(ValueError):
     """An amount that is not a finite decimal or has more decimals than its currency allows."""
 
@@ -44,6 +49,8 @@ def to_decimal(value: Any) -> Decimal:
         raise AmountError(f"{value!r} is not an amount")
     if not result.is_finite():
         raise AmountError(f"{value!r} is not a finite amount")
+    if result.adjusted() >= MAX_DIGITS:
+        raise AmountError(f"{str(value)[:40]!r} is out of range")
     return result
 
 

@@ -34,6 +34,9 @@ from oms.webhooks.inbound.schemas import InboundResult
 # query_canceled (statement timeout), lock_not_available (lock timeout), deadlock_detected,
 # serialization_failure, admin shutdown, too_many_connections
 TRANSIENT_SQLSTATES = frozenset({"57014", "55P03", "40P01", "40001", "57P01", "53300"})
+UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05", "22P02"})
+"""NUL in text or jsonb, an unpaired surrogate: the event's text cannot be stored (as for the
+API, see ``oms.main``), a 422, not an internal error."""
 
 log = logging.getLogger("oms.webhooks.inbound")
 
@@ -208,6 +211,12 @@ async def process(
             # request fails whole (503) and the platform's retry finds the event unprocessed
             raise
         del callbacks[mark:]
+        if sqlstate in UNSTORABLE_TEXT_SQLSTATES:
+            unstorable = InvalidPayload(
+                "text cannot contain a NUL character (\\u0000) or an unpaired surrogate",
+                code="invalid_character",
+            )
+            return await _fail(session, inbox_id, unstorable, connector, instance)
         log.exception("inbound webhook processing failed", extra={"inbox_id": inbox_id})
         problem = ProblemError(
             "internal error while processing the webhook; it is kept and will be retried",

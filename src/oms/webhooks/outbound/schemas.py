@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    UrlConstraints,
     model_validator,
 )
 
@@ -26,8 +27,21 @@ EventPattern = Annotated[
     Field(min_length=1, max_length=64, examples=["order.shipped", "shipment.*"]),
     AfterValidator(validate_pattern),
 ]
+URL_MAX = 2048
+"""Characters a subscription's URL is stored in (``webhook_subscriptions.url``)."""
+
+
+def _fits(url: AnyHttpUrl) -> AnyHttpUrl:
+    """The URL as stored (percent-encoded: one `é` takes 6 characters) fits its column."""
+    if len(str(url)) > URL_MAX:
+        raise ValueError(f"URL should have at most {URL_MAX} characters once percent-encoded")
+    return url
+
+
 Url = Annotated[
     AnyHttpUrl,
+    UrlConstraints(max_length=URL_MAX),
+    AfterValidator(_fits),
     Field(description="http(s) endpoint receiving POSTs", examples=["https://erp.example.com/oms"]),
 ]
 

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from oms.orders.schemas import Sku, normalize_phone
 from oms.shared.errors import ProblemError
+from oms.webhooks.inbound.money import MAX_DIGITS
 
 
 class EventType(StrEnum):
@@ -49,6 +50,10 @@ class PaymentFact:
     amount: int
     currency: str
     reference: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.amount <= 0:  # as the oms format requires: no payment, a refund of nothing
+            raise InvalidPayload(f"a payment or refund amount must be positive, not {self.amount}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +141,22 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
 
 
+def _number(literal: str) -> Decimal:
+    """A JSON number with a fraction or exponent, as a Decimal of sane size (see MAX_DIGITS)."""
+    value = Decimal(literal)
+    if value.adjusted() >= MAX_DIGITS:
+        raise InvalidPayload(f"the number {literal[:40]} is out of range")
+    return value
+
+
 def load_object(body: bytes) -> dict[str, Any]:
     """Parse a JSON object; numbers with a fraction become Decimal (never float)."""
     try:
-        value = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+        value = json.loads(body, parse_float=_number, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedPayload(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # nested deeper than the parser's recursion allows
+        raise MalformedPayload("the body is JSON nested too deeply") from exc
     if not isinstance(value, dict):
         raise MalformedPayload("the body must be a JSON object")
     return value
