@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from oms.config import Settings, get_settings
 
@@ -101,23 +101,32 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom_dir)
         import uvicorn
 
+        from oms import supervisor
         from oms.server import uvicorn_options
 
         relay = None
         try:
             if settings.serve_worker:  # the outbox relay beside the API (scripts/serve)
                 relay = subprocess.Popen([sys.executable, "-m", "oms.cli", "worker"])
-            uvicorn.run(
-                "oms.main:app_factory",
-                factory=True,
-                host=args.host or settings.host,
-                port=args.port or settings.port,
-                workers=workers,
+            options: dict[str, Any] = {
+                "host": args.host or settings.host,
+                "port": args.port or settings.port,
+                "workers": workers,
                 # applied by uvicorn in every worker process it spawns, not only in this one
-                log_config=logging_config(settings.log_level, settings.log_format),
+                "log_config": logging_config(settings.log_level, settings.log_format),
                 # limits and timeouts, and the guard against slow or oversized clients
                 **uvicorn_options(settings),
-            )
+            }
+            if workers > 1 and supervisor.reuse_port_supported():
+                # a listening socket per worker: connections spread evenly (oms.supervisor)
+                config = uvicorn.Config("oms.main:app_factory", factory=True, **options)
+                try:
+                    sockets = supervisor.worker_sockets(config, workers)
+                except OSError as exc:
+                    raise SystemExit(f"oms serve: cannot listen: {exc}") from None
+                supervisor.BalancedMultiprocess(config, sockets).run()
+            else:
+                uvicorn.run("oms.main:app_factory", factory=True, **options)
         finally:
             if relay is not None:
                 with _signals_ignored():
