@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from oms.shared.roles import Role
@@ -145,3 +150,32 @@ async def assert_stock_invariants(engine: Any) -> None:
         for name, sql in INVARIANTS_SQL.items():
             bad = (await conn.execute(text(sql))).scalar_one()
             assert bad == 0, f"invariant broken: {name} ({bad} rows)"
+
+
+@asynccontextmanager
+async def app_client(database_url: str, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app with settings of its own (e.g. a tight admission gate), over httpx."""
+    from oms.config import Settings
+    from oms.main import create_app
+
+    application = create_app(Settings(database_url=database_url, **settings))
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://oms.test") as client:
+            yield client
+
+
+async def until_waiting_for_a_lock(engine: Any, *, tries: int = 200) -> None:
+    """Return once a statement of this database waits for a lock (raise if none ever does)."""
+    for _ in range(tries):
+        async with engine.connect() as probe:  # (a transaction sees one stats snapshot)
+            waiting = await probe.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+            )
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no statement ever waited for a lock")

@@ -10,25 +10,18 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from oms.config import Settings
-from oms.main import create_app
-from tests.helpers import auth, order_body, stock
+from tests.helpers import app_client, auth, order_body, stock, until_waiting_for_a_lock
 
 
 @pytest.fixture
 async def gated(migrated: str, clean_db: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        database_url=migrated, db_pool_size=2, max_in_flight=1, admission_timeout_s=0.5
-    )
-    application: FastAPI = create_app(settings)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://oms.test") as c:
-            yield c
+    async with app_client(
+        migrated, db_pool_size=2, max_in_flight=1, admission_timeout_s=0.5
+    ) as client:
+        yield client
 
 
 async def _admission_metrics(client: httpx.AsyncClient) -> dict[str, float]:
@@ -64,19 +57,7 @@ async def test_a_request_waiting_past_its_turn_gets_server_busy_and_changes_noth
             gated.post(f"/v1/orders/{order_id}/transitions", json={"to": "paid"}, headers=admin)
         )
         # the transition is in the app, waiting for the order lock
-        for _ in range(200):
-            async with engine.connect() as probe:  # (a transaction sees one stats snapshot)
-                waiting = await probe.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND datname = current_database()"
-                    )
-                )
-            if waiting:
-                break
-            await asyncio.sleep(0.02)
-        else:
-            raise AssertionError("the transition never waited for the lock")
+        await until_waiting_for_a_lock(engine)  # the transition waits for the order lock
         before = await _admission_metrics(gated)
         late = await gated.post(
             "/v1/orders", json=order_body(external_reference="late-1"), headers=admin

@@ -14,13 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from oms.config import Settings
 from oms.flows import waves as waves_flow
-from oms.main import create_app
-from tests.helpers import auth, order_body, stock
+from tests.helpers import app_client, auth, order_body, stock
 
 BERLIN = {"latitude": 52.52, "longitude": 13.405}
 
@@ -29,18 +26,14 @@ BERLIN = {"latitude": 52.52, "longitude": 13.405}
 async def gated(
     migrated: str, clean_db: AsyncEngine, request: pytest.FixtureRequest
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        database_url=migrated,
+    async with app_client(
+        migrated,
         db_pool_size=request.param,
         db_pool_timeout_s=1.0,
         max_in_flight=1,
         admission_timeout_s=1.0,
-    )
-    application: FastAPI = create_app(settings)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://oms.test") as c:
-            yield c
+    ) as client:
+        yield client
 
 
 async def test_other_requests_are_served_while_a_wave_solves(

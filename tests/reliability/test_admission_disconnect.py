@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from oms.config import Settings
 from oms.main import create_app
 from oms.server import uvicorn_options
-from tests.helpers import auth, order_body, stock
+from tests.helpers import auth, order_body, stock, until_waiting_for_a_lock
 
 
 @pytest.fixture
@@ -77,19 +77,7 @@ async def test_a_client_leaving_while_its_request_waits_for_a_turn_is_dropped_at
         stuck = asyncio.create_task(  # takes the only turn, waiting for the order lock
             http.post(f"/v1/orders/{order_id}/transitions", json={"to": "paid"}, headers=admin)
         )
-        for _ in range(200):
-            async with engine.connect() as probe:
-                waiting = await probe.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND datname = current_database()"
-                    )
-                )
-            if waiting:
-                break
-            await asyncio.sleep(0.02)
-        else:
-            raise AssertionError("the transition never waited for the lock")
+        await until_waiting_for_a_lock(engine)  # the transition waits for the order lock
 
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
