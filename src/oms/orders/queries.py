@@ -206,8 +206,9 @@ async def list_orders(
     limit: int,
     cursor: str | None,
 ) -> tuple[list[Order], str | None]:
-    """Orders newest first, filtered, keyset-paginated by (created_at, id)."""
-    stmt = select(Order).options(selectinload(Order.lines))
+    """Orders newest first, filtered, keyset-paginated by (created_at, id); their rows only
+    (the API shows each one whole with :func:`order_documents`)."""
+    stmt = select(Order)
     if principal.channel is not None:
         if filters.channel is not None and filters.channel != principal.channel:
             return [], None
