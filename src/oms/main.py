@@ -47,7 +47,13 @@ from oms.routing import geo
 from oms.routing.router import router as routing_router
 from oms.shared import metrics
 from oms.shared.admission import AdmissionGate
-from oms.shared.errors import PROBLEM_JSON, ProblemError, ServiceUnavailable
+from oms.shared.errors import (
+    PROBLEM_JSON,
+    UNSTORABLE_TEXT,
+    UNSTORABLE_TEXT_SQLSTATES,
+    ProblemError,
+    ServiceUnavailable,
+)
 from oms.shared.middleware import RequestContextMiddleware
 from oms.shared.openapi import Problem, document_transport_problems
 from oms.shipments.router import router as shipments_router
@@ -172,11 +178,11 @@ def install_exception_handlers(app: FastAPI) -> None:
                     headers={"Retry-After": "1"},
                 ),
             )
-        if sqlstate in _UNSTORABLE_TEXT:
+        if sqlstate in UNSTORABLE_TEXT_SQLSTATES:
             return _problem_response(
                 request,
                 ProblemError(
-                    "text cannot contain a NUL character (\\u0000) or an unpaired surrogate",
+                    UNSTORABLE_TEXT,
                     status=422,
                     code="invalid_character",
                     title="The request is not valid",
@@ -251,9 +257,6 @@ def _internal_error() -> ProblemError:
 _UNAVAILABLE = frozenset({"57014", "55P03", "57P01", "57P02", "57P03", "53300"})
 # deadlock_detected, serialization_failure: the transaction was rolled back, nothing was stored
 _TRANSIENT = frozenset({"40P01", "40001"})
-# character_not_in_repertoire (NUL in text), untranslatable_character (\u0000 in jsonb),
-# invalid_text_representation (e.g. an unpaired surrogate escape in free-form JSON)
-_UNSTORABLE_TEXT = frozenset({"22021", "22P05", "22P02"})
 
 
 DOCS_ASSETS = Path(__file__).parent / "static" / "docs"

@@ -7,6 +7,12 @@ from typing import Any
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://oms.dev/problems/"
 
+UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05", "22P02"})
+"""Postgres refusing text it cannot store: character_not_in_repertoire (NUL in text),
+untranslatable_character (\\u0000 in jsonb), invalid_text_representation (e.g. an unpaired
+surrogate escape in free-form JSON). The client's input, answered 422 ``invalid_character``."""
+UNSTORABLE_TEXT = "text cannot contain a NUL character (\\u0000) or an unpaired surrogate"
+
 
 class ProblemError(Exception):
     """An error with an HTTP status and a stable machine-readable ``code``."""

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from oms.orders.schemas import OrderCreate
 from oms.shared.clock import utcnow
-from oms.shared.errors import ProblemError
+from oms.shared.errors import UNSTORABLE_TEXT, UNSTORABLE_TEXT_SQLSTATES, ProblemError
 from oms.webhooks import metrics
 from oms.webhooks.inbound.adapters import get_adapter
 from oms.webhooks.inbound.adapters.base import EventType, InboundEvent, InvalidPayload
@@ -34,9 +34,6 @@ from oms.webhooks.inbound.schemas import InboundResult
 # query_canceled (statement timeout), lock_not_available (lock timeout), deadlock_detected,
 # serialization_failure, admin shutdown, too_many_connections
 TRANSIENT_SQLSTATES = frozenset({"57014", "55P03", "40P01", "40001", "57P01", "53300"})
-UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05", "22P02"})
-"""NUL in text or jsonb, an unpaired surrogate: the event's text cannot be stored (as for the
-API, see ``oms.main``), a 422, not an internal error."""
 
 log = logging.getLogger("oms.webhooks.inbound")
 
@@ -212,10 +209,8 @@ async def process(
             raise
         del callbacks[mark:]
         if sqlstate in UNSTORABLE_TEXT_SQLSTATES:
-            unstorable = InvalidPayload(
-                "text cannot contain a NUL character (\\u0000) or an unpaired surrogate",
-                code="invalid_character",
-            )
+            # the event's text cannot be stored: a 422 as for the API, not an internal error
+            unstorable = InvalidPayload(UNSTORABLE_TEXT, code="invalid_character")
             return await _fail(session, inbox_id, unstorable, connector, instance)
         log.exception("inbound webhook processing failed", extra={"inbox_id": inbox_id})
         problem = ProblemError(
